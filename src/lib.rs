@@ -1,0 +1,11 @@
+//! hipache-raft: a Hipache-compatible reverse proxy whose routing state is replicated by an
+//! embedded Raft cluster.
+//!
+//! The write path reads top to bottom: `resp`/`grpc` → `raft` (forward to the leader, log,
+//! apply through the pure `routes` core) → a new routing snapshot → `proxy` reads it.
+
+pub mod config;
+pub mod pubsub;
+pub mod raft;
+pub mod resp;
+pub mod routes;

@@ -1,0 +1,300 @@
+//! The replicated keyspace as an openraft state machine, persisted in sled.
+//!
+//! - `apply` runs each entry through the pure core (`routes::Keyspace`), then writes the keys
+//!   the batch changed, `last_applied` and the membership in ONE sled batch, so a crash never
+//!   leaves data and applied index disagreeing (openraft re-applies from the durable log).
+//! - The in-memory keyspace is a persistent map: publishing it after each batch (local reads,
+//!   routing view) and handing it to the snapshot builder are O(1) clones, and the builder
+//!   serialises a consistent view while `apply` goes on.
+//! - Pub/sub messages are delivered on apply, except for entries that were already in the log
+//!   when the process started: a restart replays the log and must not replay messages.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use serde::{Deserialize, Serialize};
+
+use super::types::{Entry, LogId, Op, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::pubsub::PubSub;
+use crate::routes::{ApplyCtx, Change, Keyspace, Publisher, Reply, Watch};
+
+const APPLIED: &[u8] = b"m:applied";
+const MEMBERSHIP: &[u8] = b"m:membership";
+const CLOCK: &[u8] = b"m:clock";
+const DATA_PREFIX: u8 = b'k';
+const SNAPSHOT_META: &[u8] = b"meta";
+const SNAPSHOT_DATA: &[u8] = b"data";
+
+/// Told about every applied batch, after the new keyspace is published. The proxy's routing
+/// view implements it; it must be quick (it runs on the apply path).
+pub trait ApplyListener: Send + Sync {
+    /// `changes` lists the keys the batch touched; `reload` means "everything may have
+    /// changed" (snapshot installed), so rebuild from `keyspace`.
+    fn applied(&self, keyspace: &Keyspace, changes: &[Change], reload: bool);
+}
+
+/// The state machine's outputs that the rest of the node reads.
+pub struct Applied {
+    /// The keyspace after the last applied batch: local (READONLY) reads and WATCH versions.
+    pub keyspace: ArcSwap<Keyspace>,
+    pub pubsub: Arc<PubSub>,
+    pub listeners: std::sync::RwLock<Vec<Arc<dyn ApplyListener>>>,
+}
+
+impl Applied {
+    pub fn new(pubsub: Arc<PubSub>) -> Arc<Applied> {
+        Arc::new(Applied {
+            keyspace: ArcSwap::from_pointee(Keyspace::new()),
+            pubsub,
+            listeners: Default::default(),
+        })
+    }
+
+    pub fn add_listener(&self, listener: Arc<dyn ApplyListener>) {
+        listener.applied(&self.keyspace.load(), &[], true);
+        self.listeners.write().unwrap_or_else(|e| e.into_inner()).push(listener);
+    }
+
+    fn publish(&self, keyspace: Keyspace, changes: &[Change], reload: bool) {
+        let keyspace = Arc::new(keyspace);
+        self.keyspace.store(keyspace.clone());
+        for l in self.listeners.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            l.applied(&keyspace, changes, reload);
+        }
+    }
+}
+
+/// What a snapshot holds besides its openraft meta.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    keyspace: Keyspace,
+}
+
+pub struct StateMachine {
+    db: sled::Db,
+    data: sled::Tree,
+    snapshots: sled::Tree,
+    keyspace: Keyspace,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    out: Arc<Applied>,
+    /// Entries at or below this index were in the log before this process started.
+    replay_upto: u64,
+}
+
+fn sm_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_state_machine(&e).into()
+}
+
+fn read_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read_state_machine(&e).into()
+}
+
+fn data_key(db: usize, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 2);
+    k.push(DATA_PREFIX);
+    k.push(db as u8);
+    k.extend_from_slice(key);
+    k
+}
+
+/// Hands PUBLISH to the node's subscribers, or drops it during start-up replay.
+struct Delivery<'a> {
+    pubsub: &'a PubSub,
+    live: bool,
+}
+
+impl Publisher for Delivery<'_> {
+    fn publish(&mut self, channel: &Bytes, message: &Bytes) -> i64 {
+        if self.live {
+            self.pubsub.publish(channel, message)
+        } else {
+            0
+        }
+    }
+}
+
+impl StateMachine {
+    /// Loads the persisted keyspace; `replay_upto` is the last log index on disk at start-up.
+    pub fn open(db: &sled::Db, out: Arc<Applied>, replay_upto: u64) -> Result<StateMachine, StorageError> {
+        let data = db.open_tree("sm").map_err(read_err)?;
+        let snapshots = db.open_tree("snapshot").map_err(read_err)?;
+        let mut keyspace = Keyspace::new();
+        let mut last_applied = None;
+        let mut membership = StoredMembership::default();
+        for kv in data.iter() {
+            let (k, v) = kv.map_err(read_err)?;
+            match k.as_ref() {
+                APPLIED => last_applied = decode(&v)?,
+                MEMBERSHIP => membership = decode(&v)?,
+                CLOCK => keyspace.set_clock_ms(decode(&v)?),
+                [DATA_PREFIX, db, key @ ..] => {
+                    keyspace.restore(*db as usize, Bytes::copy_from_slice(key), decode(&v)?);
+                }
+                _ => {}
+            }
+        }
+        out.publish(keyspace.clone(), &[], true);
+        Ok(StateMachine { db: db.clone(), data, snapshots, keyspace, last_applied, membership, out, replay_upto })
+    }
+
+    fn apply_one(&mut self, entry: &Entry) -> Reply {
+        self.last_applied = Some(entry.log_id);
+        let req = match &entry.payload {
+            EntryPayload::Blank => return Reply::ok(),
+            EntryPayload::Membership(m) => {
+                self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                return Reply::ok();
+            }
+            EntryPayload::Normal(req) => req,
+        };
+        let mut delivery = Delivery { pubsub: &self.out.pubsub, live: entry.log_id.index > self.replay_upto };
+        let mut ctx = ApplyCtx { index: entry.log_id.index, now_ms: req.stamp_ms, publisher: &mut delivery };
+        match &req.op {
+            Op::Command { db, argv } => self.keyspace.apply(*db as usize, argv, &mut ctx),
+            Op::Exec { db, queued, watched } => {
+                let watched: Vec<Watch> = watched
+                    .iter()
+                    .map(|w| Watch { db: w.db as usize, key: w.key.clone(), version: w.version })
+                    .collect();
+                self.keyspace.exec(*db as usize, queued, &watched, &mut ctx)
+            }
+            Op::Sweep => {
+                self.keyspace.sweep(&mut ctx);
+                Reply::ok()
+            }
+        }
+    }
+
+    /// Writes the changed keys and the applied position in one atomic sled batch.
+    fn persist(&self, changes: &[Change]) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for c in changes {
+            let k = data_key(c.db, &c.key);
+            match self.keyspace.get(c.db, &c.key) {
+                Some(e) => batch.insert(k, encode(e)?),
+                None => batch.remove(k),
+            }
+        }
+        batch.insert(APPLIED, encode(&self.last_applied)?);
+        batch.insert(MEMBERSHIP, encode(&self.membership)?);
+        batch.insert(CLOCK, encode(&self.keyspace.clock_ms())?);
+        self.data.apply_batch(batch).map_err(sm_err)
+    }
+
+    /// Replaces the whole persisted keyspace (snapshot install) in one atomic batch.
+    fn persist_all(&self) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for k in self.data.iter().keys() {
+            batch.remove(k.map_err(read_err)?);
+        }
+        for (db, key, e) in self.keyspace.iter() {
+            batch.insert(data_key(db, key), encode(e)?);
+        }
+        batch.insert(APPLIED, encode(&self.last_applied)?);
+        batch.insert(MEMBERSHIP, encode(&self.membership)?);
+        batch.insert(CLOCK, encode(&self.keyspace.clock_ms())?);
+        self.data.apply_batch(batch).map_err(sm_err)
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
+    postcard::to_stdvec(v).map_err(sm_err)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StorageError> {
+    postcard::from_bytes(b).map_err(read_err)
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let replies: Vec<Reply> = entries.into_iter().map(|e| self.apply_one(&e)).collect();
+        let changes = self.keyspace.take_changes();
+        self.persist(&changes)?;
+        self.out.publish(self.keyspace.clone(), &changes, false);
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            db: self.db.clone(),
+            snapshots: self.snapshots.clone(),
+            keyspace: self.keyspace.clone(),
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Vec<u8>>, StorageError> {
+        Ok(Box::default())
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Vec<u8>>) -> Result<(), StorageError> {
+        let body: SnapshotBody = postcard::from_bytes(&snapshot)
+            .map_err(|e| StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), &e)))?;
+        self.keyspace = body.keyspace;
+        self.keyspace.take_changes();
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.persist_all()?;
+        save_snapshot(&self.snapshots, meta, &snapshot)?;
+        self.db.flush_async().await.map_err(sm_err)?;
+        self.out.publish(self.keyspace.clone(), &[], true);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let meta = match self.snapshots.get(SNAPSHOT_META).map_err(read_err)? {
+            Some(m) => decode::<SnapshotMeta>(&m)?,
+            None => return Ok(None),
+        };
+        let data = self.snapshots.get(SNAPSHOT_DATA).map_err(read_err)?.map(|d| d.to_vec()).unwrap_or_default();
+        Ok(Some(Snapshot { meta, snapshot: Box::new(data) }))
+    }
+}
+
+fn save_snapshot(tree: &sled::Tree, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
+    let mut batch = sled::Batch::default();
+    batch.insert(SNAPSHOT_META, encode(meta)?);
+    batch.insert(SNAPSHOT_DATA, data);
+    tree.apply_batch(batch).map_err(sm_err)
+}
+
+/// A consistent, immutable view of the state machine at one applied index.
+pub struct SnapshotBuilder {
+    db: sled::Db,
+    snapshots: sled::Tree,
+    keyspace: Keyspace,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let body = SnapshotBody { keyspace: self.keyspace.clone() };
+        let data = encode(&body)?;
+        let snapshot_id = match self.last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, data.len()),
+            None => format!("empty-{}", data.len()),
+        };
+        let meta =
+            SnapshotMeta { last_log_id: self.last_applied, last_membership: self.membership.clone(), snapshot_id };
+        save_snapshot(&self.snapshots, &meta, &data)?;
+        // openraft purges the log right after this returns: the snapshot must be durable.
+        self.db.flush_async().await.map_err(sm_err)?;
+        Ok(Snapshot { meta, snapshot: Box::new(data) })
+    }
+}

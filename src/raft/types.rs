@@ -1,0 +1,87 @@
+//! The openraft type configuration and the replicated entry format.
+//!
+//! A log entry carries Redis commands as argument vectors rather than a typed enum: Redis
+//! decides some errors when a command runs (`LRANGE k a b` inside `MULTI` answers
+//! `-ERR value is not an integer` at `EXEC`), so the pure core must parse at apply time to
+//! give the same answers. The entry also carries the leader's clock (`stamp_ms`), which
+//! `apply` uses as "now" so expiry is identical on every replica.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::routes::Reply;
+
+/// Where a node can be reached; replicated in the membership so any node can find the
+/// leader's admin endpoints without a separate directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// gRPC address: Raft transport and admin API.
+    pub grpc: String,
+    /// RESP admin listener.
+    pub resp: String,
+}
+
+impl std::fmt::Display for NodeInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "grpc={} resp={}", self.grpc, self.resp)
+    }
+}
+
+/// A key observed by `WATCH`, with the version (log index of its last change) seen then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchedKey {
+    pub db: u8,
+    pub key: Bytes,
+    pub version: u64,
+}
+
+/// What one log entry asks the state machine to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// One command (`RPUSH`, `DEL`, `PUBLISH`, …) in database `db`.
+    Command { db: u8, argv: Vec<Bytes> },
+    /// `MULTI … EXEC`: applied atomically, aborted if a watched key changed.
+    Exec { db: u8, queued: Vec<Vec<Bytes>>, watched: Vec<WatchedKey> },
+    /// Leader-proposed removal of every key whose deadline has passed (a Redis master's
+    /// `DEL` of expired keys), so replicas free memory identically.
+    Sweep,
+}
+
+/// A replicated entry: the operation plus the proposing leader's wall clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub stamp_ms: u64,
+    pub op: Op,
+}
+
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.op {
+            Op::Command { db, argv } => {
+                let name = argv.first().map(|a| String::from_utf8_lossy(a)).unwrap_or_default();
+                write!(f, "{name} (db {db}, {} args)", argv.len().saturating_sub(1))
+            }
+            Op::Exec { queued, .. } => write!(f, "EXEC ({} commands)", queued.len()),
+            Op::Sweep => f.write_str("expiry sweep"),
+        }
+    }
+}
+
+openraft::declare_raft_types!(
+    /// hipache-raft's openraft configuration.
+    pub TypeConfig:
+        D = Request,
+        R = Reply,
+        NodeId = u64,
+        Node = NodeInfo,
+        SnapshotData = Vec<u8>,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<u64>;
+pub type Vote = openraft::Vote<u64>;
+pub type StoredMembership = openraft::StoredMembership<u64, NodeInfo>;
+pub type SnapshotMeta = openraft::SnapshotMeta<u64, NodeInfo>;
+pub type Snapshot = openraft::Snapshot<TypeConfig>;
+pub type StorageError = openraft::StorageError<u64>;

@@ -1,0 +1,8 @@
+//! The Redis-compatible admin listener. See `LIFECYCLE.md` for a connection's life.
+
+mod admin;
+pub mod codec;
+mod server;
+mod session;
+
+pub use server::{serve, RespOptions};

@@ -1,0 +1,117 @@
+//! Accepts RESP connections and runs each one: read frames, dispatch, write replies.
+//!
+//! Replies to everything already buffered are written in one go, so pipelines cost one
+//! write per batch. A protocol error is answered and the connection closed, as Redis does;
+//! other connections are unaffected.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use super::codec::{self, Limits};
+use super::session::{Flow, Session};
+use crate::raft::RaftNode;
+
+/// Listener settings from the `cluster` config section.
+#[derive(Debug, Clone, Default)]
+pub struct RespOptions {
+    pub requirepass: Option<String>,
+    pub max_bulk_len: Option<usize>,
+}
+
+/// What every connection shares.
+pub(super) struct Shared {
+    pub node: Arc<RaftNode>,
+    pub opts: RespOptions,
+    pub next_id: AtomicU64,
+    pub connected: AtomicU64,
+    pub started: std::time::Instant,
+    pub port: u16,
+}
+
+/// Serves RESP on `listener` until `shutdown` flips to true.
+pub async fn serve(listener: TcpListener, node: Arc<RaftNode>, opts: RespOptions, mut shutdown: watch::Receiver<bool>) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let shared = Arc::new(Shared {
+        node,
+        opts,
+        next_id: AtomicU64::new(1),
+        connected: AtomicU64::new(0),
+        started: std::time::Instant::now(),
+        port,
+    });
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        shared.connected.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = run(stream, shared.clone()).await {
+                            tracing::debug!(%peer, error = %e, "resp connection ended");
+                        }
+                        shared.connected.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "resp accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn run(mut stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let limits = Limits { max_bulk_len: shared.opts.max_bulk_len.unwrap_or(64 * 1024 * 1024), ..Limits::default() };
+    let (tx, mut messages) = mpsc::unbounded_channel();
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let mut session = Session::new(id, shared, tx);
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut output = BytesMut::with_capacity(16 * 1024);
+    let result = loop {
+        // Run every complete command already buffered, then flush their replies at once.
+        let mut flow = Flow::Continue;
+        loop {
+            match codec::decode(&mut input, &limits) {
+                Ok(Some(argv)) => {
+                    flow = session.handle(argv, &mut output).await;
+                    if flow == Flow::Close {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    codec::encode(&e.reply(), session.protocol(), &mut output);
+                    flow = Flow::Close;
+                    break;
+                }
+            }
+        }
+        if !output.is_empty() {
+            if let Err(e) = stream.write_all(&output).await {
+                break Err(e);
+            }
+            output.clear();
+        }
+        if flow == Flow::Close {
+            break Ok(());
+        }
+        tokio::select! {
+            read = stream.read_buf(&mut input) => match read {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            },
+            Some(msg) = messages.recv() => session.deliver(msg, &mut output),
+        }
+    };
+    session.close();
+    result
+}

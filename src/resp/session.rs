@@ -1,0 +1,432 @@
+//! One RESP connection's state and command dispatch.
+//!
+//! Connection-level commands (AUTH, HELLO, SELECT, MULTI/EXEC, WATCH, pub/sub, INFO …) are
+//! answered here; keyspace commands go to the pure core through the node: replicated ones as
+//! one Raft entry each (`MULTI … EXEC` as ONE entry), reads after a ReadIndex check so they
+//! are linearizable.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use subtle::ConstantTimeEq;
+
+use super::admin;
+use super::codec::{encode, Protocol};
+use super::server::Shared;
+use crate::pubsub::{ConnId, Message, Sender};
+use crate::raft::{NodeError, Op, WatchedKey};
+use crate::routes::{self, Reply, DATABASES};
+
+/// Whether the connection goes on after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Close,
+}
+
+/// Commands queued between MULTI and EXEC.
+struct Transaction {
+    queued: Vec<Vec<Bytes>>,
+    /// A command failed to queue (unknown, wrong arity): EXEC answers EXECABORT.
+    poisoned: bool,
+}
+
+pub struct Session {
+    id: ConnId,
+    shared: Arc<Shared>,
+    messages: Sender,
+    proto: Protocol,
+    db: usize,
+    authenticated: bool,
+    pub(super) name: Option<Bytes>,
+    pub(super) lib: (Option<Bytes>, Option<Bytes>),
+    tx: Option<Transaction>,
+    watched: Vec<WatchedKey>,
+    channels: BTreeSet<Bytes>,
+    patterns: BTreeSet<Bytes>,
+}
+
+fn lower(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).to_ascii_lowercase()
+}
+
+fn arity_error(name: &str) -> Reply {
+    Reply::err(format!("ERR wrong number of arguments for '{name}' command"))
+}
+
+fn node_error(e: NodeError) -> Reply {
+    match e {
+        NodeError::NoLeader | NodeError::NotLeader { .. } => {
+            Reply::err("TRYAGAIN no Raft leader is available right now, retry shortly")
+        }
+        other => Reply::err(format!("ERR {other}")),
+    }
+}
+
+/// Parses a database index the way SELECT does.
+fn parse_db(arg: &[u8]) -> Result<usize, Reply> {
+    let n: i64 = std::str::from_utf8(arg)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Reply::err("ERR value is not an integer or out of range"))?;
+    if n < 0 || n >= DATABASES as i64 {
+        return Err(Reply::err("ERR DB index is out of range"));
+    }
+    Ok(n as usize)
+}
+
+impl Session {
+    pub(super) fn new(id: ConnId, shared: Arc<Shared>, messages: Sender) -> Session {
+        let authenticated = shared.opts.requirepass.is_none();
+        Session {
+            id,
+            shared,
+            messages,
+            proto: Protocol::Resp2,
+            db: 0,
+            authenticated,
+            name: None,
+            lib: (None, None),
+            tx: None,
+            watched: Vec::new(),
+            channels: BTreeSet::new(),
+            patterns: BTreeSet::new(),
+        }
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.proto
+    }
+
+    pub(super) fn id(&self) -> ConnId {
+        self.id
+    }
+
+    pub(super) fn db(&self) -> usize {
+        self.db
+    }
+
+    fn subscriptions(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+
+    /// Runs one command and appends its reply (or replies, for SUBSCRIBE) to `out`.
+    pub async fn handle(&mut self, argv: Vec<Bytes>, out: &mut BytesMut) -> Flow {
+        let Some(first) = argv.first() else { return Flow::Continue };
+        let name = lower(first);
+        let mut reply = |r: Reply| encode(&r, self.proto, out);
+        if !self.authenticated && !matches!(name.as_str(), "auth" | "hello" | "quit") {
+            reply(Reply::err("NOAUTH Authentication required."));
+            return Flow::Continue;
+        }
+        if self.proto == Protocol::Resp2
+            && self.subscriptions() > 0
+            && !matches!(name.as_str(), "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ping" | "quit" | "reset")
+        {
+            reply(Reply::err(format!(
+                "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+            )));
+            return Flow::Continue;
+        }
+        if self.tx.is_some() && !matches!(name.as_str(), "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
+            let r = self.queue(&name, argv);
+            encode(&r, self.proto, out);
+            return Flow::Continue;
+        }
+        let r = match name.as_str() {
+            "quit" => {
+                encode(&Reply::ok(), self.proto, out);
+                return Flow::Close;
+            }
+            "subscribe" | "psubscribe" => return self.subscribe(&name, &argv, out),
+            "unsubscribe" | "punsubscribe" => return self.unsubscribe(&name, &argv, out),
+            "ping" => self.ping(&argv),
+            "echo" => match argv.len() {
+                2 => Reply::Bulk(argv[1].clone()),
+                _ => arity_error("echo"),
+            },
+            "select" => match argv.len() {
+                2 => match parse_db(&argv[1]) {
+                    Ok(db) => {
+                        self.db = db;
+                        Reply::ok()
+                    }
+                    Err(e) => e,
+                },
+                _ => arity_error("select"),
+            },
+            "auth" => self.auth(&argv[1..]),
+            "hello" => self.hello(&argv[1..]),
+            "client" => admin::client(self, &argv),
+            "command" => admin::command(&argv),
+            "info" => admin::info(&self.shared, &argv),
+            "multi" => self.multi(),
+            "exec" => self.exec().await,
+            "discard" => self.discard(),
+            "watch" => self.watch(&argv).await,
+            "unwatch" => {
+                self.watched.clear();
+                Reply::ok()
+            }
+            _ => self.keyspace_command(argv).await,
+        };
+        encode(&r, self.proto, out);
+        Flow::Continue
+    }
+
+    async fn keyspace_command(&mut self, argv: Vec<Bytes>) -> Reply {
+        let Some(spec) = routes::lookup(&argv[0]) else { return routes::unknown_command(&argv) };
+        if let Err(e) = spec.check_arity(argv.len()) {
+            return e;
+        }
+        let node = &self.shared.node;
+        if spec.replicated {
+            return node.write(Op::Command { db: self.db as u8, argv }).await.unwrap_or_else(node_error);
+        }
+        match node.linearize().await {
+            Ok(()) => node.local().read(self.db, &argv, crate::raft::now_ms()),
+            Err(e) => node_error(e),
+        }
+    }
+
+    fn ping(&self, argv: &[Bytes]) -> Reply {
+        let in_pubsub = self.proto == Protocol::Resp2 && self.subscriptions() > 0;
+        match (argv.len(), in_pubsub) {
+            (1, false) => Reply::Status("PONG".into()),
+            (2, false) => Reply::Bulk(argv[1].clone()),
+            (1, true) => Reply::Array(vec![Reply::bulk("pong"), Reply::bulk("")]),
+            (2, true) => Reply::Array(vec![Reply::bulk("pong"), Reply::Bulk(argv[1].clone())]),
+            _ => arity_error("ping"),
+        }
+    }
+
+    fn check_password(&mut self, user: Option<&Bytes>, pass: &Bytes) -> Result<(), Reply> {
+        let Some(expected) = &self.shared.opts.requirepass else {
+            return Err(Reply::err(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            ));
+        };
+        let user_ok = user.is_none_or(|u| u.as_ref() == b"default");
+        if user_ok && bool::from(pass.as_ref().ct_eq(expected.as_bytes())) {
+            self.authenticated = true;
+            Ok(())
+        } else {
+            Err(Reply::err("WRONGPASS invalid username-password pair or user is disabled."))
+        }
+    }
+
+    fn auth(&mut self, args: &[Bytes]) -> Reply {
+        let res = match args {
+            [pass] => self.check_password(None, pass),
+            [user, pass] => self.check_password(Some(user), pass),
+            _ => return Reply::err("ERR syntax error"),
+        };
+        res.map(|_| Reply::ok()).unwrap_or_else(|e| e)
+    }
+
+    /// HELLO [protover [AUTH user pass] [SETNAME name]]: switches RESP2/RESP3 (redis-py 8
+    /// and go-redis 9 open every connection with `HELLO 3`).
+    fn hello(&mut self, args: &[Bytes]) -> Reply {
+        let mut proto = self.proto;
+        let mut rest = args;
+        if let Some((ver, tail)) = args.split_first() {
+            let v: Option<i64> = std::str::from_utf8(ver).ok().and_then(|s| s.parse().ok());
+            proto = match v {
+                Some(2) => Protocol::Resp2,
+                Some(3) => Protocol::Resp3,
+                Some(_) => return Reply::err("NOPROTO unsupported protocol version"),
+                None => return Reply::err("ERR Protocol version is not an integer or out of range"),
+            };
+            rest = tail;
+        }
+        let mut name = None;
+        while let Some((opt, tail)) = rest.split_first() {
+            match (lower(opt).as_str(), tail) {
+                ("auth", [user, pass, more @ ..]) => {
+                    if let Err(e) = self.check_password(Some(user), pass) {
+                        return e;
+                    }
+                    rest = more;
+                }
+                ("setname", [n, more @ ..]) => {
+                    name = Some(n.clone());
+                    rest = more;
+                }
+                _ => return Reply::err(format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(opt))),
+            }
+        }
+        if !self.authenticated {
+            return Reply::err(
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+            );
+        }
+        if name.is_some() {
+            self.name = name;
+        }
+        self.proto = proto;
+        admin::hello_reply(self.id, proto)
+    }
+
+    fn multi(&mut self) -> Reply {
+        if self.tx.is_some() {
+            return Reply::err("ERR MULTI calls can not be nested");
+        }
+        self.tx = Some(Transaction { queued: Vec::new(), poisoned: false });
+        Reply::ok()
+    }
+
+    /// Queues a command inside MULTI. Only unknown commands and arity errors are caught now,
+    /// as Redis does; everything else fails (or not) at EXEC.
+    fn queue(&mut self, name: &str, argv: Vec<Bytes>) -> Reply {
+        let check = match routes::lookup(&argv[0]) {
+            Some(spec) => spec.check_arity(argv.len()),
+            None if name == "select" => match argv.len() {
+                2 => Ok(()),
+                _ => Err(arity_error("select")),
+            },
+            None if admin::is_connection_command(name) => {
+                Err(Reply::err(format!("ERR Command '{name}' is not supported inside MULTI by hipache-raft")))
+            }
+            None => Err(routes::unknown_command(&argv)),
+        };
+        let Some(tx) = self.tx.as_mut() else { return Reply::err("ERR EXEC without MULTI") };
+        match check {
+            Ok(()) => {
+                tx.queued.push(argv);
+                Reply::Status("QUEUED".into())
+            }
+            Err(e) => {
+                tx.poisoned = true;
+                e
+            }
+        }
+    }
+
+    fn discard(&mut self) -> Reply {
+        match self.tx.take() {
+            Some(_) => {
+                self.watched.clear();
+                Reply::ok()
+            }
+            None => Reply::err("ERR DISCARD without MULTI"),
+        }
+    }
+
+    /// EXEC: the whole transaction, watched versions included, is ONE Raft entry, so every
+    /// replica applies it atomically and decides the WATCH abort the same way.
+    async fn exec(&mut self) -> Reply {
+        let Some(tx) = self.tx.take() else { return Reply::err("ERR EXEC without MULTI") };
+        let watched = std::mem::take(&mut self.watched);
+        if tx.poisoned {
+            return Reply::err("EXECABORT Transaction discarded because of previous errors.");
+        }
+        let op = Op::Exec { db: self.db as u8, queued: tx.queued.clone(), watched };
+        let reply = match self.shared.node.write(op).await {
+            Ok(r) => r,
+            Err(e) => return node_error(e),
+        };
+        // A SELECT that succeeded inside the transaction changes this connection's database.
+        if let Reply::Array(replies) = &reply {
+            for (cmd, r) in tx.queued.iter().zip(replies) {
+                if lower(&cmd[0]) == "select" && !r.is_error() {
+                    if let Ok(db) = parse_db(&cmd[1]) {
+                        self.db = db;
+                    }
+                }
+            }
+        }
+        reply
+    }
+
+    /// WATCH remembers each key's version as of a linearizable point; EXEC aborts if any
+    /// changed by the time its entry is applied.
+    async fn watch(&mut self, argv: &[Bytes]) -> Reply {
+        if argv.len() < 2 {
+            return arity_error("watch");
+        }
+        if self.tx.is_some() {
+            return Reply::err("ERR WATCH inside MULTI is not allowed");
+        }
+        if let Err(e) = self.shared.node.linearize().await {
+            return node_error(e);
+        }
+        let ks = self.shared.node.local();
+        let now = crate::raft::now_ms();
+        for key in &argv[1..] {
+            let version = ks.version(self.db, key, now);
+            self.watched.push(WatchedKey { db: self.db as u8, key: key.clone(), version });
+        }
+        Reply::ok()
+    }
+
+    fn subscribe(&mut self, name: &str, argv: &[Bytes], out: &mut BytesMut) -> Flow {
+        if argv.len() < 2 {
+            encode(&arity_error(name), self.proto, out);
+            return Flow::Continue;
+        }
+        let pattern = name == "psubscribe";
+        for ch in &argv[1..] {
+            let set = if pattern { &mut self.patterns } else { &mut self.channels };
+            if set.insert(ch.clone()) {
+                self.shared.node.applied().pubsub.subscribe(self.id, ch.clone(), self.messages.clone(), pattern);
+            }
+            let count = self.subscriptions() as i64;
+            let r = Reply::Push(vec![Reply::bulk(name.to_string()), Reply::Bulk(ch.clone()), Reply::Int(count)]);
+            encode(&r, self.proto, out);
+        }
+        Flow::Continue
+    }
+
+    fn unsubscribe(&mut self, name: &str, argv: &[Bytes], out: &mut BytesMut) -> Flow {
+        let pattern = name == "punsubscribe";
+        let targets: Vec<Bytes> = if argv.len() > 1 {
+            argv[1..].to_vec()
+        } else if pattern {
+            self.patterns.iter().cloned().collect()
+        } else {
+            self.channels.iter().cloned().collect()
+        };
+        if targets.is_empty() {
+            let r = Reply::Push(vec![Reply::bulk(name.to_string()), Reply::Nil, Reply::Int(self.subscriptions() as i64)]);
+            encode(&r, self.proto, out);
+        }
+        for ch in targets {
+            let set = if pattern { &mut self.patterns } else { &mut self.channels };
+            if set.remove(&ch) {
+                self.shared.node.applied().pubsub.unsubscribe(self.id, &ch, pattern);
+            }
+            let count = self.subscriptions() as i64;
+            let r = Reply::Push(vec![Reply::bulk(name.to_string()), Reply::Bulk(ch), Reply::Int(count)]);
+            encode(&r, self.proto, out);
+        }
+        Flow::Continue
+    }
+
+    /// Writes a pub/sub message as Redis does (a push in RESP3, an array in RESP2).
+    pub fn deliver(&self, msg: Message, out: &mut BytesMut) {
+        let r = match msg {
+            Message::Message { channel, payload } => {
+                Reply::Push(vec![Reply::bulk("message"), Reply::Bulk(channel), Reply::Bulk(payload)])
+            }
+            Message::PMessage { pattern, channel, payload } => Reply::Push(vec![
+                Reply::bulk("pmessage"),
+                Reply::Bulk(pattern),
+                Reply::Bulk(channel),
+                Reply::Bulk(payload),
+            ]),
+        };
+        encode(&r, self.proto, out);
+    }
+
+    /// Drops this connection's subscriptions from the node's hub.
+    pub fn close(&mut self) {
+        let pubsub = &self.shared.node.applied().pubsub;
+        for ch in std::mem::take(&mut self.channels) {
+            pubsub.unsubscribe(self.id, &ch, false);
+        }
+        for p in std::mem::take(&mut self.patterns) {
+            pubsub.unsubscribe(self.id, &p, true);
+        }
+    }
+}
