@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use hipache_raft::config::{self, Config, Overrides};
-use hipache_raft::grpc;
+use hipache_raft::grpc::{self, cli};
 use hipache_raft::pubsub::PubSub;
 use hipache_raft::raft::{NodeInfo, NodeOptions, RaftNode};
 use hipache_raft::resp::{self, RespOptions};
@@ -45,6 +45,70 @@ struct Cli {
     /// Overrides cluster.join: gRPC addresses of existing members, comma-separated.
     #[arg(long, value_delimiter = ',')]
     join: Option<Vec<String>>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Cluster administration against any node's gRPC port.
+    Cluster {
+        /// gRPC address (host:port) of any member.
+        #[arg(long, default_value = "127.0.0.1:7380")]
+        addr: String,
+        /// The cluster.secret, if the cluster has one.
+        #[arg(long, env = "HIPACHE_RAFT_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ClusterAction {
+    /// Members, roles, term, leader, commit and applied index per node.
+    Status,
+    /// Adds a node (started with an empty data dir) as learner, then voter.
+    AddNode {
+        #[arg(long)]
+        id: u64,
+        /// The new node's gRPC address.
+        #[arg(long)]
+        grpc: String,
+        /// The new node's RESP address.
+        #[arg(long)]
+        resp: String,
+    },
+    /// Removes a node from the membership.
+    RemoveNode {
+        #[arg(long)]
+        id: u64,
+    },
+}
+
+/// Runs a `cluster …` subcommand and exits: 0 on success, 1 when the call failed.
+fn cluster_command(addr: &str, secret: Option<&str>, action: &ClusterAction) -> ExitCode {
+    let action = match action {
+        ClusterAction::Status => cli::Action::Status,
+        ClusterAction::AddNode { id, grpc, resp } => cli::Action::AddNode { id: *id, grpc: grpc.clone(), resp: resp.clone() },
+        ClusterAction::RemoveNode { id } => cli::Action::RemoveNode { id: *id },
+    };
+    let secret = Secret::new(secret);
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(cli::run(addr, &secret, action)).map_err(|e| e.to_string()));
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -55,6 +119,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(Command::Cluster { addr, secret, action }) = &cli.command {
+        return cluster_command(addr, secret.as_deref(), action);
+    }
     let config = match load_config(&cli) {
         Ok(c) => c,
         Err(e) => {

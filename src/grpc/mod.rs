@@ -2,6 +2,7 @@
 //! `grpcurl` works) and the node-to-node Raft service, both behind the cluster secret.
 
 mod admin;
+pub mod cli;
 mod watch;
 
 use std::sync::Arc;

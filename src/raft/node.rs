@@ -275,7 +275,7 @@ impl RaftNode {
 
     async fn forward(&self, leader: u64, info: &NodeInfo, op: &Forwarded) -> Result<Answer, NodeError> {
         let unavailable = |message: String| NodeError::Unavailable { leader, message };
-        let data = encode(op).map_err(|e| NodeError::Fatal(e.to_string()))?;
+        let data = encode(&(self.id, op)).map_err(|e| NodeError::Fatal(e.to_string()))?;
         let mut client = self.channels.client(&info.grpc).map_err(|e| unavailable(e.to_string()))?;
         let resp = client.forward(self.channels.request(Blob { data }, FORWARD_TIMEOUT)).await;
         match resp {
