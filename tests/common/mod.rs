@@ -116,6 +116,31 @@ pub fn signal(pid: u32, sig: &str) {
     assert!(status.success());
 }
 
+/// What the differential and protocol tests need from any RESP connection, TCP or unix.
+pub trait RawConn {
+    fn send_raw(&mut self, bytes: &[u8]);
+    /// Reads exactly one reply's bytes.
+    fn read_raw(&mut self) -> Vec<u8>;
+}
+
+impl RawConn for Resp {
+    fn send_raw(&mut self, bytes: &[u8]) {
+        Resp::send_raw(self, bytes)
+    }
+    fn read_raw(&mut self) -> Vec<u8> {
+        Resp::read_raw(self)
+    }
+}
+
+impl RawConn for UnixResp {
+    fn send_raw(&mut self, bytes: &[u8]) {
+        UnixResp::send_raw(self, bytes)
+    }
+    fn read_raw(&mut self) -> Vec<u8> {
+        UnixResp::read_raw(self)
+    }
+}
+
 /// A blocking RESP client that returns both parsed replies and their exact bytes.
 pub struct Resp {
     stream: TcpStream,
