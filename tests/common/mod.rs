@@ -2,6 +2,8 @@
 //! RESP to it over real sockets.
 #![allow(dead_code)] // each integration test binary uses a different part of the harness
 
+pub mod script;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -250,12 +252,18 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start(dir: &Path) -> RedisServer {
+        Self::start_with(dir, &[])
+    }
+
+    /// With extra `--option value` arguments, e.g. `["--requirepass", "pw"]`.
+    pub fn start_with(dir: &Path, extra: &[&str]) -> RedisServer {
         let socket = dir.join("redis.sock");
         let child = Command::new("redis-server")
             .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
             .arg(&socket)
             .arg("--dir")
             .arg(dir)
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (apt-get install redis-server)");
