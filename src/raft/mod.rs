@@ -5,6 +5,8 @@ mod log_store;
 mod network;
 mod node;
 mod state_machine;
+#[cfg(test)]
+mod storage_tests;
 mod types;
 
 pub use node::{now_ms, NodeError, NodeOptions, RaftNode, Status};
