@@ -8,6 +8,8 @@ mod network;
 mod node;
 mod service;
 mod state_machine;
+#[cfg(test)]
+mod storage_tests;
 mod types;
 
 pub use node::{now_ms, status_of, NodeError, NodeOptions, RaftNode, Status, Written};

@@ -163,9 +163,16 @@ impl RaftNode {
             membership_lock: tokio::sync::Mutex::new(()),
             _db: db,
         });
-        if opts.join.is_empty() && !node.raft.is_initialized().await.map_err(|e| NodeError::Fatal(e.to_string()))? {
+        let initialise = opts.join.is_empty() && !node.raft.is_initialized().await.map_err(|e| NodeError::Fatal(e.to_string()))?;
+        if initialise {
             let members = BTreeMap::from([(opts.node_id, opts.info.clone())]);
             node.raft.initialize(members).await.map_err(|e| NodeError::Fatal(e.to_string()))?;
+        }
+        // A cluster whose only voter is this node elects it within an election timeout; wait
+        // for that, so the first client after start-up is served rather than told TRYAGAIN.
+        // (Right after `initialize` the metrics may not show the new membership yet.)
+        if initialise || node.is_sole_voter() {
+            node.wait_for_leader(Duration::from_secs(10)).await?;
         }
         tokio::spawn(sweep_expired(Arc::downgrade(&node)));
         Ok(node)
@@ -539,6 +546,12 @@ impl RaftNode {
             .await
             .map_err(|_| NodeError::NoLeader)?;
         m.current_leader.ok_or(NodeError::NoLeader)
+    }
+
+    fn is_sole_voter(&self) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
+        voters == [self.id]
     }
 
     fn is_leader(&self) -> bool {

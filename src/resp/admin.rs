@@ -43,8 +43,18 @@ const CONNECTION_COMMANDS: &[(&str, i32, &str)] = &[
     ("watch", -2, "Monitors changes to keys to determine the execution of a transaction."),
 ];
 
-pub fn is_connection_command(name: &str) -> bool {
-    CONNECTION_COMMANDS.iter().any(|(n, _, _)| *n == name)
+/// The arity of a command the session answers itself, `None` if `name` is not one.
+pub fn connection_arity(name: &str) -> Option<i32> {
+    CONNECTION_COMMANDS.iter().find(|(n, _, _)| *n == name).map(|(_, arity, _)| *arity)
+}
+
+/// CLIENT SETNAME's and HELLO SETNAME's rule: names show up in `CLIENT LIST`'s space-separated
+/// output, so they may not contain spaces or control characters.
+pub fn check_client_name(name: &[u8]) -> Result<(), Reply> {
+    if name.iter().any(|b| *b <= b' ' || *b > b'~') {
+        return Err(Reply::err("ERR Client names cannot contain spaces, newlines or special characters."));
+    }
+    Ok(())
 }
 
 fn status(s: &str) -> Reply {
@@ -85,9 +95,7 @@ pub fn client(session: &mut Session, argv: &[Bytes]) -> Reply {
         "getname" => arity(2).map(|_| session.name.clone().map(Reply::Bulk).unwrap_or(Reply::Nil)),
         "setname" => arity(3).and_then(|_| {
             let name = &argv[2];
-            if name.iter().any(|b| *b <= b' ' || *b > b'~') {
-                return Err(Reply::err("ERR Client names cannot contain spaces, newlines or special characters."));
-            }
+            check_client_name(name)?;
             session.name = (!name.is_empty()).then(|| name.clone());
             Ok(Reply::ok())
         }),

@@ -123,6 +123,10 @@ impl Session {
     pub async fn handle(&mut self, argv: Vec<Bytes>, out: &mut BytesMut) -> Flow {
         let Some(first) = argv.first() else { return Flow::Continue };
         let name = lower(first);
+        if let Some(rejected) = self.reject(&name, &argv) {
+            encode(&rejected, self.proto, out);
+            return Flow::Continue;
+        }
         let mut reply = |r: Reply| encode(&r, self.proto, out);
         if !self.authenticated && !matches!(name.as_str(), "auth" | "hello" | "quit") {
             reply(Reply::err("NOAUTH Authentication required."));
@@ -193,11 +197,35 @@ impl Session {
         Flow::Continue
     }
 
+    /// Redis refuses an unknown command or a wrong argument count before anything else, even
+    /// before NOAUTH. Inside MULTI the refusal dooms the transaction, and a refused EXEC
+    /// discards it. Commands answered by this session must be listed in
+    /// `admin::CONNECTION_COMMANDS`, or they are refused here as unknown.
+    fn reject(&mut self, name: &str, argv: &[Bytes]) -> Option<Reply> {
+        let arity = match routes::lookup(&argv[0]) {
+            Some(spec) => Some(spec.arity),
+            None => admin::connection_arity(name),
+        };
+        let refusal = match arity {
+            None => routes::unknown_command(argv),
+            Some(arity) if routes::commands::arity_matches(arity, argv.len()) => return None,
+            Some(_) if name == "exec" => {
+                self.tx = None;
+                self.watched.clear();
+                return Some(Reply::err(
+                    "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command",
+                ));
+            }
+            Some(_) => arity_error(name),
+        };
+        if let Some(tx) = self.tx.as_mut() {
+            tx.poisoned = true;
+        }
+        Some(refusal)
+    }
+
     async fn keyspace_command(&mut self, argv: Vec<Bytes>) -> Reply {
         let Some(spec) = routes::lookup(&argv[0]) else { return routes::unknown_command(&argv) };
-        if let Err(e) = spec.check_arity(argv.len()) {
-            return e;
-        }
         let node = &self.shared.node;
         if spec.replicated {
             return match node.write(Op::Command { db: self.db as u8, argv }).await {
@@ -245,13 +273,19 @@ impl Session {
     }
 
     fn check_password(&mut self, user: Option<&Bytes>, pass: &Bytes) -> Result<(), Reply> {
-        let Some(expected) = &self.shared.opts.requirepass else {
-            return Err(Reply::err(
-                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-            ));
+        let pass_ok = match &self.shared.opts.requirepass {
+            Some(expected) => bool::from(pass.as_ref().ct_eq(expected.as_bytes())),
+            // Without requirepass Redis's `default` user is `nopass`: `AUTH default <any>`
+            // succeeds, only the one-argument form is refused as a likely misconfiguration.
+            None if user.is_none() => {
+                return Err(Reply::err(
+                    "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                ))
+            }
+            None => true,
         };
         let user_ok = user.is_none_or(|u| u.as_ref() == b"default");
-        if user_ok && bool::from(pass.as_ref().ct_eq(expected.as_bytes())) {
+        if user_ok && pass_ok {
             self.authenticated = true;
             Ok(())
         } else {
@@ -284,12 +318,11 @@ impl Session {
             rest = tail;
         }
         let mut name = None;
+        let mut auth = None;
         while let Some((opt, tail)) = rest.split_first() {
             match (lower(opt).as_str(), tail) {
                 ("auth", [user, pass, more @ ..]) => {
-                    if let Err(e) = self.check_password(Some(user), pass) {
-                        return e;
-                    }
+                    auth = Some((user, pass));
                     rest = more;
                 }
                 ("setname", [n, more @ ..]) => {
@@ -299,15 +332,25 @@ impl Session {
                 _ => return Reply::err(format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(opt))),
             }
         }
+        // Redis 7.0's order: options parsed, then authenticate, switch protocol, and only
+        // then validate the name (so a bad name still leaves the new protocol in place).
+        if let Some((user, pass)) = auth {
+            if let Err(e) = self.check_password(Some(user), pass) {
+                return e;
+            }
+        }
         if !self.authenticated {
             return Reply::err(
-                "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
             );
         }
-        if name.is_some() {
-            self.name = name;
-        }
         self.proto = proto;
+        if let Some(name) = name {
+            if let Err(e) = admin::check_client_name(&name) {
+                return e;
+            }
+            self.name = (!name.is_empty()).then_some(name);
+        }
         admin::hello_reply(self.id, proto)
     }
 
@@ -319,31 +362,17 @@ impl Session {
         Reply::ok()
     }
 
-    /// Queues a command inside MULTI. Only unknown commands and arity errors are caught now,
-    /// as Redis does; everything else fails (or not) at EXEC.
+    /// Queues a command inside MULTI (`reject` has already refused unknown commands and
+    /// wrong arity, as Redis does); everything else fails (or not) at EXEC, in the core.
     fn queue(&mut self, name: &str, argv: Vec<Bytes>) -> Reply {
-        let check = match routes::lookup(&argv[0]) {
-            Some(spec) => spec.check_arity(argv.len()),
-            None if name == "select" => match argv.len() {
-                2 => Ok(()),
-                _ => Err(arity_error("select")),
-            },
-            None if admin::is_connection_command(name) => {
-                Err(Reply::err(format!("ERR Command '{name}' is not supported inside MULTI by hipache-raft")))
-            }
-            None => Err(routes::unknown_command(&argv)),
-        };
+        let runs_in_core = routes::lookup(&argv[0]).is_some() || matches!(name, "select" | "ping" | "echo");
         let Some(tx) = self.tx.as_mut() else { return Reply::err("ERR EXEC without MULTI") };
-        match check {
-            Ok(()) => {
-                tx.queued.push(argv);
-                Reply::Status("QUEUED".into())
-            }
-            Err(e) => {
-                tx.poisoned = true;
-                e
-            }
+        if !runs_in_core {
+            tx.poisoned = true;
+            return Reply::err(format!("ERR Command '{name}' is not supported inside MULTI by hipache-raft"));
         }
+        tx.queued.push(argv);
+        Reply::Status("QUEUED".into())
     }
 
     fn discard(&mut self) -> Reply {

@@ -46,14 +46,7 @@ impl std::fmt::Debug for CommandSpec {
 
 impl CommandSpec {
     pub fn check_arity(&self, argc: usize) -> Result<(), Reply> {
-        let argc = i64::try_from(argc).unwrap_or(i64::MAX);
-        let arity = i64::from(self.arity);
-        let ok = if arity >= 0 {
-            argc == arity
-        } else {
-            argc >= -arity
-        };
-        if ok {
+        if arity_matches(self.arity, argc) {
             Ok(())
         } else {
             Err(Reply::wrong_arity(self.name))
@@ -76,6 +69,17 @@ impl CommandSpec {
             0..0
         };
         argv.get(range).unwrap_or_default().iter().step_by(step)
+    }
+}
+
+/// Redis's arity rule, shared with the connection commands the session answers itself.
+pub fn arity_matches(arity: i32, argc: usize) -> bool {
+    let argc = i64::try_from(argc).unwrap_or(i64::MAX);
+    let arity = i64::from(arity);
+    if arity >= 0 {
+        argc == arity
+    } else {
+        argc >= -arity
     }
 }
 
@@ -221,6 +225,26 @@ pub fn select(argv: &[Bytes]) -> Option<Result<usize, Reply>> {
         return None;
     }
     Some(select_index(argv))
+}
+
+/// `PING`/`ECHO` queued in a transaction: they touch no key, but Redis answers them in order
+/// with the rest at `EXEC`, so the core does too. `None` if `argv` is neither.
+pub fn ping_or_echo(argv: &[Bytes]) -> Option<Reply> {
+    let name = argv.first()?;
+    if eq_ic(name, "ping") {
+        Some(match argv {
+            [_] => Reply::Status("PONG".into()),
+            [_, message] => Reply::Bulk(message.clone()),
+            _ => Reply::wrong_arity("ping"),
+        })
+    } else if eq_ic(name, "echo") {
+        Some(match argv {
+            [_, message] => Reply::Bulk(message.clone()),
+            _ => Reply::wrong_arity("echo"),
+        })
+    } else {
+        None
+    }
 }
 
 fn select_index(argv: &[Bytes]) -> Result<usize, Reply> {

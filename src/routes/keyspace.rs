@@ -155,8 +155,10 @@ impl Keyspace {
                     Reply::ok()
                 }
                 Some(Err(reply)) => reply,
-                None if db >= DATABASES => db_out_of_range(),
-                None => self.run(db, argv, now, ctx),
+                None => commands::ping_or_echo(argv).unwrap_or_else(|| match db {
+                    db if db >= DATABASES => db_out_of_range(),
+                    db => self.run(db, argv, now, ctx),
+                }),
             })
             .collect();
         Reply::Array(replies)
@@ -325,6 +327,22 @@ mod tests {
                 Reply::wrong_type(),
                 bulk("v"),
                 err("ERR unknown command 'nosuch', with args beginning with: 'x' "),
+            ])
+        );
+    }
+
+    #[test]
+    fn exec_answers_ping_and_echo_in_order() {
+        let mut n = Node::new();
+        let reply = n.exec(&["ping", "echo hi", "set k v", "ping x", "ping a b"], &[]);
+        assert_eq!(
+            reply,
+            Reply::Array(vec![
+                Reply::Status("PONG".into()),
+                bulk("hi"),
+                Reply::ok(),
+                bulk("x"),
+                Reply::wrong_arity("ping"),
             ])
         );
     }

@@ -2,6 +2,8 @@
 //! RESP to it over real sockets.
 #![allow(dead_code)] // each integration test binary uses a different part of the harness
 
+pub mod script;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -132,6 +134,31 @@ pub fn signal(pid: u32, sig: &str) {
     assert!(status.success());
 }
 
+/// What the differential and protocol tests need from any RESP connection, TCP or unix.
+pub trait RawConn {
+    fn send_raw(&mut self, bytes: &[u8]);
+    /// Reads exactly one reply's bytes.
+    fn read_raw(&mut self) -> Vec<u8>;
+}
+
+impl RawConn for Resp {
+    fn send_raw(&mut self, bytes: &[u8]) {
+        Resp::send_raw(self, bytes)
+    }
+    fn read_raw(&mut self) -> Vec<u8> {
+        Resp::read_raw(self)
+    }
+}
+
+impl RawConn for UnixResp {
+    fn send_raw(&mut self, bytes: &[u8]) {
+        UnixResp::send_raw(self, bytes)
+    }
+    fn read_raw(&mut self) -> Vec<u8> {
+        UnixResp::read_raw(self)
+    }
+}
+
 /// A blocking RESP client that returns both parsed replies and their exact bytes.
 pub struct Resp {
     stream: TcpStream,
@@ -241,12 +268,18 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start(dir: &Path) -> RedisServer {
+        Self::start_with(dir, &[])
+    }
+
+    /// With extra `--option value` arguments, e.g. `["--requirepass", "pw"]`.
+    pub fn start_with(dir: &Path, extra: &[&str]) -> RedisServer {
         let socket = dir.join("redis.sock");
         let child = Command::new("redis-server")
             .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
             .arg(&socket)
             .arg("--dir")
             .arg(dir)
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (apt-get install redis-server)");

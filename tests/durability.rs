@@ -1,0 +1,128 @@
+//! Durability: a write acknowledged to the client survives SIGKILL of the node, with and
+//! without log purges after snapshots, and expiry deadlines survive a restart unchanged.
+//!
+//! SIGKILL leaves the kernel's page cache alone, but sled keeps recent writes in its own
+//! buffers until a flush (or its 1 s timer): an acknowledgement sent before the group-commit
+//! fsync would be lost here, because the kill comes right after the last acknowledgement.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{base_config, encode_command, eventually, Node, Resp};
+use hipache_raft::routes::Reply;
+use serde_json::json;
+
+const KEYS: usize = 1000;
+const WRITERS: usize = 4;
+
+/// Writes `KEYS` keys from `WRITERS` concurrent connections, pipelined, and returns once every
+/// one of them has been acknowledged.
+fn write_keys(node: &Node) {
+    std::thread::scope(|s| {
+        for w in 0..WRITERS {
+            let mut conn = node.resp();
+            s.spawn(move || {
+                let mine: Vec<usize> = (w..KEYS).step_by(WRITERS).collect();
+                for batch in mine.chunks(50) {
+                    let frames: Vec<u8> = batch
+                        .iter()
+                        .flat_map(|i| encode_command(&["SET", &format!("key:{i}"), &format!("value:{i}")]))
+                        .collect();
+                    conn.send_raw(&frames);
+                    for i in batch {
+                        assert_eq!(conn.read_raw(), b"+OK\r\n", "SET key:{i}");
+                    }
+                }
+            });
+        }
+    });
+}
+
+fn assert_all_keys(conn: &mut Resp) {
+    let frames: Vec<u8> = (0..KEYS).flat_map(|i| encode_command(&["GET", &format!("key:{i}")])).collect();
+    conn.send_raw(&frames);
+    let missing: Vec<usize> = (0..KEYS)
+        .filter(|i| {
+            let value = format!("value:{i}");
+            conn.read_raw() != format!("${}\r\n{value}\r\n", value.len()).into_bytes()
+        })
+        .collect();
+    assert!(missing.is_empty(), "{} acknowledged keys lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    assert_eq!(conn.raw(&["DBSIZE"]), format!(":{KEYS}\r\n").into_bytes());
+}
+
+/// A field of `INFO raft`, e.g. `raft_purged_index`; empty when the node reports none.
+fn raft_info(conn: &mut Resp, field: &str) -> String {
+    let text = match conn.cmd(&["INFO", "raft"]) {
+        Reply::Bulk(b) => String::from_utf8(b.to_vec()).unwrap(),
+        other => panic!("INFO: {other:?}"),
+    };
+    let prefix = format!("{field}:");
+    let line = text.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {field} in {text}"));
+    line[prefix.len()..].to_string()
+}
+
+fn purged_index(conn: &mut Resp) -> u64 {
+    raft_info(conn, "raft_purged_index").parse().unwrap_or(0)
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = base_config(dir.path());
+    let mut node = Node::start(dir.path(), &config);
+    write_keys(&node);
+    node.kill();
+
+    let node = Node::start(dir.path(), &config);
+    assert_all_keys(&mut node.resp());
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill_after_log_purges() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = base_config(dir.path());
+    config["cluster"]["snapshotThreshold"] = json!(100);
+    let mut node = Node::start(dir.path(), &config);
+    write_keys(&node);
+    let mut conn = node.resp();
+    // Snapshots and purges run in the background after the threshold; wait for one.
+    assert!(eventually(Duration::from_secs(20), || purged_index(&mut conn) > 0), "the log was never purged");
+    node.kill();
+
+    let node = Node::start(dir.path(), &config);
+    let mut conn = node.resp();
+    assert!(purged_index(&mut conn) > 0, "the purge was not persisted");
+    assert_all_keys(&mut conn);
+    // The node still takes writes on top of the restored snapshot and the log after it.
+    assert_eq!(conn.raw(&["SET", "after", "restart"]), b"+OK\r\n");
+}
+
+#[test]
+fn expiry_deadlines_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = base_config(dir.path());
+    let mut node = Node::start(dir.path(), &config);
+    let mut conn = node.resp();
+    assert_eq!(conn.raw(&["SET", "short", "v", "PX", "1500"]), b"+OK\r\n");
+    assert_eq!(conn.raw(&["SET", "long", "v", "EX", "1000"]), b"+OK\r\n");
+    assert_eq!(conn.raw(&["SET", "forever", "v"]), b"+OK\r\n");
+    node.kill();
+
+    let node = Node::start(dir.path(), &config);
+    let mut conn = node.resp();
+    // The deadline is absolute: a restart neither resets nor drops it.
+    match conn.cmd(&["PTTL", "short"]) {
+        Reply::Int(ms) => assert!(ms <= 1500, "PTTL short = {ms} after restart"),
+        other => panic!("PTTL short: {other:?}"),
+    }
+    match conn.cmd(&["TTL", "long"]) {
+        Reply::Int(s) => assert!((990..=1000).contains(&s), "TTL long = {s} after restart"),
+        other => panic!("TTL long: {other:?}"),
+    }
+    assert_eq!(conn.raw(&["TTL", "forever"]), b":-1\r\n");
+    assert!(eventually(Duration::from_secs(10), || conn.raw(&["GET", "short"]) == b"$-1\r\n"), "short never expired");
+    // The leader's sweep removes it from the keyspace too, not only from reads.
+    assert!(eventually(Duration::from_secs(10), || conn.raw(&["DBSIZE"]) == b":2\r\n"), "expired key not swept");
+}
