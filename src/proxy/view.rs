@@ -29,7 +29,7 @@ const DEAD_PREFIX: &[u8] = b"dead:";
 const TLS_PREFIX: &[u8] = b"tls:";
 const HCHECKER_PING: &[u8] = b"hchecker_ping";
 
-pub type Map<V> = imbl::HashMap<Bytes, V, foldhash::fast::RandomState>;
+pub type Map<V> = imbl::GenericHashMap<Bytes, V, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
 
 /// Dead backend indexes of one request host, with the deadline of the whole set (the
 /// `EXPIRE` on `dead:<host>` covers every member, §2.3).
