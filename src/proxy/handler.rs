@@ -240,6 +240,9 @@ fn proxied(
     backend_start: Instant,
 ) -> Response<Body> {
     let (mut head, body) = resp.into_parts();
+    // Answer in the client's protocol version, not the backend's (an HTTP/1.0 backend must
+    // not downgrade an HTTP/1.1 client's keep-alive connection).
+    head.version = ctx.version;
     if head.status != StatusCode::SWITCHING_PROTOCOLS {
         strip_hop_by_hop(&mut head.headers, false);
     }

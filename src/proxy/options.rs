@@ -2,7 +2,7 @@
 //! [`crate::config::Config`], so the data plane does not depend on the file format.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::access_log;
@@ -23,7 +23,8 @@ pub struct ProxyOptions {
     /// Idle pooled connections kept per backend (`server.maxSockets`).
     pub max_sockets: usize,
     pub access_log: Option<access_log::Target>,
-    pub static_dir: PathBuf,
+    /// `server.staticDir`; `None` uses the bundled pages.
+    pub static_dir: Option<PathBuf>,
     pub shutdown_timeout: Duration,
     /// Prometheus listener (`cluster.metrics`).
     pub metrics: Option<SocketAddr>,
@@ -42,9 +43,7 @@ pub struct HttpsListener {
 }
 
 impl ProxyOptions {
-    /// `bundled_static` is where `main` found the bundled error pages, used when
-    /// `server.staticDir` is not set.
-    pub fn from_config(config: &Config, bundled_static: &Path) -> ProxyOptions {
+    pub fn from_config(config: &Config) -> ProxyOptions {
         let s = &config.server;
         ProxyOptions {
             http: config.http.iter().map(|l| l.addr).collect(),
@@ -72,7 +71,7 @@ impl ProxyOptions {
                 AccessLog::Stdout => Some(access_log::Target::Stdout),
                 AccessLog::File(p) => Some(access_log::Target::File(p.clone())),
             },
-            static_dir: s.static_dir.clone().unwrap_or_else(|| bundled_static.to_path_buf()),
+            static_dir: s.static_dir.clone(),
             shutdown_timeout: s.shutdown_timeout,
             metrics: config.cluster.metrics,
         }

@@ -3,7 +3,9 @@
 //! Pages are `<staticDir>/error_<code>.html`, else `error_default.html`, else the plain
 //! message, with Hipache's no-cache headers. They are read once at start-up rather than
 //! streamed from disk per request as Hipache did: an error storm must not become a disk
-//! storm. Changing a page therefore needs a restart.
+//! storm. Changing a page therefore needs a restart. Without `server.staticDir` the pages
+//! bundled in the repository's `static/` are used; they are compiled into the binary, so an
+//! installed binary needs no install directory (Hipache looked in `<install dir>/static`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -40,6 +42,19 @@ pub struct Pages {
 }
 
 impl Pages {
+    /// The repository's `static/` pages, compiled in.
+    pub fn bundled() -> Pages {
+        let page = |html: &'static [u8]| Bytes::from_static(html);
+        Pages {
+            by_code: HashMap::from([
+                (400, page(include_bytes!("../../static/error_400.html"))),
+                (502, page(include_bytes!("../../static/error_502.html"))),
+                (504, page(include_bytes!("../../static/error_504.html"))),
+            ]),
+            default: Some(page(include_bytes!("../../static/error_default.html"))),
+        }
+    }
+
     /// Reads every `error_<code>.html` and `error_default.html` in `dir`. A missing directory
     /// is not fatal: the plain-text messages remain.
     pub fn load(dir: &Path) -> Pages {
@@ -134,6 +149,8 @@ mod tests {
         let r = pages.error(StatusCode::BAD_GATEWAY, msg::NO_BACKEND, false);
         assert_eq!(r.headers()["content-type"], "text/html");
         assert!(!r.headers().contains_key("x-debug-error"));
+        let bundled = Pages::bundled().error(StatusCode::BAD_REQUEST, msg::NOT_FOUND, false);
+        assert_eq!(bundled.headers()["content-type"], "text/html");
         let none = Pages::load(&dir.path().join("missing"));
         let r = none.error(StatusCode::BAD_GATEWAY, msg::NO_BACKEND, false);
         assert_eq!(r.headers()["content-type"], "text/plain");

@@ -90,7 +90,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             client: client::build(opts.connect_timeout, opts.http_keep_alive, opts.max_sockets)
                 .map_err(ProxyError::BackendTls)?,
-            pages: Pages::load(&opts.static_dir),
+            pages: opts.static_dir.as_deref().map_or_else(Pages::bundled, Pages::load),
             dead: DeadMarker { view: view.clone(), node, ttl: opts.dead_backend_ttl, metrics: metrics.clone() },
             access_log: opts.access_log.map(AccessLog::start).transpose()?,
             metrics,
@@ -127,8 +127,8 @@ impl Proxy {
         loop {
             let next = futures::future::select_all(accepting.iter_mut().map(|f| f.as_mut()));
             tokio::select! {
-                changed = shutdown.wait_for(|stop| *stop) => {
-                    if changed.is_err() {
+                stopped = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                    if stopped.is_err() {
                         tracing::warn!("shutdown sender dropped; stopping");
                     }
                     break;
