@@ -10,7 +10,7 @@ use std::sync::RwLock;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::routes::glob::glob_match;
+use crate::routes::glob;
 
 /// A message on its way to one subscribed connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +47,7 @@ impl PubSub {
             }
         }
         for (pattern, conns) in &subs.patterns {
-            if !glob_match(pattern, channel, false) {
+            if !glob::matches(pattern, channel) {
                 continue;
             }
             for tx in conns.values() {

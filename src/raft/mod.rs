@@ -7,6 +7,6 @@ mod node;
 mod state_machine;
 mod types;
 
-pub use node::{NodeError, NodeOptions, RaftNode, Status};
+pub use node::{now_ms, NodeError, NodeOptions, RaftNode, Status};
 pub use state_machine::ApplyListener;
 pub use types::{NodeInfo, Op, WatchedKey};

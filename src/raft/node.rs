@@ -70,7 +70,8 @@ pub struct RaftNode {
     _db: sled::Db,
 }
 
-pub(crate) fn now_ms() -> u64 {
+/// Wall-clock milliseconds: the stamp a leader puts on entries and the "now" of local reads.
+pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 

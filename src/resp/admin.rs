@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use bytes::Bytes;
 
-use super::codec::Protocol;
+use super::encode::Protocol;
 use super::server::Shared;
 use super::session::Session;
 use crate::routes::{self, Reply, DATABASES};

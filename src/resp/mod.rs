@@ -1,7 +1,8 @@
 //! The Redis-compatible admin listener. See `LIFECYCLE.md` for a connection's life.
 
 mod admin;
-pub mod codec;
+pub mod decode;
+pub mod encode;
 mod server;
 mod session;
 

@@ -12,7 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use super::codec::{self, Limits};
+use super::decode::{decode, Limits};
+use super::encode::encode;
 use super::session::{Flow, Session};
 use crate::raft::RaftNode;
 
@@ -79,7 +80,7 @@ async fn run(mut stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
         // Run every complete command already buffered, then flush their replies at once.
         let mut flow = Flow::Continue;
         loop {
-            match codec::decode(&mut input, &limits) {
+            match decode(&mut input, &limits) {
                 Ok(Some(argv)) => {
                     flow = session.handle(argv, &mut output).await;
                     if flow == Flow::Close {
@@ -88,7 +89,7 @@ async fn run(mut stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    codec::encode(&e.reply(), session.protocol(), &mut output);
+                    encode(&e.reply(), session.protocol(), &mut output);
                     flow = Flow::Close;
                     break;
                 }

@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use subtle::ConstantTimeEq;
 
 use super::admin;
-use super::codec::{encode, Protocol};
+use super::encode::{encode, Protocol};
 use super::server::Shared;
 use crate::pubsub::{ConnId, Message, Sender};
 use crate::raft::{NodeError, Op, WatchedKey};

@@ -49,3 +49,40 @@ impl Reply {
         matches!(self, Reply::Error(_))
     }
 }
+
+/// Replies shared by many commands, spelled once so every command answers byte-identically to
+/// Redis 7.0.
+impl Reply {
+    pub fn wrong_type() -> Reply {
+        Reply::err("WRONGTYPE Operation against a key holding the wrong kind of value")
+    }
+
+    pub fn not_integer() -> Reply {
+        Reply::err("ERR value is not an integer or out of range")
+    }
+
+    pub fn syntax_error() -> Reply {
+        Reply::err("ERR syntax error")
+    }
+
+    /// Redis' `-ERR wrong number of arguments for '<name>' command`.
+    pub fn wrong_arity(name: &str) -> Reply {
+        Reply::err(format!(
+            "ERR wrong number of arguments for '{name}' command"
+        ))
+    }
+
+    pub fn int_bool(b: bool) -> Reply {
+        Reply::Int(i64::from(b))
+    }
+
+    /// A bulk reply, or `Nil` when there is nothing.
+    pub fn bulk_or_nil(b: Option<&Bytes>) -> Reply {
+        b.map_or(Reply::Nil, |b| Reply::Bulk(b.clone()))
+    }
+
+    /// An array of bulk strings (KEYS, LRANGE, HKEYS).
+    pub fn bulks<'a>(items: impl IntoIterator<Item = &'a Bytes>) -> Reply {
+        Reply::Array(items.into_iter().map(|b| Reply::Bulk(b.clone())).collect())
+    }
+}

@@ -1,0 +1,200 @@
+//! How command code sees a database: `View` for reads, `Writer` for writes.
+//!
+//! Both hide keys past their deadline. The `Writer` also deletes them when it touches them
+//! (lazy expiry, recorded as a change), stamps the version of what it modifies, deletes
+//! containers that become empty, and records every change, so no command can forget one of
+//! those rules.
+
+use bytes::Bytes;
+
+use super::db::Db;
+use super::keyspace::{Entry, Keyspace, Publisher};
+use super::reply::Reply;
+use super::value::{Kind, Value};
+
+pub(crate) struct View<'a> {
+    db: &'a Db,
+    pub(crate) now: u64,
+}
+
+impl<'a> View<'a> {
+    pub(crate) fn new(db: &'a Db, now: u64) -> View<'a> {
+        View { db, now }
+    }
+
+    /// The live entry at `key`.
+    pub(crate) fn entry(&self, key: &[u8]) -> Option<&'a Entry> {
+        self.db.get(key).filter(|e| !e.is_expired(self.now))
+    }
+
+    /// The live value at `key` if it has type `K`, or `WRONGTYPE`.
+    pub(crate) fn get<K: Kind>(&self, key: &[u8]) -> Result<Option<&'a K>, Reply> {
+        self.entry(key).map(|e| K::of(&e.value)).transpose()
+    }
+
+    pub(crate) fn db(&self) -> &'a Db {
+        self.db
+    }
+}
+
+pub(crate) struct Writer<'a> {
+    ks: &'a mut Keyspace,
+    db: usize,
+    pub(crate) now: u64,
+    index: u64,
+    publisher: &'a mut dyn Publisher,
+}
+
+impl<'a> Writer<'a> {
+    pub(crate) fn new(
+        ks: &'a mut Keyspace,
+        db: usize,
+        now: u64,
+        index: u64,
+        publisher: &'a mut dyn Publisher,
+    ) -> Writer<'a> {
+        Writer {
+            ks,
+            db,
+            now,
+            index,
+            publisher,
+        }
+    }
+
+    pub(crate) fn db(&self) -> usize {
+        self.db
+    }
+
+    /// A read of the current database after expiring `key` (for writes that read first).
+    pub(crate) fn view(&mut self, key: &[u8]) -> View<'_> {
+        self.ks.expire_if_due(self.db, key, self.now);
+        View::new(&self.ks.dbs[self.db], self.now)
+    }
+
+    pub(crate) fn get<K: Kind>(&mut self, key: &[u8]) -> Result<Option<&K>, Reply> {
+        let now = self.now;
+        self.ks.expire_if_due(self.db, key, now);
+        View::new(&self.ks.dbs[self.db], now).get(key)
+    }
+
+    pub(crate) fn exists(&mut self, key: &[u8]) -> bool {
+        self.view(key).entry(key).is_some()
+    }
+
+    /// Runs `f` on the `K` at `key` in place; `f` returns its result and whether it changed
+    /// anything. With `create`, a missing key starts as an empty `K` (kept only if `f` leaves
+    /// something in it). `Ok(None)`: the key is missing and `create` is false.
+    pub(crate) fn modify<K, T>(
+        &mut self,
+        key: &Bytes,
+        create: bool,
+        f: impl FnOnce(&mut K) -> (T, bool),
+    ) -> Result<Option<T>, Reply>
+    where
+        K: Kind + Default,
+    {
+        self.ks.expire_if_due(self.db, key, self.now);
+        let db = &mut self.ks.dbs[self.db];
+        let (out, changed, vacant) = match db.value_mut(key) {
+            Some((value, version)) => {
+                let inner = K::project_mut(value).ok_or_else(Reply::wrong_type)?;
+                let (out, changed) = f(inner);
+                if changed {
+                    *version = self.index;
+                }
+                (out, changed, inner.is_vacant())
+            }
+            None if create => {
+                let mut inner = K::default();
+                let (out, changed) = f(&mut inner);
+                if !changed || inner.is_vacant() {
+                    return Ok(Some(out));
+                }
+                db.insert(
+                    key.clone(),
+                    Entry {
+                        value: inner.wrap(),
+                        expire_at_ms: None,
+                        version: self.index,
+                    },
+                );
+                (out, changed, false)
+            }
+            None => return Ok(None),
+        };
+        if vacant {
+            db.remove(key);
+        }
+        if changed {
+            self.ks.record(self.db, key.clone());
+        }
+        Ok(Some(out))
+    }
+
+    /// Stores `value` at `key`, replacing whatever was there, with the given deadline.
+    /// A deadline already past deletes the key instead (Redis' `SET ... EXAT <past>`).
+    pub(crate) fn put(&mut self, key: &Bytes, value: Value, deadline: Option<u64>) {
+        if deadline.is_some_and(|at| at <= self.now) {
+            self.delete(key);
+            return;
+        }
+        self.ks.dbs[self.db].insert(
+            key.clone(),
+            Entry {
+                value,
+                expire_at_ms: deadline,
+                version: self.index,
+            },
+        );
+        self.ks.record(self.db, key.clone());
+    }
+
+    /// Deletes a live key; false if there was none.
+    pub(crate) fn delete(&mut self, key: &[u8]) -> bool {
+        if self.ks.expire_if_due(self.db, key, self.now) {
+            return false;
+        }
+        match self.ks.dbs[self.db].remove(key) {
+            Some((key, _)) => {
+                self.ks.record(self.db, key);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes and returns the live entry at `key` (RENAME moves it).
+    pub(crate) fn take(&mut self, key: &[u8]) -> Option<Entry> {
+        self.ks.expire_if_due(self.db, key, self.now);
+        let (key, entry) = self.ks.dbs[self.db].remove(key)?;
+        self.ks.record(self.db, key);
+        Some(entry)
+    }
+
+    /// Sets or clears a live key's deadline; a deadline already past deletes the key.
+    /// False if the key does not exist.
+    pub(crate) fn set_deadline(&mut self, key: &Bytes, deadline: Option<u64>) -> bool {
+        if deadline.is_some_and(|at| at <= self.now) {
+            return self.delete(key);
+        }
+        self.ks.expire_if_due(self.db, key, self.now);
+        let found = self.ks.dbs[self.db].set_deadline(key, deadline, self.index);
+        if found {
+            self.ks.record(self.db, key.clone());
+        }
+        found
+    }
+
+    /// Empties database `db`, recording every removed key.
+    pub(crate) fn flush(&mut self, db: usize) {
+        let old = std::mem::take(&mut self.ks.dbs[db]);
+        for key in old.keys() {
+            self.ks.record(db, key.clone());
+        }
+    }
+
+    pub(crate) fn publish(&mut self, channel: &Bytes, message: &Bytes) -> i64 {
+        self.publisher.publish(channel, message)
+    }
+}

@@ -1,0 +1,83 @@
+//! The value stored under a key, one variant per Redis type the core supports.
+//!
+//! Every container is a deterministic structure: iteration order depends only on the
+//! operations applied, never on a hasher seed, so replicas fed the same log hold equal values
+//! and answer `SMEMBERS`/`HGETALL` in the same order.
+
+use bytes::Bytes;
+use imbl::{OrdSet, Vector};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use super::reply::Reply;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Str(Bytes),
+    /// A persistent vector: O(log n) push/pop at both ends and cheap clones for snapshots.
+    List(Vector<Bytes>),
+    /// Ordered by bytes, so `SMEMBERS` is stable across replicas (Redis' own order is
+    /// unspecified, clients must not depend on it).
+    Set(OrdSet<Bytes>),
+    /// Insertion order, like Redis' listpack encoding that small hashes use: `HGETALL` lists
+    /// fields in the order they were first set, and `HDEL` keeps the others in place.
+    Hash(IndexMap<Bytes, Bytes>),
+}
+
+impl Value {
+    /// The name `TYPE` and `SCAN ... TYPE` use.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "string",
+            Value::List(_) => "list",
+            Value::Set(_) => "set",
+            Value::Hash(_) => "hash",
+        }
+    }
+}
+
+/// One Redis type as a Rust type, so command code asks for "the list at this key" once and
+/// gets either the list or the `WRONGTYPE` reply, instead of matching on `Value` everywhere.
+pub(crate) trait Kind: Sized {
+    fn project(value: &Value) -> Option<&Self>;
+    fn project_mut(value: &mut Value) -> Option<&mut Self>;
+    fn wrap(self) -> Value;
+    /// Containers that become empty are deleted, as Redis does; a string never is (an empty
+    /// string is a value).
+    fn is_vacant(&self) -> bool;
+
+    fn of(value: &Value) -> Result<&Self, Reply> {
+        Self::project(value).ok_or_else(Reply::wrong_type)
+    }
+}
+
+macro_rules! kind {
+    ($ty:ty, $variant:ident, $vacant:expr) => {
+        impl Kind for $ty {
+            fn project(value: &Value) -> Option<&Self> {
+                match value {
+                    Value::$variant(inner) => Some(inner),
+                    _ => None,
+                }
+            }
+            fn project_mut(value: &mut Value) -> Option<&mut Self> {
+                match value {
+                    Value::$variant(inner) => Some(inner),
+                    _ => None,
+                }
+            }
+            fn wrap(self) -> Value {
+                Value::$variant(self)
+            }
+            fn is_vacant(&self) -> bool {
+                let vacant: fn(&Self) -> bool = $vacant;
+                vacant(self)
+            }
+        }
+    };
+}
+
+kind!(Bytes, Str, |_| false);
+kind!(Vector<Bytes>, List, |l| l.is_empty());
+kind!(OrdSet<Bytes>, Set, |s| s.is_empty());
+kind!(IndexMap<Bytes, Bytes>, Hash, |h| h.is_empty());

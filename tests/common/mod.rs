@@ -1,0 +1,267 @@
+//! Test harness: starts the real `hipache-raft` binary on ephemeral loopback ports and talks
+//! RESP to it over real sockets.
+#![allow(dead_code)] // each integration test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hipache_raft::resp::encode::parse_reply;
+use hipache_raft::routes::Reply;
+use serde_json::{json, Value};
+
+/// A node process and the addresses it reported.
+pub struct Node {
+    child: Child,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    pub listening: Value,
+    pub resp: SocketAddr,
+    /// Every stdout line after the "listening" line (access log with `"accessLog": "-"`).
+    pub stdout: Arc<Mutex<Vec<String>>>,
+}
+
+/// A config for one test node: ephemeral ports, data under `dir`.
+pub fn base_config(dir: &Path) -> Value {
+    json!({
+        "server": { "accessLog": "-", "httpKeepAlive": true, "tcpTimeout": 5, "deadBackendTTL": 2,
+                    "retryOnError": 3, "connectTimeout": 1, "shutdownTimeout": 2, "workers": 2 },
+        "http": { "port": 0, "bind": ["127.0.0.1"] },
+        "cluster": { "nodeId": 1, "dataDir": dir.join("data").to_string_lossy(), "resp": "127.0.0.1:0",
+                     "grpc": "127.0.0.1:0", "metrics": null, "snapshotThreshold": 5000 }
+    })
+}
+
+impl Node {
+    /// Writes `config` to `dir/config.json` and starts the binary on it.
+    pub fn start(dir: &Path, config: &Value) -> Node {
+        let config_path = dir.join("config.json");
+        std::fs::write(&config_path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        Self::start_with_args(dir, &config_path, &[])
+    }
+
+    pub fn start_with_args(dir: &Path, config_path: &Path, args: &[&str]) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hipache-raft"))
+            .arg("--config")
+            .arg(config_path)
+            .args(args)
+            .current_dir(dir)
+            .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start hipache-raft");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            let mut first = true;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if first && line.contains("\"listening\"") {
+                    first = false;
+                    let _ = tx.send(line);
+                } else {
+                    sink.lock().unwrap().push(line);
+                }
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("hipache-raft did not report its listeners");
+            }
+        };
+        let listening: Value = serde_json::from_str(&line).unwrap();
+        let resp = listening["resp"].as_str().unwrap().parse().unwrap();
+        Node { child, dir: dir.to_path_buf(), config_path: config_path.to_path_buf(), listening, resp, stdout: lines }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn resp(&self) -> Resp {
+        Resp::connect(self.resp)
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        signal(self.pid(), "TERM");
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+/// A blocking RESP client that returns both parsed replies and their exact bytes.
+pub struct Resp {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+pub fn encode_command<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        let a = a.as_ref();
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+impl Resp {
+    pub fn connect(addr: SocketAddr) -> Resp {
+        let stream = TcpStream::connect(addr).expect("connect to RESP");
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Resp { stream, buf: Vec::new() }
+    }
+
+    #[cfg(unix)]
+    pub fn connect_unix(path: &Path) -> UnixResp {
+        UnixResp::connect(path)
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Sends one command and returns the raw bytes of its reply.
+    pub fn raw<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Vec<u8> {
+        self.send_raw(&encode_command(args));
+        self.read_raw()
+    }
+
+    pub fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Reply {
+        let raw = self.raw(args);
+        parse_reply(&raw).unwrap().unwrap().0
+    }
+
+    /// Reads exactly one reply's bytes.
+    pub fn read_raw(&mut self) -> Vec<u8> {
+        read_one(&mut self.stream, &mut self.buf)
+    }
+
+    pub fn read_reply(&mut self) -> Reply {
+        let raw = self.read_raw();
+        parse_reply(&raw).unwrap().unwrap().0
+    }
+
+    /// True when the server closed the connection.
+    pub fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0))
+    }
+}
+
+fn read_one<S: Read>(stream: &mut S, buf: &mut Vec<u8>) -> Vec<u8> {
+    loop {
+        if let Some((_, used)) = parse_reply(buf).expect("server sent a malformed reply") {
+            return buf.drain(..used).collect();
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        let n = stream.read(&mut chunk).expect("read reply");
+        assert!(n > 0, "connection closed while waiting for a reply");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The same client over a unix socket (the reference redis-server in differential tests).
+pub struct UnixResp {
+    stream: std::os::unix::net::UnixStream,
+    buf: Vec<u8>,
+}
+
+impl UnixResp {
+    pub fn connect(path: &Path) -> UnixResp {
+        let stream = std::os::unix::net::UnixStream::connect(path).expect("connect to redis");
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        UnixResp { stream, buf: Vec::new() }
+    }
+
+    pub fn raw<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Vec<u8> {
+        self.stream.write_all(&encode_command(args)).unwrap();
+        read_one(&mut self.stream, &mut self.buf)
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    pub fn read_raw(&mut self) -> Vec<u8> {
+        read_one(&mut self.stream, &mut self.buf)
+    }
+}
+
+/// A private redis-server on a unix socket in `dir`, stopped on drop (by its own PID only).
+pub struct RedisServer {
+    child: Child,
+    pub socket: PathBuf,
+}
+
+impl RedisServer {
+    pub fn start(dir: &Path) -> RedisServer {
+        let socket = dir.join("redis.sock");
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
+            .arg(&socket)
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer { child, socket }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn bulk(s: &str) -> Reply {
+    Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
