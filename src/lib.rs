@@ -5,6 +5,7 @@
 //! apply through the pure `routes` core) → a new routing snapshot → `proxy` reads it.
 
 pub mod config;
+pub mod proxy;
 pub mod pubsub;
 pub mod raft;
 pub mod resp;
