@@ -7,6 +7,7 @@
 pub mod config;
 pub mod grpc;
 pub mod proto;
+pub mod proxy;
 pub mod pubsub;
 pub mod raft;
 pub mod resp;

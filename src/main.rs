@@ -201,6 +201,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let resp_opts = RespOptions { requirepass: config.cluster.requirepass.clone(), max_bulk_len: None };
     let resp_task = tokio::spawn(resp::serve(resp_listener, node.clone(), resp_opts, shutdown_rx.clone()));
 
+    // --- proxy wiring (issue 4): bind the data plane, report its addresses, drain on shutdown ---
+    let proxy = hipache_raft::proxy::Proxy::bind(hipache_raft::proxy::ProxyOptions::from_config(&config), node.clone())
+        .await
+        .context("cannot start the proxy")?;
+    let (http_addrs, https_addrs) = (proxy.http_addrs(), proxy.https_addrs());
+    let proxy_task = tokio::spawn(proxy.serve(shutdown_rx.clone()));
+    // --- end proxy wiring ---
+
     // One machine-readable line: tests and scripts bind port 0 and read the real ports here.
     println!(
         "{}",
@@ -209,6 +217,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
             "node_id": node.id(),
             "resp": resp_addr.to_string(),
             "grpc": grpc_addr.to_string(),
+            "http": http_addrs,
+            "https": https_addrs,
         })
     );
     tracing::info!(node_id = node.id(), resp = %resp_addr, "hipache-raft started");
@@ -217,6 +227,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     let _ = resp_task.await;
+    let _ = proxy_task.await;
     let _ = grpc_task.await;
     node.shutdown().await;
     Ok(())
