@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use cluster_tests::cluster::{raft_info, Cluster};
+use cluster_tests::cluster::{http_get, raft_info, Backend, Cluster};
 use cluster_tests::node::{binary, bulk, eventually, Resp};
 use hipache_raft::routes::Reply;
 use serde_json::json;
@@ -22,10 +22,18 @@ fn follower_write_is_read_linearizably_everywhere_and_wait_counts_replicas() {
     let c = Cluster::start(3, json!({}));
     let leader = c.leader(Duration::from_secs(20)).expect("a leader");
     let follower = c.followers(leader)[0];
+    let backend = Backend::start("backend-a");
     let mut f = c.members[follower].resp();
-    assert_eq!(f.cmd(&["RPUSH", "frontend:www.example.com", "app", "http://10.0.0.1:80"]), Reply::Int(2));
+    for m in &c.members {
+        assert_eq!(http_get(&m.http(), "www.example.com").0, 400, "not routed yet on node {}", m.id);
+    }
+    assert_eq!(f.cmd(&["RPUSH", "frontend:www.example.com", "app", &backend.url]), Reply::Int(2));
     assert_eq!(f.cmd(&["WAIT", "2", "1000"]), Reply::Int(2));
-    let expected = Reply::Array(vec![bulk("app"), bulk("http://10.0.0.1:80")]);
+    // WAIT 2 means every proxy routes it now: the very next request on each node.
+    for m in &c.members {
+        assert_eq!(http_get(&m.http(), "www.example.com"), (200, "backend-a".to_string()), "proxy of node {}", m.id);
+    }
+    let expected = Reply::Array(vec![bulk("app"), bulk(&backend.url)]);
     for m in &c.members {
         assert_eq!(lrange(&mut m.resp(), "frontend:www.example.com"), expected, "linearizable read on node {}", m.id);
         // After WAIT 2, every replica has applied it: local reads see it too.
@@ -124,6 +132,35 @@ fn node_with_a_wrong_secret_is_refused() {
     assert!(stderr.contains("wrong cluster secret"), "the error says why: {stderr}");
     let members = raft_info(&mut c.members[0].resp())["raft_members"].clone();
     assert!(!members.contains("9@"), "{members}");
+}
+
+#[test]
+fn dead_mark_by_one_proxy_reaches_subscribers_on_another_node() {
+    let c = Cluster::start(3, json!({}));
+    c.leader(Duration::from_secs(20)).expect("a leader");
+    let live = Backend::start("live");
+    // A port nothing listens on: connections are refused.
+    let refused = format!("http://127.0.0.1:{}", cluster_tests::cluster::free_port());
+    let mut admin = c.members[0].resp();
+    admin.cmd(&["RPUSH", "frontend:dead.example.com", "app", &refused, &live.url]);
+    assert_eq!(admin.cmd(&["WAIT", "2", "1000"]), Reply::Int(2));
+    let mut subscriber = c.members[2].resp();
+    subscriber.cmd(&["SUBSCRIBE", "dead"]);
+    // Random choice: keep asking node 1's proxy until it has picked (and marked) the dead one.
+    let mut marked = false;
+    for _ in 0..50 {
+        assert_eq!(http_get(&c.members[0].http(), "dead.example.com"), (200, "live".to_string()), "retried to the live backend");
+        // RESP2 connection: SMEMBERS answers a plain array.
+        if c.members[0].resp().cmd(&["SMEMBERS", "dead:dead.example.com"]) == Reply::Array(vec![bulk("0")]) {
+            marked = true;
+            break;
+        }
+    }
+    assert!(marked, "node 1's proxy marked backend 0 dead");
+    assert_eq!(
+        subscriber.read_reply(),
+        Reply::Array(vec![bulk("message"), bulk("dead"), bulk(&format!("dead.example.com;{refused};0;2"))])
+    );
 }
 
 #[test]
