@@ -45,6 +45,12 @@ pub struct Metrics {
     pub open_websockets: Gauge,
 }
 
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
 impl Metrics {
     /// Registers the handles; without an installed recorder they are no-ops.
     pub fn new() -> Metrics {
