@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
 /// What a connection knows about its client, rendered once per connection as header values.
 #[derive(Debug, Clone)]
@@ -38,6 +38,9 @@ static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port"
 /// Hipache's rule (spoofable, issue #165) and is kept for compatibility (§9.2 "Keep").
 /// Unlike Hipache, WebSocket upgrades get them too.
 pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo) {
+    // At most one grow of the map (hyper sizes it for the headers it parsed), and one hash
+    // per name through `entry` instead of `contains_key` + `insert`.
+    headers.reserve(5);
     for (name, value) in [
         (&X_FORWARDED_FOR, &client.ip),
         (&X_REAL_IP, &client.ip),
@@ -45,38 +48,72 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo) {
         (&X_FORWARDED_PROTOCOL, &client.proto),
         (&X_FORWARDED_PORT, &client.port),
     ] {
-        if !headers.contains_key(name) {
-            headers.insert(name.clone(), value.clone());
+        if let Entry::Vacant(slot) = headers.entry(name.clone()) {
+            slot.insert(value.clone());
         }
     }
 }
 
-/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 6] = [
+/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1), then
+/// `Upgrade`, which only an upgrade forwards. Bit `i` of [`hop_by_hop_bits`] is entry `i`.
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+const CONNECTION_BIT: u8 = 1;
+/// `Connection` and `Upgrade`: what the backend must see on an upgrade.
+const UPGRADE_KEEPS: u8 = CONNECTION_BIT | 1 << 6;
+
+/// Which [`HOP_BY_HOP`] names `headers` holds, in one pass over its names: every `remove`
+/// hashes its name, and most messages hold none of these (or only `Connection`).
+fn hop_by_hop_bits(headers: &HeaderMap) -> u8 {
+    headers.keys().fold(0, |bits, name| {
+        bits | match name.as_str() {
+            "connection" => 1,
+            "keep-alive" => 1 << 1,
+            "proxy-connection" => 1 << 2,
+            "te" => 1 << 3,
+            "trailer" => 1 << 4,
+            "transfer-encoding" => 1 << 5,
+            "upgrade" => 1 << 6,
+            _ => 0,
+        }
+    })
+}
 
 /// Removes hop-by-hop headers, including those named by `Connection`. On an upgrade the
 /// `Connection: upgrade` and `Upgrade` headers are what the backend must see, so they stay.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    if !upgrade {
-        if let Some(listed) = headers.get(header::CONNECTION).and_then(|v| v.to_str().ok()).map(str::to_owned) {
-            for name in listed.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                headers.remove(name);
-            }
-        }
-        headers.remove(header::UPGRADE);
+    let mut present = hop_by_hop_bits(headers);
+    if present == 0 {
+        return;
     }
-    for name in &HOP_BY_HOP {
-        if upgrade && *name == header::CONNECTION {
-            continue;
+    if upgrade {
+        present &= !UPGRADE_KEEPS;
+    } else if present & CONNECTION_BIT != 0 {
+        // The names `Connection` lists that are actually present (usually none: it says
+        // `keep-alive` or `close`), matched without allocating; header names are lowercase.
+        let listed: Vec<HeaderName> = match headers.get(header::CONNECTION).and_then(|v| v.to_str().ok()) {
+            Some(value) => value
+                .split(',')
+                .map(str::trim)
+                .filter_map(|token| headers.keys().find(|name| name.as_str().eq_ignore_ascii_case(token)).cloned())
+                .collect(),
+            None => Vec::new(),
+        };
+        for name in listed {
+            headers.remove(name);
         }
-        headers.remove(name);
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
 }
 
@@ -124,7 +161,7 @@ mod tests {
     #[test]
     fn strips_hop_by_hop() {
         let mut h = headers(&[
-            ("connection", "keep-alive, x-private"),
+            ("connection", "Keep-Alive, X-Private"),
             ("x-private", "1"),
             ("keep-alive", "timeout=5"),
             ("transfer-encoding", "chunked"),
