@@ -1,16 +1,21 @@
 //! The replicated keyspace as an openraft state machine, persisted in sled.
 //!
-//! - `apply` runs each entry through the pure core (`routes::Keyspace`), then writes the keys
-//!   the batch changed, `last_applied` and the membership in ONE sled batch, so a crash never
-//!   leaves data and applied index disagreeing (openraft re-applies from the durable log).
+//! - `apply` runs each entry through the pure core (`routes::Keyspace`). The keys it changed
+//!   are written behind: at most every `PERSIST_EVERY`, and always before a snapshot is built,
+//!   the dirty keys, `last_applied` and the membership go to sled in ONE atomic batch, so the
+//!   persisted data and applied index never disagree and a crash only means openraft re-applies
+//!   the (durable, not yet purged) log after it. Writing behind keeps a hot key cheap: a list
+//!   being appended to is serialised a few times a second, not once per Raft batch.
 //! - The in-memory keyspace is a persistent map: publishing it after each batch (local reads,
 //!   routing view) and handing it to the snapshot builder are O(1) clones, and the builder
 //!   serialises a consistent view while `apply` goes on.
 //! - Pub/sub messages are delivered on apply, except for entries that were already in the log
 //!   when the process started: a restart replays the log and must not replay messages.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -28,6 +33,8 @@ const CLOCK: &[u8] = b"m:clock";
 const DATA_PREFIX: u8 = b'k';
 const SNAPSHOT_META: &[u8] = b"meta";
 const SNAPSHOT_DATA: &[u8] = b"data";
+/// Longest time applied changes stay in memory only (they are in the durable log meanwhile).
+const PERSIST_EVERY: Duration = Duration::from_millis(200);
 
 /// Told about every applied batch, after the new keyspace is published. The proxy's routing
 /// view implements it; it must be quick (it runs on the apply path).
@@ -93,6 +100,9 @@ pub struct StateMachine {
     out: Arc<Applied>,
     /// Entries at or below this index were in the log before this process started.
     replay_upto: u64,
+    /// Keys changed since the last persist, and when that was.
+    dirty: HashSet<(usize, Bytes)>,
+    persisted_at: Instant,
 }
 
 fn sm_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -148,7 +158,18 @@ impl StateMachine {
             }
         }
         out.publish(keyspace.clone(), last_applied, &[], true);
-        Ok(StateMachine { db: db.clone(), data, snapshots, keyspace, last_applied, membership, out, replay_upto })
+        Ok(StateMachine {
+            db: db.clone(),
+            data,
+            snapshots,
+            keyspace,
+            last_applied,
+            membership,
+            out,
+            replay_upto,
+            dirty: HashSet::new(),
+            persisted_at: Instant::now(),
+        })
     }
 
     fn apply_one(&mut self, entry: &Entry) -> Reply {
@@ -179,16 +200,17 @@ impl StateMachine {
         }
     }
 
-    /// Writes the changed keys and the applied position in one atomic sled batch.
-    fn persist(&self, changes: &[Change]) -> Result<(), StorageError> {
+    /// Writes the dirty keys and the applied position in one atomic sled batch.
+    fn persist(&mut self) -> Result<(), StorageError> {
         let mut batch = sled::Batch::default();
-        for c in changes {
-            let k = data_key(c.db, &c.key);
-            match self.keyspace.get(c.db, &c.key) {
+        for (db, key) in self.dirty.drain() {
+            let k = data_key(db, &key);
+            match self.keyspace.get(db, &key) {
                 Some(e) => batch.insert(k, encode(e)?),
                 None => batch.remove(k),
             }
         }
+        self.persisted_at = Instant::now();
         batch.insert(APPLIED, encode(&self.last_applied)?);
         batch.insert(MEMBERSHIP, encode(&self.membership)?);
         batch.insert(CLOCK, encode(&self.keyspace.clock_ms())?);
@@ -233,13 +255,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let replies: Vec<Reply> = entries.into_iter().map(|e| self.apply_one(&e)).collect();
         let changes = self.keyspace.take_changes();
-        self.persist(&changes)?;
+        self.dirty.extend(changes.iter().map(|c| (c.db, c.key.clone())));
+        if self.persisted_at.elapsed() >= PERSIST_EVERY {
+            self.persist()?;
+        }
         self.out.publish(self.keyspace.clone(), self.last_applied, &changes, false);
         Ok(replies)
     }
 
+    /// Persists everything applied so far first: openraft purges the log up to the snapshot
+    /// right after it is built, and a restart must find the state at least that far.
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        let persisted = self.persist().map_err(|e| e.to_string());
         SnapshotBuilder {
+            persisted,
             db: self.db.clone(),
             snapshots: self.snapshots.clone(),
             keyspace: self.keyspace.clone(),
@@ -257,6 +286,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), &e)))?;
         self.keyspace = body.keyspace;
         self.keyspace.take_changes();
+        self.dirty.clear();
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.persist_all()?;
@@ -285,6 +315,9 @@ fn save_snapshot(tree: &sled::Tree, meta: &SnapshotMeta, data: &[u8]) -> Result<
 
 /// A consistent, immutable view of the state machine at one applied index.
 pub struct SnapshotBuilder {
+    /// The outcome of persisting the state machine when the builder was made; a failure
+    /// fails the build, so the log is not purged past what is on disk.
+    persisted: Result<(), String>,
     db: sled::Db,
     snapshots: sled::Tree,
     keyspace: Keyspace,
@@ -294,6 +327,9 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        if let Err(e) = &self.persisted {
+            return Err(sm_err(std::io::Error::other(format!("state machine not persisted: {e}"))));
+        }
         let body = SnapshotBody { keyspace: self.keyspace.clone() };
         let data = encode(&body)?;
         let snapshot_id = match self.last_applied {
