@@ -5,7 +5,10 @@
 //! apply through the pure `routes` core) → a new routing snapshot → `proxy` reads it.
 
 pub mod config;
+pub mod grpc;
+pub mod proto;
 pub mod pubsub;
 pub mod raft;
 pub mod resp;
 pub mod routes;
+pub mod secret;

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use hipache_raft::config::{self, Config, Overrides};
+use hipache_raft::grpc;
 use hipache_raft::pubsub::PubSub;
 use hipache_raft::raft::{NodeInfo, NodeOptions, RaftNode};
 use hipache_raft::resp::{self, RespOptions};
+use hipache_raft::secret::Secret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -105,29 +107,50 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 async fn run(config: Config) -> anyhow::Result<()> {
     let resp_listener = bind(config.cluster.resp, "cluster.resp").await?;
     let resp_addr = resp_listener.local_addr()?;
+    let grpc_listener = bind(config.cluster.grpc, "cluster.grpc").await?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let secret = Secret::new(config.cluster.secret.as_deref());
 
-    let info = NodeInfo { grpc: config.cluster.grpc.to_string(), resp: resp_addr.to_string() };
+    let info = NodeInfo { grpc: grpc_addr.to_string(), resp: resp_addr.to_string() };
     let opts = NodeOptions {
         node_id: config.cluster.node_id,
         data_dir: config.cluster.data_dir.clone(),
-        info,
+        info: info.clone(),
         snapshot_threshold: config.cluster.snapshot_threshold,
         join: config.cluster.join.clone(),
+        secret: secret.clone(),
     };
     let node = RaftNode::start(opts, Arc::new(PubSub::default())).await.context("cannot start the Raft node")?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let grpc_task = tokio::spawn(grpc::serve(grpc_listener, node.clone(), secret, shutdown_rx.clone()));
+    if !config.cluster.join.is_empty() && !node.is_initialized().await {
+        let leader = node
+            .join(&config.cluster.join, &info, std::time::Duration::from_secs(120))
+            .await
+            .context("cannot join the cluster")?;
+        tracing::info!(leader, "joined the cluster");
+    }
     let resp_opts = RespOptions { requirepass: config.cluster.requirepass.clone(), max_bulk_len: None };
     let resp_task = tokio::spawn(resp::serve(resp_listener, node.clone(), resp_opts, shutdown_rx.clone()));
 
     // One machine-readable line: tests and scripts bind port 0 and read the real ports here.
-    println!("{}", serde_json::json!({ "event": "listening", "node_id": node.id(), "resp": resp_addr.to_string() }));
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "listening",
+            "node_id": node.id(),
+            "resp": resp_addr.to_string(),
+            "grpc": grpc_addr.to_string(),
+        })
+    );
     tracing::info!(node_id = node.id(), resp = %resp_addr, "hipache-raft started");
 
     wait_for_signal().await;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     let _ = resp_task.await;
+    let _ = grpc_task.await;
     node.shutdown().await;
     Ok(())
 }

@@ -1,14 +1,18 @@
-//! Everything openraft: the type config, the sled log and state machine, the transport, and
-//! the node facade the rest of the program uses. See `LIFECYCLE.md` for the write path.
+//! Everything openraft: the type config, the sled log and state machine, the gRPC transport,
+//! forwarding to the leader, and the node facade the rest of the program uses. See
+//! `LIFECYCLE.md` for the write path.
 
+mod forward;
 mod log_store;
 mod network;
 mod node;
+mod service;
 mod state_machine;
 #[cfg(test)]
 mod storage_tests;
 mod types;
 
-pub use node::{now_ms, NodeError, NodeOptions, RaftNode, Status};
+pub use node::{now_ms, status_of, NodeError, NodeOptions, RaftNode, Status, Written};
+pub use service::service;
 pub use state_machine::ApplyListener;
 pub use types::{NodeInfo, Op, WatchedKey};

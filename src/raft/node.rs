@@ -3,21 +3,30 @@
 //! Everything outside `raft/` talks to [`RaftNode`] with our own types (`Op`, `Reply`,
 //! `Keyspace`), so openraft stays an implementation detail of this directory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use openraft::{Config, ServerState, SnapshotPolicy};
+use bytes::Bytes;
+use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 
+use super::forward::{Answer, Forwarded};
 use super::log_store::LogStore;
-use super::network::Network;
+use super::network::{decode, encode, Channels, Network};
 use super::state_machine::{Applied, StateMachine};
 use super::types::{NodeInfo, Op, Raft, Request};
+use crate::proto::raft_v1::{AppliedRequest, Blob, JoinRequest};
 use crate::pubsub::PubSub;
 use crate::routes::{Keyspace, Reply};
+use crate::secret::Secret;
+
+/// How long a forwarded call may take before the client is told the outcome is unknown.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Leader hops and elections a call waits through before answering TRYAGAIN.
+const MAX_ATTEMPTS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -31,8 +40,37 @@ pub enum NodeError {
     /// This node is not the leader; `leader` says who is, when known.
     #[error("this node is not the leader")]
     NotLeader { leader: Option<(u64, NodeInfo)> },
+    /// The leader could not be reached; a write may or may not have been applied.
+    #[error("the leader (node {leader}) did not answer: {message}; the outcome is unknown")]
+    Unavailable { leader: u64, message: String },
+    /// This node was removed from the cluster's membership.
+    #[error("node {0} was removed from the cluster and no longer accepts writes or reads")]
+    Removed(u64),
+    /// The request was refused without changing anything (bad membership change, wrong secret).
+    #[error("{0}")]
+    Refused(String),
     #[error("raft stopped: {0}")]
     Fatal(String),
+}
+
+/// Maps a node error to the gRPC status admin clients and peers see.
+pub fn status_of(e: NodeError) -> tonic::Status {
+    match &e {
+        NodeError::NoLeader | NodeError::Unavailable { .. } | NodeError::NotLeader { .. } => {
+            tonic::Status::unavailable(e.to_string())
+        }
+        NodeError::Removed(_) => tonic::Status::failed_precondition(e.to_string()),
+        NodeError::Refused(m) if m.contains("secret") => tonic::Status::unauthenticated(m.clone()),
+        NodeError::Refused(_) => tonic::Status::invalid_argument(e.to_string()),
+        _ => tonic::Status::internal(e.to_string()),
+    }
+}
+
+/// A write as applied: its reply and the log index it was applied at (WAIT).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub reply: Reply,
+    pub index: u64,
 }
 
 /// What a node needs to start.
@@ -45,6 +83,7 @@ pub struct NodeOptions {
     pub snapshot_threshold: u64,
     /// Peers to join; empty with an empty data dir means "initialise a one-node cluster".
     pub join: Vec<String>,
+    pub secret: Secret,
 }
 
 /// A node's Raft view, for INFO, ROLE and metrics.
@@ -67,6 +106,9 @@ pub struct RaftNode {
     raft: Raft,
     applied: Arc<Applied>,
     committed: Arc<AtomicU64>,
+    channels: Channels,
+    /// One membership change at a time on this leader: Raft allows no overlapping changes.
+    membership_lock: tokio::sync::Mutex<()>,
     _db: sled::Db,
 }
 
@@ -97,9 +139,9 @@ impl RaftNode {
 
         let config = Config {
             cluster_name: "hipache-raft".into(),
-            heartbeat_interval: 250,
-            election_timeout_min: 1000,
-            election_timeout_max: 2000,
+            heartbeat_interval: 150,
+            election_timeout_min: 750,
+            election_timeout_max: 1500,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_threshold.max(1)),
             // Keep some log behind a snapshot so a follower that is slightly behind catches
             // up from the log instead of being sent a whole snapshot.
@@ -108,9 +150,19 @@ impl RaftNode {
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(|e| NodeError::Fatal(e.to_string()))?);
-        let raft = Raft::new(opts.node_id, config, Network, log, sm).await.map_err(|e| NodeError::Fatal(e.to_string()))?;
+        let channels = Channels::new(opts.secret.clone());
+        let network = Network::new(channels.clone());
+        let raft = Raft::new(opts.node_id, config, network, log, sm).await.map_err(|e| NodeError::Fatal(e.to_string()))?;
 
-        let node = Arc::new(RaftNode { id: opts.node_id, raft, applied, committed, _db: db });
+        let node = Arc::new(RaftNode {
+            id: opts.node_id,
+            raft,
+            applied,
+            committed,
+            channels,
+            membership_lock: tokio::sync::Mutex::new(()),
+            _db: db,
+        });
         let initialise = opts.join.is_empty() && !node.raft.is_initialized().await.map_err(|e| NodeError::Fatal(e.to_string()))?;
         if initialise {
             let members = BTreeMap::from([(opts.node_id, opts.info.clone())]);
@@ -130,6 +182,11 @@ impl RaftNode {
         self.id
     }
 
+    /// True once this node has a membership: it initialised a cluster or was added to one.
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
     /// The state machine's outputs: local keyspace, pub/sub hub, apply listeners.
     pub fn applied(&self) -> &Arc<Applied> {
         &self.applied
@@ -140,33 +197,310 @@ impl RaftNode {
         self.applied.keyspace.load_full()
     }
 
-    /// Proposes `op` and waits until it is durable in the log and applied here.
+    pub(super) fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Proposes `op` through the leader and waits until it is durable and applied there.
     #[tracing::instrument(level = "debug", skip(self))]
-    pub async fn write(&self, op: Op) -> Result<Reply, NodeError> {
-        let req = Request { stamp_ms: now_ms(), op };
-        match self.raft.client_write(req).await {
-            Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(self.not_leader(f.leader_id, f.leader_node)),
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => Err(NodeError::Fatal(e.to_string())),
-            Err(RaftError::Fatal(f)) => Err(NodeError::Fatal(f.to_string())),
+    pub async fn write(&self, op: Op) -> Result<Written, NodeError> {
+        match self.on_leader(Forwarded::Write(op)).await? {
+            Answer::Written { reply, index } => Ok(Written { reply, index }),
+            other => Err(unexpected(other)),
         }
     }
 
-    /// Waits until this node may serve a linearizable read (ReadIndex on the leader).
-    pub async fn linearize(&self) -> Result<(), NodeError> {
+    /// A linearizable read: the leader confirms its leadership (ReadIndex) and reads.
+    pub async fn read(&self, db: usize, argv: Vec<Bytes>) -> Result<Reply, NodeError> {
+        let mut replies = self.read_many(db, vec![argv]).await?;
+        replies.pop().ok_or_else(|| NodeError::Fatal("the leader answered no reply".into()))
+    }
+
+    /// Several reads against one linearizable state.
+    pub async fn read_many(&self, db: usize, cmds: Vec<Vec<Bytes>>) -> Result<Vec<Reply>, NodeError> {
+        match self.on_leader(Forwarded::Read { db: db as u8, cmds }).await? {
+            Answer::Read(replies) => Ok(replies),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// WATCH: the keys' versions at a linearizable point.
+    pub async fn versions(&self, db: usize, keys: Vec<Bytes>) -> Result<Vec<u64>, NodeError> {
+        match self.on_leader(Forwarded::Versions { db: db as u8, keys }).await? {
+            Answer::Versions(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Adds `id` as a learner, waits for it to catch up, then promotes it to voter. Returns
+    /// the leader's id.
+    pub async fn add_node(&self, id: u64, info: NodeInfo) -> Result<u64, NodeError> {
+        self.membership(Forwarded::AddNode { id, info }).await
+    }
+
+    pub async fn remove_node(&self, id: u64) -> Result<u64, NodeError> {
+        self.membership(Forwarded::RemoveNode { id }).await
+    }
+
+    async fn membership(&self, op: Forwarded) -> Result<u64, NodeError> {
+        match self.on_leader(op).await? {
+            Answer::MembershipChanged { .. } => Ok(self.status().leader.unwrap_or(self.id)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Runs `op` on the current leader: here if this node leads, else over gRPC. Hops to a
+    /// new leader and waits out elections a bounded number of times.
+    async fn on_leader(&self, op: Forwarded) -> Result<Answer, NodeError> {
+        if self.is_removed() {
+            return Err(NodeError::Removed(self.id));
+        }
+        let mut hint: Option<(u64, NodeInfo)> = None;
+        for _ in 0..MAX_ATTEMPTS {
+            let target = hint.take().or_else(|| self.leader());
+            let answer = match target {
+                None => {
+                    self.wait_for_leader(Duration::from_secs(3)).await.ok();
+                    continue;
+                }
+                Some((id, _)) if id == self.id => self.run_as_leader(op.clone()).await?,
+                Some((id, info)) => self.forward(id, &info, &op).await?,
+            };
+            match answer {
+                Answer::NotLeader { leader } => {
+                    hint = leader;
+                    if hint.is_none() {
+                        self.wait_for_leader(Duration::from_secs(3)).await.ok();
+                    }
+                }
+                Answer::Refused(message) => return Err(NodeError::Refused(message)),
+                other => return Ok(other),
+            }
+        }
+        Err(NodeError::NoLeader)
+    }
+
+    async fn forward(&self, leader: u64, info: &NodeInfo, op: &Forwarded) -> Result<Answer, NodeError> {
+        let unavailable = |message: String| NodeError::Unavailable { leader, message };
+        let data = encode(op).map_err(|e| NodeError::Fatal(e.to_string()))?;
+        let mut client = self.channels.client(&info.grpc).map_err(|e| unavailable(e.to_string()))?;
+        let resp = client.forward(self.channels.request(Blob { data }, FORWARD_TIMEOUT)).await;
+        match resp {
+            Ok(r) => decode(&r.into_inner().data).map_err(|e| unavailable(e.to_string())),
+            // Nothing was sent to Raft when the call never reached the leader: safe to retry.
+            Err(s) if s.code() == tonic::Code::Unavailable && !matches!(op, Forwarded::Write(_)) => {
+                Ok(Answer::NotLeader { leader: None })
+            }
+            Err(s) if s.code() == tonic::Code::Unauthenticated => Err(NodeError::Refused(s.message().to_string())),
+            Err(s) => Err(unavailable(s.message().to_string())),
+        }
+    }
+
+    /// Runs a (possibly forwarded) operation with this node as leader; answers `NotLeader`
+    /// when it is not.
+    pub(super) async fn run_as_leader(&self, op: Forwarded) -> Result<Answer, NodeError> {
+        match op {
+            Forwarded::Write(op) => {
+                let req = Request { stamp_ms: now_ms(), op };
+                match self.raft.client_write(req).await {
+                    Ok(resp) => Ok(Answer::Written { reply: resp.data, index: resp.log_id.index }),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Ok(self.not_leader(f.leader_id, f.leader_node)),
+                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => Ok(Answer::Refused(e.to_string())),
+                    Err(RaftError::Fatal(f)) => Err(NodeError::Fatal(f.to_string())),
+                }
+            }
+            Forwarded::Read { db, cmds } => match self.linearize().await? {
+                Some(answer) => Ok(answer),
+                None => {
+                    let ks = self.local();
+                    let now = now_ms();
+                    Ok(Answer::Read(cmds.iter().map(|argv| ks.read(db as usize, argv, now)).collect()))
+                }
+            },
+            Forwarded::Versions { db, keys } => match self.linearize().await? {
+                Some(answer) => Ok(answer),
+                None => {
+                    let ks = self.local();
+                    let now = now_ms();
+                    Ok(Answer::Versions(keys.iter().map(|k| ks.version(db as usize, k, now)).collect()))
+                }
+            },
+            Forwarded::AddNode { id, info } => {
+                let _one_at_a_time = self.membership_lock.lock().await;
+                self.grow(id, info).await
+            }
+            Forwarded::RemoveNode { id } => {
+                let _one_at_a_time = self.membership_lock.lock().await;
+                let voters: BTreeSet<u64> = self.voters();
+                if !voters.contains(&id) && !self.status().members.iter().any(|(m, ..)| *m == id) {
+                    return Ok(Answer::Refused(format!("node {id} is not a member")));
+                }
+                if voters.len() == 1 && voters.contains(&id) {
+                    return Ok(Answer::Refused(format!("node {id} is the only voter and cannot be removed")));
+                }
+                let change = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+                let change = if voters.contains(&id) { ChangeMembers::RemoveVoters(BTreeSet::from([id])) } else { change };
+                let first = self.change(change).await?;
+                if !matches!(first, Answer::MembershipChanged { .. }) || !voters.contains(&id) {
+                    return Ok(first);
+                }
+                // Removing a voter first demotes it (joint consensus); then drop it entirely.
+                self.change(ChangeMembers::RemoveNodes(BTreeSet::from([id]))).await
+            }
+        }
+    }
+
+    async fn grow(&self, id: u64, info: NodeInfo) -> Result<Answer, NodeError> {
+        if self.voters().contains(&id) {
+            let known = self.status().members.into_iter().find(|(m, ..)| *m == id).map(|(_, n, _)| n);
+            return Ok(match known {
+                Some(n) if n == info => Answer::MembershipChanged { index: 0 },
+                _ => Answer::Refused(format!("node id {id} is already a member with other addresses")),
+            });
+        }
+        let added = loop {
+            match self.raft.add_learner(id, info.clone(), true).await {
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_)))) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other,
+            }
+        };
+        match added {
+            Ok(_) => {}
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => return Ok(self.not_leader(f.leader_id, f.leader_node)),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => return Ok(Answer::Refused(e.to_string())),
+            Err(RaftError::Fatal(f)) => return Err(NodeError::Fatal(f.to_string())),
+        }
+        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await
+    }
+
+    /// Applies a membership change, waiting out a change still in progress (a previous
+    /// joint configuration that has not committed yet).
+    async fn change(&self, change: ChangeMembers<u64, NodeInfo>) -> Result<Answer, NodeError> {
+        for _ in 0..200 {
+            match self.raft.change_membership(change.clone(), false).await {
+                Ok(resp) => return Ok(Answer::MembershipChanged { index: resp.log_id.index }),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    return Ok(self.not_leader(f.leader_id, f.leader_node))
+                }
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_)))) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => return Ok(Answer::Refused(e.to_string())),
+                Err(RaftError::Fatal(f)) => return Err(NodeError::Fatal(f.to_string())),
+            }
+        }
+        Ok(Answer::NotLeader { leader: None })
+    }
+
+    /// ReadIndex: `None` when this node may now serve a linearizable read, else the answer
+    /// that sends the caller elsewhere.
+    async fn linearize(&self) -> Result<Option<Answer>, NodeError> {
         match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(self.not_leader(f.leader_id, f.leader_node)),
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Err(NodeError::NoLeader),
+            Ok(_) => Ok(None),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Ok(Some(self.not_leader(f.leader_id, f.leader_node))),
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Ok(Some(Answer::NotLeader { leader: None })),
             Err(RaftError::Fatal(f)) => Err(NodeError::Fatal(f.to_string())),
         }
     }
 
-    fn not_leader(&self, id: Option<u64>, node: Option<NodeInfo>) -> NodeError {
+    fn not_leader(&self, id: Option<u64>, node: Option<NodeInfo>) -> Answer {
         match (id, node) {
-            (Some(id), Some(node)) if id != self.id => NodeError::NotLeader { leader: Some((id, node)) },
-            _ => NodeError::NoLeader,
+            (Some(id), Some(node)) if id != self.id => Answer::NotLeader { leader: Some((id, node)) },
+            _ => Answer::NotLeader { leader: None },
         }
+    }
+
+    /// The leader as this node knows it, with its addresses.
+    fn leader(&self) -> Option<(u64, NodeInfo)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let info = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, info))
+    }
+
+    fn voters(&self) -> BTreeSet<u64> {
+        self.raft.metrics().borrow().membership_config.membership().voter_ids().collect()
+    }
+
+    /// True once a membership without this node has been applied here.
+    fn is_removed(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        m.membership_config.log_id().is_some() && membership.get_node(&self.id).is_none()
+    }
+
+    /// Asks the nodes at `addrs` (gRPC) to add this node; retries while none answers, fails
+    /// at once when the cluster refuses (wrong secret).
+    pub async fn join(&self, addrs: &[String], info: &NodeInfo, patience: Duration) -> Result<u64, NodeError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut last = String::from("no join address given");
+        while tokio::time::Instant::now() < deadline {
+            for addr in addrs {
+                let mut client = match self.channels.client(addr) {
+                    Ok(c) => c,
+                    Err(e) => return Err(NodeError::Refused(e.to_string())),
+                };
+                let req = JoinRequest { node_id: self.id, grpc_addr: info.grpc.clone(), resp_addr: info.resp.clone() };
+                match client.join(self.channels.request(req, Duration::from_secs(60))).await {
+                    Ok(resp) => return Ok(resp.into_inner().leader_id),
+                    Err(s) if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::InvalidArgument) => {
+                        return Err(NodeError::Refused(format!("{addr} refused to add node {}: {}", self.id, s.message())));
+                    }
+                    Err(s) => last = format!("{addr}: {}", s.message()),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(NodeError::Refused(format!("could not join the cluster: {last}")))
+    }
+
+    /// How many OTHER members have applied at least `index` (WAIT), polling until `count`
+    /// is reached or `timeout` passes (`None` = no limit, as Redis's WAIT 0).
+    pub async fn replicas_applied(&self, index: u64, count: usize, timeout: Option<Duration>) -> usize {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        loop {
+            let peers: Vec<(u64, NodeInfo)> =
+                self.status().members.into_iter().filter(|(id, ..)| *id != self.id).map(|(id, n, _)| (id, n)).collect();
+            let polls = peers.iter().map(|(_, n)| self.peer_applied(&n.grpc));
+            let applied = futures::future::join_all(polls).await;
+            let n = applied.iter().filter(|a| a.is_some_and(|a| a >= index)).count();
+            let expired = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+            if n >= count || expired || peers.is_empty() {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    async fn peer_applied(&self, addr: &str) -> Option<u64> {
+        self.peer_status(addr).await.map(|s| s.applied_index)
+    }
+
+    /// Another node's own view of its Raft state (`None` if it does not answer in time).
+    pub async fn peer_status(&self, addr: &str) -> Option<Status> {
+        let mut client = self.channels.client(addr).ok()?;
+        let resp = client.applied(self.channels.request(AppliedRequest {}, Duration::from_millis(500))).await.ok()?;
+        let r = resp.into_inner();
+        let role = match r.role.as_str() {
+            "leader" => "leader",
+            "follower" => "follower",
+            "candidate" => "candidate",
+            "learner" => "learner",
+            _ => "unknown",
+        };
+        Some(Status {
+            id: r.node_id,
+            role,
+            term: r.term,
+            leader: (r.leader_id != 0).then_some(r.leader_id),
+            last_log_index: r.last_log_index,
+            commit_index: r.commit_index,
+            applied_index: r.applied_index,
+            purged_index: None,
+            members: Vec::new(),
+        })
     }
 
     pub fn status(&self) -> Status {
@@ -225,6 +559,10 @@ impl RaftNode {
     }
 }
 
+fn unexpected(answer: Answer) -> NodeError {
+    NodeError::Fatal(format!("unexpected answer from the leader: {answer:?}"))
+}
+
 /// On the leader, proposes an expiry sweep whenever a key's deadline has passed, the way a
 /// Redis master sends `DEL` for expired keys to its replicas. Reads already hide expired keys
 /// by the local clock; the sweep frees them identically on every replica.
@@ -236,7 +574,7 @@ async fn sweep_expired(node: std::sync::Weak<RaftNode>) {
         let Some(node) = node.upgrade() else { return };
         let due = node.local().next_deadline().is_some_and(|d| d <= now_ms());
         if due && node.is_leader() {
-            if let Err(e) = node.write(Op::Sweep).await {
+            if let Err(e) = node.run_as_leader(Forwarded::Write(Op::Sweep)).await {
                 tracing::debug!(error = %e, "expiry sweep not proposed");
             }
         }

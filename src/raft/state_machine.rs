@@ -9,6 +9,7 @@
 //! - Pub/sub messages are delivered on apply, except for entries that were already in the log
 //!   when the process started: a restart replays the log and must not replay messages.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -42,6 +43,8 @@ pub struct Applied {
     pub keyspace: ArcSwap<Keyspace>,
     pub pubsub: Arc<PubSub>,
     pub listeners: std::sync::RwLock<Vec<Arc<dyn ApplyListener>>>,
+    /// Log index of the last applied entry, set before listeners are told.
+    index: AtomicU64,
 }
 
 impl Applied {
@@ -50,7 +53,13 @@ impl Applied {
             keyspace: ArcSwap::from_pointee(Keyspace::new()),
             pubsub,
             listeners: Default::default(),
+            index: AtomicU64::new(0),
         })
+    }
+
+    /// The log index the published keyspace reflects.
+    pub fn index(&self) -> u64 {
+        self.index.load(Ordering::Acquire)
     }
 
     pub fn add_listener(&self, listener: Arc<dyn ApplyListener>) {
@@ -58,8 +67,9 @@ impl Applied {
         self.listeners.write().unwrap_or_else(|e| e.into_inner()).push(listener);
     }
 
-    fn publish(&self, keyspace: Keyspace, changes: &[Change], reload: bool) {
+    fn publish(&self, keyspace: Keyspace, index: Option<LogId>, changes: &[Change], reload: bool) {
         let keyspace = Arc::new(keyspace);
+        self.index.store(index.map_or(0, |l| l.index), Ordering::Release);
         self.keyspace.store(keyspace.clone());
         for l in self.listeners.read().unwrap_or_else(|e| e.into_inner()).iter() {
             l.applied(&keyspace, changes, reload);
@@ -137,7 +147,7 @@ impl StateMachine {
                 _ => {}
             }
         }
-        out.publish(keyspace.clone(), &[], true);
+        out.publish(keyspace.clone(), last_applied, &[], true);
         Ok(StateMachine { db: db.clone(), data, snapshots, keyspace, last_applied, membership, out, replay_upto })
     }
 
@@ -224,7 +234,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let replies: Vec<Reply> = entries.into_iter().map(|e| self.apply_one(&e)).collect();
         let changes = self.keyspace.take_changes();
         self.persist(&changes)?;
-        self.out.publish(self.keyspace.clone(), &changes, false);
+        self.out.publish(self.keyspace.clone(), self.last_applied, &changes, false);
         Ok(replies)
     }
 
@@ -252,7 +262,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.persist_all()?;
         save_snapshot(&self.snapshots, meta, &snapshot)?;
         self.db.flush_async().await.map_err(sm_err)?;
-        self.out.publish(self.keyspace.clone(), &[], true);
+        self.out.publish(self.keyspace.clone(), self.last_applied, &[], true);
         Ok(())
     }
 

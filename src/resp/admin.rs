@@ -32,10 +32,14 @@ const CONNECTION_COMMANDS: &[(&str, i32, &str)] = &[
     ("psubscribe", -2, "Listens for messages published to channels that match one or more patterns."),
     ("punsubscribe", -1, "Stops listening to messages published to channels that match one or more patterns."),
     ("quit", -1, "Closes the connection."),
+    ("readonly", 1, "Serves reads from this node's replica (fast, possibly stale)."),
+    ("readwrite", 1, "Serves reads linearizably again (the default)."),
+    ("role", 1, "Returns the replication role (and the node's Raft view)."),
     ("select", 2, "Changes the selected database."),
     ("subscribe", -2, "Listens for messages published to channels."),
     ("unsubscribe", -1, "Stops listening to messages posted to channels."),
     ("unwatch", 1, "Forgets about watched keys of a transaction."),
+    ("wait", 3, "Waits until this many other nodes applied the connection's last write."),
     ("watch", -2, "Monitors changes to keys to determine the execution of a transaction."),
 ];
 
@@ -157,6 +161,40 @@ pub fn command(argv: &[Bytes]) -> Reply {
         ),
         Some(other) => Reply::err(format!("ERR unknown subcommand '{other}'. Try COMMAND HELP.")),
     }
+}
+
+/// ROLE: Redis's shape (`master` with replicas, or `slave` with its master), from the Raft
+/// view: the leader answers `master`, every other node `slave` of the leader.
+pub fn role(shared: &Shared) -> Reply {
+    let status = shared.node.status();
+    let addr = |id: u64| status.members.iter().find(|(m, ..)| *m == id).map(|(_, n, _)| n.resp.clone());
+    let split = |a: String| -> (String, i64) {
+        match a.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().unwrap_or(0)),
+            None => (a, 0),
+        }
+    };
+    if status.role == "leader" {
+        let replicas = status
+            .members
+            .iter()
+            .filter(|(id, ..)| *id != status.id)
+            .map(|(_, n, _)| {
+                let (host, port) = split(n.resp.clone());
+                Reply::Array(vec![Reply::bulk(host), Reply::bulk(port.to_string()), Reply::bulk(status.applied_index.to_string())])
+            })
+            .collect();
+        return Reply::Array(vec![Reply::bulk("master"), Reply::Int(status.applied_index as i64), Reply::Array(replicas)]);
+    }
+    let (host, port) = status.leader.and_then(addr).map(split).unwrap_or_default();
+    let state = if status.leader.is_some() { "connected" } else { "connect" };
+    Reply::Array(vec![
+        Reply::bulk("slave"),
+        Reply::bulk(host),
+        Reply::Int(port),
+        Reply::bulk(state),
+        Reply::Int(status.applied_index as i64),
+    ])
 }
 
 /// INFO [section…]: Redis's layout plus a `# Raft` section with this node's view.

@@ -15,7 +15,7 @@ use super::admin;
 use super::encode::{encode, Protocol};
 use super::server::Shared;
 use crate::pubsub::{ConnId, Message, Sender};
-use crate::raft::{NodeError, Op, WatchedKey};
+use crate::raft::{now_ms, NodeError, Op, WatchedKey};
 use crate::routes::{self, Reply, DATABASES};
 
 /// Whether the connection goes on after a command.
@@ -43,6 +43,10 @@ pub struct Session {
     pub(super) lib: (Option<Bytes>, Option<Bytes>),
     tx: Option<Transaction>,
     watched: Vec<WatchedKey>,
+    /// READONLY: reads come from this node's replica (fast, possibly stale).
+    local_reads: bool,
+    /// Log index of this connection's last write, for WAIT.
+    last_write: u64,
     channels: BTreeSet<Bytes>,
     patterns: BTreeSet<Bytes>,
 }
@@ -55,6 +59,8 @@ fn arity_error(name: &str) -> Reply {
     Reply::err(format!("ERR wrong number of arguments for '{name}' command"))
 }
 
+/// Raft-level failures as Redis-style errors: `-TRYAGAIN` when retrying is safe and may
+/// succeed (election under way), `-ERR` with the reason otherwise.
 fn node_error(e: NodeError) -> Reply {
     match e {
         NodeError::NoLeader | NodeError::NotLeader { .. } => {
@@ -90,6 +96,8 @@ impl Session {
             lib: (None, None),
             tx: None,
             watched: Vec::new(),
+            local_reads: false,
+            last_write: 0,
             channels: BTreeSet::new(),
             patterns: BTreeSet::new(),
         }
@@ -169,6 +177,16 @@ impl Session {
             "exec" => self.exec().await,
             "discard" => self.discard(),
             "watch" => self.watch(&argv).await,
+            "readonly" => {
+                self.local_reads = true;
+                Reply::ok()
+            }
+            "readwrite" => {
+                self.local_reads = false;
+                Reply::ok()
+            }
+            "wait" => self.wait(&argv).await,
+            "role" => admin::role(&self.shared),
             "unwatch" => {
                 self.watched.clear();
                 Reply::ok()
@@ -210,12 +228,37 @@ impl Session {
         let Some(spec) = routes::lookup(&argv[0]) else { return routes::unknown_command(&argv) };
         let node = &self.shared.node;
         if spec.replicated {
-            return node.write(Op::Command { db: self.db as u8, argv }).await.unwrap_or_else(node_error);
+            return match node.write(Op::Command { db: self.db as u8, argv }).await {
+                Ok(w) => {
+                    self.last_write = w.index;
+                    w.reply
+                }
+                Err(e) => node_error(e),
+            };
         }
-        match node.linearize().await {
-            Ok(()) => node.local().read(self.db, &argv, crate::raft::now_ms()),
-            Err(e) => node_error(e),
+        if self.local_reads {
+            return node.local().read(self.db, &argv, now_ms());
         }
+        node.read(self.db, argv).await.unwrap_or_else(node_error)
+    }
+
+    /// WAIT numreplicas timeout: how many OTHER nodes have applied this connection's last
+    /// write (Redis counts replicas that acknowledged it; ours have applied it, so their
+    /// proxies route it).
+    async fn wait(&self, argv: &[Bytes]) -> Reply {
+        if argv.len() != 3 {
+            return arity_error("wait");
+        }
+        let int = |a: &Bytes| std::str::from_utf8(a).ok().and_then(|s| s.parse::<i64>().ok());
+        let (Some(count), Some(timeout)) = (int(&argv[1]), int(&argv[2])) else {
+            return Reply::err("ERR value is not an integer or out of range");
+        };
+        if timeout < 0 {
+            return Reply::err("ERR timeout is negative");
+        }
+        let timeout = (timeout > 0).then(|| std::time::Duration::from_millis(timeout as u64));
+        let n = self.shared.node.replicas_applied(self.last_write, count.max(0) as usize, timeout).await;
+        Reply::Int(n as i64)
     }
 
     fn ping(&self, argv: &[Bytes]) -> Reply {
@@ -352,7 +395,10 @@ impl Session {
         }
         let op = Op::Exec { db: self.db as u8, queued: tx.queued.clone(), watched };
         let reply = match self.shared.node.write(op).await {
-            Ok(r) => r,
+            Ok(w) => {
+                self.last_write = w.index;
+                w.reply
+            }
             Err(e) => return node_error(e),
         };
         // A SELECT that succeeded inside the transaction changes this connection's database.
@@ -377,14 +423,19 @@ impl Session {
         if self.tx.is_some() {
             return Reply::err("ERR WATCH inside MULTI is not allowed");
         }
-        if let Err(e) = self.shared.node.linearize().await {
-            return node_error(e);
-        }
-        let ks = self.shared.node.local();
-        let now = crate::raft::now_ms();
-        for key in &argv[1..] {
-            let version = ks.version(self.db, key, now);
-            self.watched.push(WatchedKey { db: self.db as u8, key: key.clone(), version });
+        let keys = argv[1..].to_vec();
+        let versions = if self.local_reads {
+            let ks = self.shared.node.local();
+            let now = now_ms();
+            keys.iter().map(|k| ks.version(self.db, k, now)).collect()
+        } else {
+            match self.shared.node.versions(self.db, keys.clone()).await {
+                Ok(v) => v,
+                Err(e) => return node_error(e),
+            }
+        };
+        for (key, version) in keys.into_iter().zip(versions) {
+            self.watched.push(WatchedKey { db: self.db as u8, key, version });
         }
         Reply::ok()
     }

@@ -1,0 +1,52 @@
+//! The gRPC port: the admin API for programs (proto/admin.proto, with server reflection so
+//! `grpcurl` works) and the node-to-node Raft service, both behind the cluster secret.
+
+mod admin;
+mod watch;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch as signal;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use admin::AdminService;
+pub use watch::ChangeLog;
+
+use crate::proto::admin_v1::admin_server::AdminServer;
+use crate::proto::admin_v1::FILE_DESCRIPTOR_SET;
+use crate::raft::{self, RaftNode};
+use crate::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Serves both services on `listener` until `shutdown` flips to true.
+pub async fn serve(
+    listener: TcpListener,
+    node: Arc<RaftNode>,
+    secret: Secret,
+    mut shutdown: signal::Receiver<bool>,
+) -> Result<(), GrpcError> {
+    let changes = ChangeLog::attach(&node);
+    let admin = AdminServer::new(AdminService::new(node.clone(), changes));
+    let check = secret.clone();
+    let admin = tonic::service::interceptor::InterceptedService::new(admin, move |req| check.check(req));
+    let reflection =
+        tonic_reflection::server::Builder::configure().register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET).build_v1()?;
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(raft::service(node, secret))
+        .add_service(admin)
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = shutdown.changed().await;
+        })
+        .await?;
+    Ok(())
+}

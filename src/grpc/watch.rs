@@ -1,0 +1,134 @@
+//! The admin API's `Watch`: a bounded in-memory log of applied changes to database 0, so a
+//! client can resume from the applied index it last saw. Older positions get a full dump of
+//! the current keys first (`snapshot = true`), then live changes.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::broadcast;
+
+use crate::proto::admin_v1::WatchEvent;
+use crate::raft::{now_ms, ApplyListener, RaftNode};
+use crate::routes::{Change, Entry, Keyspace, Value};
+
+/// Changes kept for resuming watchers; older positions get a full dump instead.
+const RETAINED_EVENTS: usize = 100_000;
+/// Batches a slow watcher may fall behind before its stream ends (it can resume).
+const LAGGING: usize = 4096;
+
+/// The changes of one applied batch.
+#[derive(Debug)]
+pub struct Batch {
+    pub index: u64,
+    pub events: Vec<WatchEvent>,
+}
+
+struct Retained {
+    batches: VecDeque<Arc<Batch>>,
+    events: usize,
+    /// Every change after this index is retained.
+    complete_after: u64,
+}
+
+pub struct ChangeLog {
+    node: Arc<RaftNode>,
+    retained: Mutex<Retained>,
+    live: broadcast::Sender<Arc<Batch>>,
+}
+
+/// A watcher's starting point: what to send first, then live batches after `after`.
+pub struct Start {
+    pub backlog: Vec<WatchEvent>,
+    pub after: u64,
+    pub live: broadcast::Receiver<Arc<Batch>>,
+}
+
+pub fn event(index: u64, key: &[u8], entry: Option<&Entry>, now: u64, snapshot: bool) -> WatchEvent {
+    let live = entry.filter(|e| e.expire_at_ms.is_none_or(|d| d > now));
+    let (kind, values): (&str, Vec<Bytes>) = match live.map(|e| &e.value) {
+        None => ("", Vec::new()),
+        Some(Value::Str(s)) => ("string", vec![s.clone()]),
+        Some(Value::List(l)) => ("list", l.iter().cloned().collect()),
+        Some(Value::Set(s)) => ("set", s.iter().cloned().collect()),
+        Some(Value::Hash(h)) => ("hash", h.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect()),
+    };
+    WatchEvent {
+        applied_index: index,
+        key: String::from_utf8_lossy(key).into_owned(),
+        exists: live.is_some(),
+        r#type: kind.to_string(),
+        values,
+        snapshot,
+    }
+}
+
+impl ChangeLog {
+    /// Creates the log and registers it with the node's state machine.
+    pub fn attach(node: &Arc<RaftNode>) -> Arc<ChangeLog> {
+        let log = Arc::new(ChangeLog {
+            node: node.clone(),
+            retained: Mutex::new(Retained { batches: VecDeque::new(), events: 0, complete_after: u64::MAX }),
+            live: broadcast::channel(LAGGING).0,
+        });
+        node.applied().add_listener(log.clone());
+        log
+    }
+
+    /// Where a watch from `from_index` starts.
+    pub fn start(&self, from_index: u64) -> Start {
+        let retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
+        let live = self.live.subscribe();
+        if from_index >= retained.complete_after {
+            let backlog = retained
+                .batches
+                .iter()
+                .filter(|b| b.index > from_index)
+                .flat_map(|b| b.events.iter().cloned())
+                .collect();
+            let after = retained.batches.back().map_or(from_index, |b| b.index.max(from_index));
+            return Start { backlog, after, live };
+        }
+        drop(retained);
+        let index = self.node.applied().index();
+        let ks = self.node.local();
+        Start { backlog: dump(&ks, index), after: index, live }
+    }
+}
+
+fn dump(ks: &Keyspace, index: u64) -> Vec<WatchEvent> {
+    let now = now_ms();
+    ks.iter()
+        .filter(|(db, _, e)| *db == 0 && e.expire_at_ms.is_none_or(|d| d > now))
+        .map(|(_, key, e)| event(index, key, Some(e), now, true))
+        .collect()
+}
+
+impl ApplyListener for ChangeLog {
+    fn applied(&self, keyspace: &Keyspace, changes: &[Change], reload: bool) {
+        let index = self.node.applied().index();
+        let mut retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
+        if reload {
+            // After a snapshot install nothing before `index` can be replayed exactly.
+            retained.batches.clear();
+            retained.events = 0;
+            retained.complete_after = index;
+            return;
+        }
+        let now = now_ms();
+        let events: Vec<WatchEvent> =
+            changes.iter().filter(|c| c.db == 0).map(|c| event(index, &c.key, keyspace.get(0, &c.key), now, false)).collect();
+        if events.is_empty() {
+            return;
+        }
+        let batch = Arc::new(Batch { index, events });
+        retained.events += batch.events.len();
+        retained.batches.push_back(batch.clone());
+        while retained.events > RETAINED_EVENTS {
+            let Some(old) = retained.batches.pop_front() else { break };
+            retained.events -= old.events.len();
+            retained.complete_after = old.index;
+        }
+        let _ = self.live.send(batch);
+    }
+}
