@@ -40,7 +40,7 @@ struct Step {
 
 /// Splits a command like redis-cli does (quotes, escapes), via our inline-command decoder;
 /// both servers receive the same multibulk frame, so a splitting bug cannot hide a mismatch.
-fn split(command: &str) -> Vec<Vec<u8>> {
+pub fn split(command: &str) -> Vec<Vec<u8>> {
     let mut buf = BytesMut::from(format!("{command}\r\n").as_bytes());
     let args = decode(&mut buf, &Limits::default()).expect("script line splits").expect("complete line");
     args.into_iter().map(|a| a.to_vec()).collect()
