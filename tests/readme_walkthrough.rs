@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::script::split;
-use common::{base_config, Node};
+use common::fresh_node;
 
 const SECTION: &str = "## Managing routes with redis-cli";
 const PROMPT: &str = "$ redis-cli -p 6380 ";
@@ -56,8 +56,7 @@ fn readme_walks_through_hipache_routes() {
 
 #[test]
 fn readme_walkthrough_through_redis_cli() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &base_config(dir.path()));
+    let (_dir, node) = fresh_node();
     let port = node.resp.port().to_string();
     for step in walkthrough() {
         // redis-cli prints the terminal format (`(integer) 1`) only to a tty unless told.
@@ -70,8 +69,7 @@ fn readme_walkthrough_through_redis_cli() {
 
 #[test]
 fn readme_walkthrough_through_redis_py_resp3() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &base_config(dir.path()));
+    let (_dir, node) = fresh_node();
     let steps = walkthrough();
     let request = serde_json::json!({
         "port": node.resp.port(),
