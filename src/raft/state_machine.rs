@@ -1,21 +1,20 @@
-//! The replicated keyspace as an openraft state machine, persisted in sled.
+//! The replicated keyspace as an openraft state machine, persisted in sled as snapshots.
 //!
-//! - `apply` runs each entry through the pure core (`routes::Keyspace`). The keys it changed
-//!   are written behind: at most every `PERSIST_EVERY`, and always before a snapshot is built,
-//!   the dirty keys, `last_applied` and the membership go to sled in ONE atomic batch, so the
-//!   persisted data and applied index never disagree and a crash only means openraft re-applies
-//!   the (durable, not yet purged) log after it. Writing behind keeps a hot key cheap: a list
-//!   being appended to is serialised a few times a second, not once per Raft batch.
+//! - `apply` runs each entry through the pure core (`routes::Keyspace`) in memory only. What
+//!   makes a write durable is its log entry (flushed before it commits); the state machine is
+//!   persisted by the snapshots openraft asks for every `snapshotThreshold` entries. On start
+//!   it loads the latest snapshot and openraft re-applies the log after it. Writing each
+//!   changed key to sled on apply, as an earlier version did, re-serialised a whole list per
+//!   RPUSH: quadratic in the list's length (redis-benchmark's 100,000 RPUSH to one list grew
+//!   the node past 20 GB).
 //! - The in-memory keyspace is a persistent map: publishing it after each batch (local reads,
 //!   routing view) and handing it to the snapshot builder are O(1) clones, and the builder
 //!   serialises a consistent view while `apply` goes on.
 //! - Pub/sub messages are delivered on apply, except for entries that were already in the log
 //!   when the process started: a restart replays the log and must not replay messages.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -27,14 +26,8 @@ use super::types::{Entry, LogId, Op, Snapshot, SnapshotMeta, StorageError, Store
 use crate::pubsub::PubSub;
 use crate::routes::{ApplyCtx, Change, Keyspace, Publisher, Reply, Watch};
 
-const APPLIED: &[u8] = b"m:applied";
-const MEMBERSHIP: &[u8] = b"m:membership";
-const CLOCK: &[u8] = b"m:clock";
-const DATA_PREFIX: u8 = b'k';
 const SNAPSHOT_META: &[u8] = b"meta";
 const SNAPSHOT_DATA: &[u8] = b"data";
-/// Longest time applied changes stay in memory only (they are in the durable log meanwhile).
-const PERSIST_EVERY: Duration = Duration::from_millis(200);
 
 /// Told about every applied batch, after the new keyspace is published. The proxy's routing
 /// view implements it; it must be quick (it runs on the apply path).
@@ -92,7 +85,6 @@ struct SnapshotBody {
 
 pub struct StateMachine {
     db: sled::Db,
-    data: sled::Tree,
     snapshots: sled::Tree,
     keyspace: Keyspace,
     last_applied: Option<LogId>,
@@ -100,9 +92,6 @@ pub struct StateMachine {
     out: Arc<Applied>,
     /// Entries at or below this index were in the log before this process started.
     replay_upto: u64,
-    /// Keys changed since the last persist, and when that was.
-    dirty: HashSet<(usize, Bytes)>,
-    persisted_at: Instant,
 }
 
 fn sm_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -111,14 +100,6 @@ fn sm_err(e: impl std::error::Error + 'static) -> StorageError {
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::read_state_machine(&e).into()
-}
-
-fn data_key(db: usize, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key.len() + 2);
-    k.push(DATA_PREFIX);
-    k.push(db as u8);
-    k.extend_from_slice(key);
-    k
 }
 
 /// Hands PUBLISH to the node's subscribers, or drops it during start-up replay.
@@ -138,38 +119,19 @@ impl Publisher for Delivery<'_> {
 }
 
 impl StateMachine {
-    /// Loads the persisted keyspace; `replay_upto` is the last log index on disk at start-up.
+    /// Loads the latest snapshot (openraft re-applies the log after it); `replay_upto` is the
+    /// last log index on disk at start-up.
     pub fn open(db: &sled::Db, out: Arc<Applied>, replay_upto: u64) -> Result<StateMachine, StorageError> {
-        let data = db.open_tree("sm").map_err(read_err)?;
         let snapshots = db.open_tree("snapshot").map_err(read_err)?;
-        let mut keyspace = Keyspace::new();
-        let mut last_applied = None;
-        let mut membership = StoredMembership::default();
-        for kv in data.iter() {
-            let (k, v) = kv.map_err(read_err)?;
-            match k.as_ref() {
-                APPLIED => last_applied = decode(&v)?,
-                MEMBERSHIP => membership = decode(&v)?,
-                CLOCK => keyspace.set_clock_ms(decode(&v)?),
-                [DATA_PREFIX, db, key @ ..] => {
-                    keyspace.restore(*db as usize, Bytes::copy_from_slice(key), decode(&v)?);
-                }
-                _ => {}
+        let (keyspace, last_applied, membership) = match load_snapshot(&snapshots)? {
+            Some((meta, data)) => {
+                let body: SnapshotBody = decode(&data)?;
+                (body.keyspace, meta.last_log_id, meta.last_membership)
             }
-        }
+            None => (Keyspace::new(), None, StoredMembership::default()),
+        };
         out.publish(keyspace.clone(), last_applied, &[], true);
-        Ok(StateMachine {
-            db: db.clone(),
-            data,
-            snapshots,
-            keyspace,
-            last_applied,
-            membership,
-            out,
-            replay_upto,
-            dirty: HashSet::new(),
-            persisted_at: Instant::now(),
-        })
+        Ok(StateMachine { db: db.clone(), snapshots, keyspace, last_applied, membership, out, replay_upto })
     }
 
     fn apply_one(&mut self, entry: &Entry) -> Reply {
@@ -199,38 +161,6 @@ impl StateMachine {
             }
         }
     }
-
-    /// Writes the dirty keys and the applied position in one atomic sled batch.
-    fn persist(&mut self) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        for (db, key) in self.dirty.drain() {
-            let k = data_key(db, &key);
-            match self.keyspace.get(db, &key) {
-                Some(e) => batch.insert(k, encode(e)?),
-                None => batch.remove(k),
-            }
-        }
-        self.persisted_at = Instant::now();
-        batch.insert(APPLIED, encode(&self.last_applied)?);
-        batch.insert(MEMBERSHIP, encode(&self.membership)?);
-        batch.insert(CLOCK, encode(&self.keyspace.clock_ms())?);
-        self.data.apply_batch(batch).map_err(sm_err)
-    }
-
-    /// Replaces the whole persisted keyspace (snapshot install) in one atomic batch.
-    fn persist_all(&self) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        for k in self.data.iter().keys() {
-            batch.remove(k.map_err(read_err)?);
-        }
-        for (db, key, e) in self.keyspace.iter() {
-            batch.insert(data_key(db, key), encode(e)?);
-        }
-        batch.insert(APPLIED, encode(&self.last_applied)?);
-        batch.insert(MEMBERSHIP, encode(&self.membership)?);
-        batch.insert(CLOCK, encode(&self.keyspace.clock_ms())?);
-        self.data.apply_batch(batch).map_err(sm_err)
-    }
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
@@ -255,20 +185,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let replies: Vec<Reply> = entries.into_iter().map(|e| self.apply_one(&e)).collect();
         let changes = self.keyspace.take_changes();
-        self.dirty.extend(changes.iter().map(|c| (c.db, c.key.clone())));
-        if self.persisted_at.elapsed() >= PERSIST_EVERY {
-            self.persist()?;
-        }
         self.out.publish(self.keyspace.clone(), self.last_applied, &changes, false);
         Ok(replies)
     }
 
-    /// Persists everything applied so far first: openraft purges the log up to the snapshot
-    /// right after it is built, and a restart must find the state at least that far.
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        let persisted = self.persist().map_err(|e| e.to_string());
         SnapshotBuilder {
-            persisted,
             db: self.db.clone(),
             snapshots: self.snapshots.clone(),
             keyspace: self.keyspace.clone(),
@@ -286,10 +208,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), &e)))?;
         self.keyspace = body.keyspace;
         self.keyspace.take_changes();
-        self.dirty.clear();
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.persist_all()?;
         save_snapshot(&self.snapshots, meta, &snapshot)?;
         self.db.flush_async().await.map_err(sm_err)?;
         self.out.publish(self.keyspace.clone(), self.last_applied, &[], true);
@@ -297,13 +217,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let meta = match self.snapshots.get(SNAPSHOT_META).map_err(read_err)? {
-            Some(m) => decode::<SnapshotMeta>(&m)?,
-            None => return Ok(None),
-        };
-        let data = self.snapshots.get(SNAPSHOT_DATA).map_err(read_err)?.map(|d| d.to_vec()).unwrap_or_default();
-        Ok(Some(Snapshot { meta, snapshot: Box::new(data) }))
+        Ok(load_snapshot(&self.snapshots)?.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(data) }))
     }
+}
+
+fn load_snapshot(tree: &sled::Tree) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StorageError> {
+    let meta = match tree.get(SNAPSHOT_META).map_err(read_err)? {
+        Some(m) => decode::<SnapshotMeta>(&m)?,
+        None => return Ok(None),
+    };
+    let data = tree.get(SNAPSHOT_DATA).map_err(read_err)?.map(|d| d.to_vec()).unwrap_or_default();
+    Ok(Some((meta, data)))
 }
 
 fn save_snapshot(tree: &sled::Tree, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
@@ -315,9 +239,6 @@ fn save_snapshot(tree: &sled::Tree, meta: &SnapshotMeta, data: &[u8]) -> Result<
 
 /// A consistent, immutable view of the state machine at one applied index.
 pub struct SnapshotBuilder {
-    /// The outcome of persisting the state machine when the builder was made; a failure
-    /// fails the build, so the log is not purged past what is on disk.
-    persisted: Result<(), String>,
     db: sled::Db,
     snapshots: sled::Tree,
     keyspace: Keyspace,
@@ -327,9 +248,6 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        if let Err(e) = &self.persisted {
-            return Err(sm_err(std::io::Error::other(format!("state machine not persisted: {e}"))));
-        }
         let body = SnapshotBody { keyspace: self.keyspace.clone() };
         let data = encode(&body)?;
         let snapshot_id = match self.last_applied {
