@@ -198,6 +198,10 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 }
 
 async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Result<()> {
+    // SIGUSR1 means "reopen the access log" (logrotate, `systemctl reload`). Registering it here
+    // replaces the default action (terminate) for the whole process lifetime, so the signal is
+    // harmless even when the access log is off.
+    let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
     let resp_listener = bind(config.cluster.resp, "cluster.resp").await?;
     let resp_addr = resp_listener.local_addr()?;
     let grpc_listener = bind(config.cluster.grpc, "cluster.grpc").await?;

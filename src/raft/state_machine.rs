@@ -146,21 +146,27 @@ impl StateMachine {
         };
         let mut delivery = Delivery { pubsub: &self.out.pubsub, live: entry.log_id.index > self.replay_upto };
         let mut ctx = ApplyCtx { index: entry.log_id.index, now_ms: req.stamp_ms, publisher: &mut delivery };
-        match &req.op {
-            Op::Command { db, argv } => self.keyspace.apply(*db as usize, argv, &mut ctx),
+        apply_op(&mut self.keyspace, &req.op, &mut ctx)
+    }
+}
+
+/// One operation against the keyspace; a `Batch` answers an array with one reply per op.
+fn apply_op(keyspace: &mut Keyspace, op: &Op, ctx: &mut ApplyCtx<'_>) -> Reply {
+        match op {
+            Op::Batch(ops) => Reply::Array(ops.iter().map(|op| apply_op(keyspace, op, ctx)).collect()),
+            Op::Command { db, argv } => keyspace.apply(*db as usize, argv, ctx),
             Op::Exec { db, queued, watched } => {
                 let watched: Vec<Watch> = watched
                     .iter()
                     .map(|w| Watch { db: w.db as usize, key: w.key.clone(), version: w.version })
                     .collect();
-                self.keyspace.exec(*db as usize, queued, &watched, &mut ctx)
+                keyspace.exec(*db as usize, queued, &watched, ctx)
             }
             Op::Sweep => {
-                self.keyspace.sweep(&mut ctx);
+                keyspace.sweep(ctx);
                 Reply::ok()
             }
         }
-    }
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
