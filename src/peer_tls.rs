@@ -30,12 +30,13 @@ impl PeerTls {
         if ca.is_empty() {
             return Err(PeerTlsError::NoCa);
         }
+        let identity = Identity::from_pem(read(cert)?, read(key)?);
         let mut bundle = Vec::new();
         for path in ca {
             bundle.extend_from_slice(&read(path)?);
             bundle.push(b'\n');
         }
-        Ok(PeerTls { identity: Identity::from_pem(read(cert)?, read(key)?), ca: Certificate::from_pem(bundle) })
+        Ok(PeerTls { identity, ca: Certificate::from_pem(bundle) })
     }
 
     /// Server side: present our certificate, require a client certificate from the CA.
