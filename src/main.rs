@@ -9,10 +9,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use hipache_raft::config::{self, Config, Overrides};
-use hipache_raft::grpc;
+use hipache_raft::grpc::{self, cli};
 use hipache_raft::pubsub::PubSub;
 use hipache_raft::raft::{NodeInfo, NodeOptions, RaftNode};
 use hipache_raft::resp::{self, RespOptions};
+use hipache_raft::peer_tls::PeerTls;
 use hipache_raft::secret::Secret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -45,6 +46,80 @@ struct Cli {
     /// Overrides cluster.join: gRPC addresses of existing members, comma-separated.
     #[arg(long, value_delimiter = ',')]
     join: Option<Vec<String>>,
+    /// Seconds to keep trying to join (the cluster may still be starting) before giving up.
+    #[arg(long, env = "HIPACHE_RAFT_JOIN_TIMEOUT", default_value_t = 120)]
+    join_timeout: u64,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Cluster administration against any node's gRPC port.
+    Cluster {
+        /// gRPC address (host:port) of any member.
+        #[arg(long, default_value = "127.0.0.1:7380")]
+        addr: String,
+        /// The cluster.secret, if the cluster has one.
+        #[arg(long, env = "HIPACHE_RAFT_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// Client certificate, key and CA (PEM) when the cluster uses mutual TLS (cluster.tls).
+        #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+        tls_cert: Option<PathBuf>,
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ClusterAction {
+    /// Members, roles, term, leader, commit and applied index per node.
+    Status,
+    /// Adds a node (started with an empty data dir) as learner, then voter.
+    AddNode {
+        #[arg(long)]
+        id: u64,
+        /// The new node's gRPC address.
+        #[arg(long)]
+        grpc: String,
+        /// The new node's RESP address.
+        #[arg(long)]
+        resp: String,
+    },
+    /// Removes a node from the membership.
+    RemoveNode {
+        #[arg(long)]
+        id: u64,
+    },
+}
+
+/// Runs a `cluster …` subcommand and exits: 0 on success, 1 when the call failed.
+fn cluster_command(addr: &str, secret: Option<&str>, tls: Option<PeerTls>, action: &ClusterAction) -> ExitCode {
+    let action = match action {
+        ClusterAction::Status => cli::Action::Status,
+        ClusterAction::AddNode { id, grpc, resp } => cli::Action::AddNode { id: *id, grpc: grpc.clone(), resp: resp.clone() },
+        ClusterAction::RemoveNode { id } => cli::Action::RemoveNode { id: *id },
+    };
+    let secret = Secret::new(secret);
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(cli::run(addr, &secret, tls.as_ref(), action)).map_err(|e| e.to_string()));
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -55,6 +130,19 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(Command::Cluster { addr, secret, action, tls_cert, tls_key, tls_ca }) = &cli.command {
+        let tls = match (tls_cert, tls_key, tls_ca) {
+            (Some(c), Some(k), Some(ca)) => match PeerTls::load(c, k, std::slice::from_ref(ca)) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            _ => None,
+        };
+        return cluster_command(addr, secret.as_deref(), tls, action);
+    }
     let config = match load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -70,7 +158,12 @@ fn main() -> ExitCode {
     if let Some(n) = config.server.workers {
         runtime.worker_threads(n.max(1));
     }
-    let result = runtime.enable_all().build().context("cannot start the tokio runtime").and_then(|rt| rt.block_on(run(config)));
+    let join_timeout = std::time::Duration::from_secs(cli.join_timeout);
+    let result = runtime
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+        .and_then(|rt| rt.block_on(run(config, join_timeout)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -104,12 +197,16 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} ({what})"))
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Result<()> {
     let resp_listener = bind(config.cluster.resp, "cluster.resp").await?;
     let resp_addr = resp_listener.local_addr()?;
     let grpc_listener = bind(config.cluster.grpc, "cluster.grpc").await?;
     let grpc_addr = grpc_listener.local_addr()?;
     let secret = Secret::new(config.cluster.secret.as_deref());
+    let tls = match &config.cluster.tls {
+        Some(t) => Some(PeerTls::load(&t.cert, &t.key, &t.ca)?),
+        None => None,
+    };
 
     let info = NodeInfo { grpc: grpc_addr.to_string(), resp: resp_addr.to_string() };
     let opts = NodeOptions {
@@ -119,20 +216,29 @@ async fn run(config: Config) -> anyhow::Result<()> {
         snapshot_threshold: config.cluster.snapshot_threshold,
         join: config.cluster.join.clone(),
         secret: secret.clone(),
+        tls: tls.clone(),
     };
     let node = RaftNode::start(opts, Arc::new(PubSub::default())).await.context("cannot start the Raft node")?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let grpc_task = tokio::spawn(grpc::serve(grpc_listener, node.clone(), secret, shutdown_rx.clone()));
+    let grpc_task = tokio::spawn(grpc::serve(grpc_listener, node.clone(), secret, tls, shutdown_rx.clone()));
     if !config.cluster.join.is_empty() && !node.is_initialized().await {
         let leader = node
-            .join(&config.cluster.join, &info, std::time::Duration::from_secs(120))
+            .join(&config.cluster.join, &info, join_timeout)
             .await
             .context("cannot join the cluster")?;
         tracing::info!(leader, "joined the cluster");
     }
     let resp_opts = RespOptions { requirepass: config.cluster.requirepass.clone(), max_bulk_len: None };
     let resp_task = tokio::spawn(resp::serve(resp_listener, node.clone(), resp_opts, shutdown_rx.clone()));
+
+    // --- proxy wiring (issue 4): bind the data plane, report its addresses, drain on shutdown ---
+    let proxy = hipache_raft::proxy::Proxy::bind(hipache_raft::proxy::ProxyOptions::from_config(&config), node.clone())
+        .await
+        .context("cannot start the proxy")?;
+    let (http_addrs, https_addrs) = (proxy.http_addrs(), proxy.https_addrs());
+    let proxy_task = tokio::spawn(proxy.serve(shutdown_rx.clone()));
+    // --- end proxy wiring ---
 
     // One machine-readable line: tests and scripts bind port 0 and read the real ports here.
     println!(
@@ -142,6 +248,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
             "node_id": node.id(),
             "resp": resp_addr.to_string(),
             "grpc": grpc_addr.to_string(),
+            "http": http_addrs,
+            "https": https_addrs,
         })
     );
     tracing::info!(node_id = node.id(), resp = %resp_addr, "hipache-raft started");
@@ -150,6 +258,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     let _ = resp_task.await;
+    let _ = proxy_task.await;
     let _ = grpc_task.await;
     node.shutdown().await;
     Ok(())

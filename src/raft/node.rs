@@ -21,6 +21,7 @@ use super::types::{NodeInfo, Op, Raft, Request};
 use crate::proto::raft_v1::{AppliedRequest, Blob, JoinRequest};
 use crate::pubsub::PubSub;
 use crate::routes::{Keyspace, Reply};
+use crate::peer_tls::PeerTls;
 use crate::secret::Secret;
 
 /// How long a forwarded call may take before the client is told the outcome is unknown.
@@ -84,6 +85,8 @@ pub struct NodeOptions {
     /// Peers to join; empty with an empty data dir means "initialise a one-node cluster".
     pub join: Vec<String>,
     pub secret: Secret,
+    /// Mutual TLS towards peers (`cluster.tls`), if configured.
+    pub tls: Option<PeerTls>,
 }
 
 /// A node's Raft view, for INFO, ROLE and metrics.
@@ -150,7 +153,7 @@ impl RaftNode {
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(|e| NodeError::Fatal(e.to_string()))?);
-        let channels = Channels::new(opts.secret.clone());
+        let channels = Channels::new(opts.secret.clone(), opts.tls.clone());
         let network = Network::new(channels.clone());
         let raft = Raft::new(opts.node_id, config, network, log, sm).await.map_err(|e| NodeError::Fatal(e.to_string()))?;
 
@@ -282,7 +285,7 @@ impl RaftNode {
 
     async fn forward(&self, leader: u64, info: &NodeInfo, op: &Forwarded) -> Result<Answer, NodeError> {
         let unavailable = |message: String| NodeError::Unavailable { leader, message };
-        let data = encode(op).map_err(|e| NodeError::Fatal(e.to_string()))?;
+        let data = encode(&(self.id, op)).map_err(|e| NodeError::Fatal(e.to_string()))?;
         let mut client = self.channels.client(&info.grpc).map_err(|e| unavailable(e.to_string()))?;
         let resp = client.forward(self.channels.request(Blob { data }, FORWARD_TIMEOUT)).await;
         match resp {

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::forward::{Answer, Forwarded};
 use super::network::{decode, encode};
-use super::node::RaftNode;
+use super::node::{NodeError, RaftNode};
 use super::types::{NodeInfo, SnapshotMeta, Vote};
 use crate::proto::raft_v1::raft_service_server::{RaftService, RaftServiceServer};
 use crate::proto::raft_v1::{AppliedRequest, AppliedResponse, Blob, JoinRequest, JoinResponse, SnapshotChunk};
@@ -68,7 +68,12 @@ impl RaftService for Service {
     }
 
     async fn forward(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
-        let op: Forwarded = decode(&req.into_inner().data).map_err(bad_request)?;
+        let (origin, op): (u64, Forwarded) = decode(&req.into_inner().data).map_err(bad_request)?;
+        // A node removed from the cluster may not have learnt it (the leader stops sending it
+        // entries): refuse its forwarded requests so it can tell its clients.
+        if !self.node.status().members.iter().any(|(id, ..)| *id == origin) {
+            return blob(&Answer::Refused(NodeError::Removed(origin).to_string()));
+        }
         let answer: Answer = self.node.run_as_leader(op).await.map_err(|e| Status::unavailable(e.to_string()))?;
         blob(&answer)
     }

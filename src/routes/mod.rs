@@ -11,6 +11,7 @@ pub mod commands;
 mod db;
 mod expire;
 pub mod glob;
+pub mod host;
 mod hashes;
 mod keys;
 pub mod keyspace;

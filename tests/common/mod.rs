@@ -27,6 +27,22 @@ pub struct Node {
     pub stdout: Arc<Mutex<Vec<String>>>,
 }
 
+/// The node binary: cargo tells this package's integration tests where it is; other crates of
+/// the workspace (cluster-tests) find it next to their own test executable, or in
+/// `HIPACHE_RAFT_BIN`.
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("HIPACHE_RAFT_BIN") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = option_env!("CARGO_BIN_EXE_hipache-raft") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current test executable");
+    // target/<profile>/deps/<test> → target/<profile>/hipache-raft
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    profile_dir.join("hipache-raft")
+}
+
 /// A config for one test node: ephemeral ports, data under `dir`.
 pub fn base_config(dir: &Path) -> Value {
     json!({
@@ -68,12 +84,12 @@ impl Node {
     }
 
     pub fn start_with_args(dir: &Path, config_path: &Path, args: &[&str]) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hipache-raft"))
+        let mut child = Command::new(binary())
             .arg("--config")
             .arg(config_path)
             .args(args)
             .current_dir(dir)
-            .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn,openraft=error".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

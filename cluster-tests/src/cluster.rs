@@ -1,0 +1,194 @@
+//! A cluster of N node processes with fixed loopback ports (a restarted node must come back
+//! on the address the membership records), data dirs under one temp dir.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hipache_raft::routes::Reply;
+use serde_json::{json, Value};
+
+use crate::node::{base_config, eventually, Node, Resp};
+
+/// A port the OS just handed out; it is free again when this returns (a small race other
+/// processes could win, accepted for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Member {
+    pub id: u64,
+    pub dir: PathBuf,
+    pub resp_port: u16,
+    pub grpc_port: u16,
+    pub http_port: u16,
+    pub process: Option<Node>,
+}
+
+impl Member {
+    pub fn grpc(&self) -> String {
+        format!("127.0.0.1:{}", self.grpc_port)
+    }
+
+    pub fn resp(&self) -> Resp {
+        Resp::connect(format!("127.0.0.1:{}", self.resp_port).parse().unwrap())
+    }
+
+    pub fn http(&self) -> String {
+        format!("127.0.0.1:{}", self.http_port)
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub members: Vec<Member>,
+    /// Merged into each node's `cluster` config section.
+    pub cluster_config: Value,
+}
+
+/// INFO RAFT as a map of fields.
+pub fn raft_info(resp: &mut Resp) -> std::collections::HashMap<String, String> {
+    let Reply::Bulk(text) = resp.cmd(&["INFO", "raft"]) else { return Default::default() };
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+impl Cluster {
+    /// Starts `n` nodes: node 1 initialises, the others join it.
+    pub fn start(n: usize, cluster_config: Value) -> Cluster {
+        let mut c = Cluster { dir: tempfile::tempdir().unwrap(), members: Vec::new(), cluster_config };
+        for _ in 0..n {
+            c.add_member();
+        }
+        c
+    }
+
+    /// Starts one more node that joins the cluster through node 1 (or initialises it).
+    pub fn add_member(&mut self) -> usize {
+        let id = self.members.len() as u64 + 1;
+        let dir = self.dir.path().join(format!("n{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        self.members.push(Member {
+            id,
+            dir,
+            resp_port: free_port(),
+            grpc_port: free_port(),
+            http_port: free_port(),
+            process: None,
+        });
+        let i = self.members.len() - 1;
+        let join = if i == 0 { vec![] } else { vec![self.members[0].grpc()] };
+        self.launch(i, join);
+        i
+    }
+
+    pub fn config(&self, i: usize, join: Vec<String>) -> Value {
+        let m = &self.members[i];
+        let mut config = base_config(&m.dir);
+        config["http"]["port"] = json!(m.http_port);
+        let cluster = config["cluster"].as_object_mut().unwrap();
+        cluster.insert("nodeId".into(), json!(m.id));
+        cluster.insert("resp".into(), json!(format!("127.0.0.1:{}", m.resp_port)));
+        cluster.insert("grpc".into(), json!(m.grpc()));
+        cluster.insert("join".into(), json!(join));
+        if let Some(extra) = self.cluster_config.as_object() {
+            for (k, v) in extra {
+                cluster.insert(k.clone(), v.clone());
+            }
+        }
+        config
+    }
+
+    fn launch(&mut self, i: usize, join: Vec<String>) {
+        let config = self.config(i, join);
+        let dir = self.members[i].dir.clone();
+        self.members[i].process = Some(Node::start(&dir, &config));
+    }
+
+    /// SIGKILL node `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut p) = self.members[i].process.take() {
+            p.kill();
+        }
+    }
+
+    /// Starts node `i` again on its data dir (it rejoins by itself).
+    pub fn restart(&mut self, i: usize) {
+        self.launch(i, Vec::new());
+    }
+
+    /// Index of the member every live node names as leader, once they agree.
+    pub fn leader(&self, timeout: Duration) -> Option<usize> {
+        let mut found = None;
+        eventually(timeout, || {
+            let mut leaders = self
+                .members
+                .iter()
+                .filter(|m| m.process.is_some())
+                .map(|m| raft_info(&mut m.resp()).get("raft_leader").cloned().unwrap_or_default());
+            let first = leaders.next().unwrap_or_default();
+            if first.is_empty() || !leaders.all(|l| l == first) {
+                return false;
+            }
+            found = self.members.iter().position(|m| m.id.to_string() == first && m.process.is_some());
+            found.is_some()
+        });
+        found
+    }
+
+    pub fn followers(&self, leader: usize) -> Vec<usize> {
+        (0..self.members.len()).filter(|i| *i != leader && self.members[*i].process.is_some()).collect()
+    }
+}
+
+/// A minimal HTTP/1.1 backend on an ephemeral loopback port that answers every request with
+/// `200` and its own name as the body (closing the connection after each response).
+pub struct Backend {
+    pub url: String,
+}
+
+impl Backend {
+    pub fn start(name: &str) -> Backend {
+        use std::io::{Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let body = name.to_string();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let body = body.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 8192];
+                    let mut seen = Vec::new();
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                    let _ = s.write_all(head.as_bytes());
+                    let _ = s.write_all(body.as_bytes());
+                });
+            }
+        });
+        Backend { url }
+    }
+}
+
+/// One HTTP/1.1 GET through a proxy; returns the status code and body.
+pub fn http_get(proxy: &str, host: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}

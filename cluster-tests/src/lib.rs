@@ -1,0 +1,7 @@
+//! Multi-process cluster tests: real `hipache-raft` processes on loopback, driven over RESP,
+//! gRPC and HTTP. The single-node harness is shared with the main crate's tests.
+
+#[path = "../../tests/common/mod.rs"]
+pub mod node;
+
+pub mod cluster;

@@ -1,0 +1,180 @@
+//! Issue 5's acceptance tests: 3–4 real node processes on loopback.
+
+use std::process::Command;
+use std::time::Duration;
+
+use cluster_tests::cluster::{http_get, raft_info, Backend, Cluster};
+use cluster_tests::node::{binary, bulk, eventually, Resp};
+use hipache_raft::routes::Reply;
+use serde_json::json;
+
+fn lrange(resp: &mut Resp, key: &str) -> Reply {
+    resp.cmd(&["LRANGE", key, "0", "-1"])
+}
+
+fn readonly(resp: &mut Resp) -> &mut Resp {
+    assert_eq!(resp.cmd(&["READONLY"]), Reply::Status("OK".into()));
+    resp
+}
+
+#[test]
+fn follower_write_is_read_linearizably_everywhere_and_wait_counts_replicas() {
+    let c = Cluster::start(3, json!({}));
+    let leader = c.leader(Duration::from_secs(20)).expect("a leader");
+    let follower = c.followers(leader)[0];
+    let backend = Backend::start("backend-a");
+    let mut f = c.members[follower].resp();
+    for m in &c.members {
+        assert_eq!(http_get(&m.http(), "www.example.com").0, 400, "not routed yet on node {}", m.id);
+    }
+    assert_eq!(f.cmd(&["RPUSH", "frontend:www.example.com", "app", &backend.url]), Reply::Int(2));
+    assert_eq!(f.cmd(&["WAIT", "2", "1000"]), Reply::Int(2));
+    // WAIT 2 means every proxy routes it now: the very next request on each node.
+    for m in &c.members {
+        assert_eq!(http_get(&m.http(), "www.example.com"), (200, "backend-a".to_string()), "proxy of node {}", m.id);
+    }
+    let expected = Reply::Array(vec![bulk("app"), bulk(&backend.url)]);
+    for m in &c.members {
+        assert_eq!(lrange(&mut m.resp(), "frontend:www.example.com"), expected, "linearizable read on node {}", m.id);
+        // After WAIT 2, every replica has applied it: local reads see it too.
+        assert_eq!(lrange(readonly(&mut m.resp()), "frontend:www.example.com"), expected, "local read on node {}", m.id);
+    }
+    // A transaction through a follower is one entry: atomic and answered with EXEC's array.
+    f.send_raw(b"MULTI\r\nRPUSH t 1\r\nLRANGE t 0 -1\r\nEXEC\r\n");
+    assert_eq!(f.read_reply(), Reply::Status("OK".into()));
+    assert_eq!(f.read_reply(), Reply::Status("QUEUED".into()));
+    assert_eq!(f.read_reply(), Reply::Status("QUEUED".into()));
+    assert_eq!(f.read_reply(), Reply::Array(vec![Reply::Int(1), Reply::Array(vec![bulk("1")])]));
+    // ROLE shows the Raft view in Redis's shape.
+    let Reply::Array(role) = c.members[follower].resp().cmd(&["ROLE"]) else { panic!("ROLE") };
+    assert_eq!(role[0], bulk("slave"));
+}
+
+#[test]
+fn killed_leader_is_replaced_and_catches_up_after_restart() {
+    let mut c = Cluster::start(3, json!({}));
+    let leader = c.leader(Duration::from_secs(20)).expect("a leader");
+    assert_eq!(c.members[leader].resp().cmd(&["RPUSH", "k", "before"]), Reply::Int(1));
+    c.kill(leader);
+    let new_leader = c.leader(Duration::from_secs(15)).expect("a new leader within a few seconds");
+    assert_ne!(new_leader, leader);
+    for f in c.followers(new_leader).into_iter().chain([new_leader]) {
+        let reply = c.members[f].resp().cmd(&["RPUSH", "k", &format!("after-{f}")]);
+        assert!(matches!(reply, Reply::Int(_)), "write through node {} after failover: {reply:?}", f + 1);
+    }
+    c.restart(leader);
+    let mut restarted = c.members[leader].resp();
+    let expected = c.members[new_leader].resp().cmd(&["LRANGE", "k", "0", "-1"]);
+    let Reply::Array(items) = &expected else { panic!("LRANGE: {expected:?}") };
+    assert_eq!(items.len(), 3);
+    assert!(
+        eventually(Duration::from_secs(15), || lrange(readonly(&mut restarted), "k") == expected),
+        "the restarted node catches up from its data dir"
+    );
+}
+
+#[test]
+fn new_node_joins_a_purged_log_by_snapshot_and_is_removed_again() {
+    let mut c = Cluster::start(3, json!({ "snapshotThreshold": 50 }));
+    let leader = c.leader(Duration::from_secs(20)).expect("a leader");
+    let mut l = c.members[leader].resp();
+    for i in 0..300 {
+        assert_eq!(l.cmd(&["SET", &format!("key:{i}"), &i.to_string()]), Reply::Status("OK".into()));
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            raft_info(&mut l).get("raft_purged_index").and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) > 0
+        }),
+        "the leader purged its log after a snapshot"
+    );
+    let fourth = c.add_member();
+    let mut n4 = c.members[fourth].resp();
+    readonly(&mut n4);
+    assert!(
+        eventually(Duration::from_secs(10), || n4.cmd(&["DBSIZE"]) == Reply::Int(300)),
+        "the new node installed the snapshot: {:?}",
+        n4.cmd(&["DBSIZE"])
+    );
+    assert_eq!(n4.cmd(&["GET", "key:299"]), bulk("299"));
+    let voters = raft_info(&mut n4)["raft_members"].clone();
+    assert_eq!(voters.split(',').count(), 4, "{voters}");
+
+    let out = Command::new(binary())
+        .args(["cluster", "--addr", &c.members[0].grpc(), "remove-node", "--id", "4"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "remove-node: {}", String::from_utf8_lossy(&out.stderr));
+    let status = Command::new(binary()).args(["cluster", "--addr", &c.members[0].grpc(), "status"]).output().unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).to_string();
+    assert_eq!(status.lines().filter(|l| l.starts_with(|ch: char| ch.is_ascii_digit())).count(), 3, "{status}");
+    let reply = c.members[fourth].resp().cmd(&["SET", "x", "y"]);
+    assert!(
+        matches!(&reply, Reply::Error(e) if e.contains("removed")),
+        "a removed node refuses writes and says why: {reply:?} {:?} {status}",
+        raft_info(&mut c.members[fourth].resp())
+    );
+}
+
+#[test]
+fn node_with_a_wrong_secret_is_refused() {
+    let c = Cluster::start(1, json!({ "secret": "right" }));
+    let dir = c.dir.path().join("intruder");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = cluster_tests::node::base_config(&dir);
+    config["cluster"]["nodeId"] = json!(9);
+    config["cluster"]["secret"] = json!("wrong");
+    config["cluster"]["join"] = json!([c.members[0].grpc()]);
+    let path = dir.join("config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = Command::new(binary()).arg("--config").arg(&path).current_dir(&dir).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("wrong cluster secret"), "the error says why: {stderr}");
+    let members = raft_info(&mut c.members[0].resp())["raft_members"].clone();
+    assert!(!members.contains("9@"), "{members}");
+}
+
+#[test]
+fn dead_mark_by_one_proxy_reaches_subscribers_on_another_node() {
+    let c = Cluster::start(3, json!({}));
+    c.leader(Duration::from_secs(20)).expect("a leader");
+    let live = Backend::start("live");
+    // A port nothing listens on: connections are refused.
+    let refused = format!("http://127.0.0.1:{}", cluster_tests::cluster::free_port());
+    let mut admin = c.members[0].resp();
+    admin.cmd(&["RPUSH", "frontend:dead.example.com", "app", &refused, &live.url]);
+    assert_eq!(admin.cmd(&["WAIT", "2", "1000"]), Reply::Int(2));
+    let mut subscriber = c.members[2].resp();
+    subscriber.cmd(&["SUBSCRIBE", "dead"]);
+    // Random choice: keep asking node 1's proxy until it has picked (and marked) the dead one.
+    let mut marked = false;
+    for _ in 0..50 {
+        assert_eq!(http_get(&c.members[0].http(), "dead.example.com"), (200, "live".to_string()), "retried to the live backend");
+        // RESP2 connection: SMEMBERS answers a plain array.
+        if c.members[0].resp().cmd(&["SMEMBERS", "dead:dead.example.com"]) == Reply::Array(vec![bulk("0")]) {
+            marked = true;
+            break;
+        }
+    }
+    assert!(marked, "node 1's proxy marked backend 0 dead");
+    assert_eq!(
+        subscriber.read_reply(),
+        Reply::Array(vec![bulk("message"), bulk("dead"), bulk(&format!("dead.example.com;{refused};0;2"))])
+    );
+}
+
+#[test]
+fn publish_reaches_subscribers_on_every_node_once() {
+    let c = Cluster::start(3, json!({}));
+    c.leader(Duration::from_secs(20)).expect("a leader");
+    let mut subscriber = c.members[2].resp();
+    subscriber.cmd(&["SUBSCRIBE", "dead"]);
+    let mut publisher = c.members[0].resp();
+    publisher.cmd(&["PUBLISH", "dead", "www.example.com;http://10.0.0.1:80;0;2"]);
+    assert_eq!(
+        subscriber.read_reply(),
+        Reply::Array(vec![bulk("message"), bulk("dead"), bulk("www.example.com;http://10.0.0.1:80;0;2")])
+    );
+    publisher.cmd(&["PUBLISH", "dead", "second"]);
+    assert_eq!(subscriber.read_reply(), Reply::Array(vec![bulk("message"), bulk("dead"), bulk("second")]));
+}

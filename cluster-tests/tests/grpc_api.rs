@@ -1,0 +1,119 @@
+//! The admin gRPC API end to end, from the generated tonic client, against a 3-node cluster
+//! (calls go to a follower, so forwarding is exercised too).
+
+use std::time::Duration;
+
+use cluster_tests::cluster::Cluster;
+use futures::StreamExt;
+use hipache_raft::proto::admin_v1::admin_client::AdminClient;
+use hipache_raft::proto::admin_v1::*;
+use serde_json::json;
+use tonic::transport::Channel;
+use tonic::Code;
+
+const SECRET: &str = "grpc-test-secret";
+
+fn request<T>(msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut().insert("x-hipache-secret", SECRET.parse().unwrap());
+    req
+}
+
+async fn client(addr: &str) -> AdminClient<Channel> {
+    AdminClient::connect(format!("http://{addr}")).await.unwrap()
+}
+
+fn frontend(host: &str, identifier: &str, backends: &[&str]) -> Frontend {
+    Frontend { host: host.into(), identifier: identifier.into(), backends: backends.iter().map(|b| b.to_string()).collect() }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_api_end_to_end() {
+    let c = tokio::task::block_in_place(|| Cluster::start(3, json!({ "secret": SECRET })));
+    let leader = tokio::task::block_in_place(|| c.leader(Duration::from_secs(20))).expect("leader");
+    let follower = c.followers(leader)[0];
+    let mut api = client(&c.members[follower].grpc()).await;
+
+    // The secret is required.
+    let err = api.cluster_status(ClusterStatusRequest {}).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+
+    let put = PutFrontendRequest {
+        frontend: Some(frontend("www.example.com", "app", &["http://10.0.0.1:80", "http://10.0.0.2:80"])),
+        options: Some(WriteOptions { wait_for_nodes: 2, wait_timeout_ms: 2000 }),
+    };
+    let written = api.put_frontend(request(put)).await.unwrap().into_inner();
+    assert_eq!(written.replicas_applied, 2);
+    let first_index = written.applied_index;
+
+    let got = api.get_frontend(request(GetFrontendRequest { host: "WWW.example.com".into() })).await.unwrap().into_inner();
+    assert_eq!(got, frontend("www.example.com", "app", &["http://10.0.0.1:80", "http://10.0.0.2:80"]));
+
+    // Put replaces identifier and backends atomically.
+    let put = PutFrontendRequest { frontend: Some(frontend("www.example.com", "app2", &["http://10.0.0.3:80"])), options: None };
+    api.put_frontend(request(put)).await.unwrap();
+    api.add_backend(request(AddBackendRequest { host: "www.example.com".into(), backend: "https://10.0.0.4:443".into(), options: None }))
+        .await
+        .unwrap();
+    let got = api.get_frontend(request(GetFrontendRequest { host: "www.example.com".into() })).await.unwrap().into_inner();
+    assert_eq!(got, frontend("www.example.com", "app2", &["http://10.0.0.3:80", "https://10.0.0.4:443"]));
+    api.remove_backend(request(RemoveBackendRequest { host: "www.example.com".into(), backend: "http://10.0.0.3:80".into(), options: None }))
+        .await
+        .unwrap();
+    api.put_frontend(request(PutFrontendRequest { frontend: Some(frontend("*.example.com", "wild", &["http://10.0.0.9"])), options: None }))
+        .await
+        .unwrap();
+    let listed = api.list_frontends(request(ListFrontendsRequest { pattern: String::new() })).await.unwrap().into_inner();
+    let mut hosts: Vec<_> = listed.frontends.iter().map(|f| f.host.clone()).collect();
+    hosts.sort();
+    assert_eq!(hosts, ["*.example.com", "www.example.com"]);
+
+    // Clear errors.
+    let bad = PutFrontendRequest { frontend: Some(frontend("a.example.com", "x", &["not a url"])), options: None };
+    assert_eq!(api.put_frontend(request(bad)).await.unwrap_err().code(), Code::InvalidArgument);
+    let missing = api.get_frontend(request(GetFrontendRequest { host: "nope.example.com".into() })).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    let missing = api.delete_frontend(request(DeleteFrontendRequest { host: "nope.example.com".into(), options: None })).await;
+    assert_eq!(missing.unwrap_err().code(), Code::NotFound);
+    let orphan = AddBackendRequest { host: "nope.example.com".into(), backend: "http://10.0.0.1".into(), options: None };
+    assert_eq!(api.add_backend(request(orphan)).await.unwrap_err().code(), Code::NotFound);
+
+    // Dead marks written the Hipache way are listed and cleared.
+    let mut resp = c.members[leader].resp();
+    resp.cmd(&["SADD", "dead:www.example.com", "1"]);
+    resp.cmd(&["EXPIRE", "dead:www.example.com", "30"]);
+    let dead = api.list_dead(request(ListDeadRequest { host: String::new() })).await.unwrap().into_inner();
+    assert_eq!(dead.dead.len(), 1);
+    assert_eq!(dead.dead[0].host, "www.example.com");
+    assert_eq!(dead.dead[0].backend_indexes, [1]);
+    assert!(dead.dead[0].ttl_ms > 0 && dead.dead[0].ttl_ms <= 30_000);
+    api.clear_dead(request(ClearDeadRequest { host: "www.example.com".into(), options: None })).await.unwrap();
+    assert!(api.list_dead(request(ListDeadRequest { host: String::new() })).await.unwrap().into_inner().dead.is_empty());
+
+    // Cluster status from every node's own view.
+    let status = api.cluster_status(request(ClusterStatusRequest {})).await.unwrap().into_inner();
+    assert_eq!(status.nodes.len(), 3);
+    assert!(status.nodes.iter().all(|n| n.reachable && n.voter && n.applied_index >= first_index));
+    assert_eq!(status.nodes.iter().filter(|n| n.role == "leader").count(), 1);
+
+    // Watch from an old index replays the retained changes in order, then goes live.
+    let mut watch = api.watch(request(WatchRequest { from_index: first_index - 1 })).await.unwrap().into_inner();
+    let first = watch.next().await.unwrap().unwrap();
+    assert_eq!((first.applied_index, first.key.as_str(), first.exists), (first_index, "frontend:www.example.com", true));
+    assert_eq!(first.values, vec!["app", "http://10.0.0.1:80", "http://10.0.0.2:80"]);
+    let mut last = first.applied_index;
+    let mut seen_delete = false;
+    // Replay: put, put, add, remove, wildcard put, SADD, EXPIRE, DEL(dead) …
+    while !seen_delete {
+        let e = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap().unwrap().unwrap();
+        assert!(e.applied_index >= last, "events come in log order");
+        last = e.applied_index;
+        seen_delete = e.key == "dead:www.example.com" && !e.exists;
+    }
+    // Resuming from the last index seen gets only what comes after.
+    let mut resumed = api.watch(request(WatchRequest { from_index: last })).await.unwrap().into_inner();
+    api.delete_frontend(request(DeleteFrontendRequest { host: "*.example.com".into(), options: None })).await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), resumed.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!((e.key.as_str(), e.exists, e.snapshot), ("frontend:*.example.com", false, false));
+    assert!(e.applied_index > last);
+}

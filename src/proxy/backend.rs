@@ -1,0 +1,117 @@
+//! Frontends and backends as the proxy holds them: parsed once when the routing view is
+//! updated, never per request.
+
+use bytes::Bytes;
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Uri};
+
+/// A `frontend:<host>` list: element 0 is the identifier, the rest are backend URLs.
+#[derive(Debug)]
+pub struct Frontend {
+    /// Hipache's "virtual host": only shown in the access log and `X-Debug-Vhost`.
+    pub id: Bytes,
+    pub backends: Box<[Backend]>,
+    /// Replicated key expiry; an expired frontend is invisible, as to a Redis replica's reads.
+    pub expire_at_ms: Option<u64>,
+}
+
+impl Frontend {
+    /// `items` is the whole list, identifier first. `None` for an empty list, which Hipache
+    /// treats as "not configured" (the lookup falls through to the next candidate).
+    pub fn from_list<'a>(items: impl IntoIterator<Item = &'a Bytes>, expire_at_ms: Option<u64>) -> Option<Frontend> {
+        let mut items = items.into_iter();
+        let id = items.next()?.clone();
+        let backends = items.map(Backend::parse).collect();
+        Some(Frontend { id, backends, expire_at_ms })
+    }
+
+    pub fn visible(&self, now_ms: u64) -> bool {
+        self.expire_at_ms.is_none_or(|t| t > now_ms)
+    }
+}
+
+#[derive(Debug)]
+pub struct Backend {
+    /// The URL exactly as stored: published on the `dead` channel and in `X-Debug-Backend-Url`.
+    pub url: Bytes,
+    /// `None` when the URL has no host: choosing it answers 502 "backend is invalid" (§3.3),
+    /// while the list's indexes (and so `dead:` members) stay those of the stored list.
+    pub target: Option<Target>,
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `https` for `https://` and `wss://` URLs, `http` for everything else. Hipache ignored
+    /// the scheme and always spoke plain HTTP (issue #231); we honour TLS (§9.2).
+    pub scheme: Scheme,
+    /// Host and port only: userinfo, path and query of the URL are ignored, as in Hipache.
+    pub authority: Authority,
+}
+
+impl Backend {
+    pub fn parse(url: &Bytes) -> Backend {
+        Backend { url: url.clone(), target: parse_target(url) }
+    }
+
+    /// The URL as a header value, for `X-Debug-Backend-Url`.
+    pub fn url_header(&self) -> HeaderValue {
+        HeaderValue::from_maybe_shared(self.url.clone()).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    }
+}
+
+fn parse_target(url: &[u8]) -> Option<Target> {
+    let uri = Uri::try_from(url).ok()?;
+    // Like Node's `url.parse` in Hipache, a URL without `scheme://` has no host.
+    uri.scheme()?;
+    let authority = uri.authority()?;
+    let host = authority.host();
+    if host.is_empty() {
+        return None;
+    }
+    let tls = uri.scheme_str().is_some_and(|s| s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("wss"));
+    let scheme = if tls { Scheme::HTTPS } else { Scheme::HTTP };
+    // Rebuild the authority so that userinfo never reaches the backend's connection pool key.
+    let authority = match authority.port_u16() {
+        Some(port) => Authority::try_from(format!("{host}:{port}")).ok()?,
+        None => Authority::try_from(host).ok()?,
+    };
+    Some(Target { scheme, authority })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str) -> Option<(String, String)> {
+        parse_target(url.as_bytes()).map(|t| (t.scheme.to_string(), t.authority.to_string()))
+    }
+
+    #[test]
+    fn parses_backend_urls() {
+        assert_eq!(target("http://10.0.0.1:8080"), Some(("http".into(), "10.0.0.1:8080".into())));
+        assert_eq!(target("http://a.example/path?q"), Some(("http".into(), "a.example".into())));
+        assert_eq!(target("https://a.example"), Some(("https".into(), "a.example".into())));
+        assert_eq!(target("WSS://a:1"), Some(("https".into(), "a:1".into())));
+        assert_eq!(target("http://u:p@a:81"), Some(("http".into(), "a:81".into())));
+        assert_eq!(target("http://[::1]:81"), Some(("http".into(), "[::1]:81".into())));
+        assert_eq!(target("http://"), None);
+        assert_eq!(target("/just/a/path"), None);
+        assert_eq!(target("not a url"), None);
+        assert_eq!(target("10.0.0.1:8080"), None);
+    }
+
+    #[test]
+    fn frontend_keeps_list_indexes() {
+        let list: Vec<Bytes> = ["app", "http://a:1", "garbage", "http://b:2"].map(Bytes::from).into();
+        let f = Frontend::from_list(&list, None).unwrap();
+        assert_eq!(f.id, "app");
+        assert_eq!(f.backends.len(), 3);
+        assert!(f.backends[1].target.is_none());
+        assert_eq!(f.backends[2].url, "http://b:2");
+        assert!(Frontend::from_list(&Vec::<Bytes>::new(), None).is_none());
+        assert!(f.visible(0));
+        let expiring = Frontend::from_list(&list, Some(10)).unwrap();
+        assert!(expiring.visible(9) && !expiring.visible(10));
+    }
+}

@@ -1,0 +1,108 @@
+//! Passive health checking: marking a failing backend dead (§2.3, §3.6, §3.7).
+//!
+//! Order matters (§9.3): the backend is excluded in the node-local overlay *first*, so the
+//! retry of this very request and the next request on this node already skip it; then one
+//! Raft entry (`SADD` + `EXPIRE` + `PUBLISH`, one `MULTI`) is proposed from a spawned task,
+//! never blocking the request. A backend already marked and fresh is not proposed again:
+//! a burst of failures costs one Raft write.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::backend::Frontend;
+use super::metrics::Metrics;
+use super::now_ms;
+use super::view::SharedView;
+use crate::raft::{Op, RaftNode};
+
+/// Backend statuses that count as dead: 501, 502, 504–599. 500 and 503 are relayed without
+/// marking (Hipache 0.3.x behaviour, kept: §3.7, §9.2).
+pub fn is_dead_status(status: u16) -> bool {
+    matches!(status, 501 | 502 | 504..=599)
+}
+
+#[derive(Clone)]
+pub struct DeadMarker {
+    pub view: Arc<SharedView>,
+    pub node: Arc<RaftNode>,
+    pub ttl: Duration,
+    pub metrics: Metrics,
+}
+
+impl DeadMarker {
+    /// Marks backend `idx` of `frontend` dead for requests to `host`. A lone backend is never
+    /// marked (§2.3.1).
+    pub fn mark(&self, host: &[u8], frontend: &Frontend, idx: usize) {
+        let len = frontend.backends.len();
+        if len <= 1 {
+            return;
+        }
+        let now = now_ms();
+        let host = Bytes::copy_from_slice(host);
+        let url = frontend.backends[idx].url.clone();
+        // While an external checker is alive it owns `dead:*`: publish only (§2.3.4).
+        let passive = !self.view.load().hchecker_active(now);
+        if passive && !self.view.mark_local(&host, idx, self.ttl, now) {
+            return;
+        }
+        tracing::warn!(host = %String::from_utf8_lossy(&host), backend = %String::from_utf8_lossy(&url), idx, "backend is dead");
+        self.metrics.dead_marks.increment(1);
+        let op = mark_op(&host, &url, idx, len, self.ttl, passive);
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = node.write(op).await {
+                tracing::warn!(error = %e, "dead mark not replicated; kept node-local until its TTL");
+            }
+        });
+    }
+}
+
+/// The replicated mark: Hipache's `mark` transaction (§2.2).
+fn mark_op(host: &Bytes, url: &Bytes, idx: usize, len: usize, ttl: Duration, passive: bool) -> Op {
+    let dead_key = Bytes::from([b"dead:".as_slice(), host].concat());
+    let idx_arg = Bytes::from(idx.to_string());
+    let mut queued = Vec::with_capacity(3);
+    if passive {
+        // `EXPIRE` takes whole seconds; round up so the mark never ends before the TTL.
+        let secs = ttl.as_millis().div_ceil(1000).max(1);
+        queued.push(vec![Bytes::from_static(b"SADD"), dead_key.clone(), idx_arg]);
+        queued.push(vec![Bytes::from_static(b"EXPIRE"), dead_key, Bytes::from(secs.to_string())]);
+    }
+    let message = [host.as_ref(), b";", url, b";", idx.to_string().as_bytes(), b";", len.to_string().as_bytes()].concat();
+    queued.push(vec![Bytes::from_static(b"PUBLISH"), Bytes::from_static(b"dead"), Bytes::from(message)]);
+    Op::Exec { db: 0, queued, watched: Vec::new() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_statuses() {
+        let dead: Vec<u16> = (400..600).filter(|&s| is_dead_status(s)).collect();
+        assert_eq!(dead[..2], [501, 502]);
+        assert!(!dead.contains(&500) && !dead.contains(&503));
+        assert!(dead.contains(&504) && dead.contains(&599));
+        assert_eq!(dead.len(), 2 + 96);
+    }
+
+    #[test]
+    fn mark_transaction() {
+        let op = mark_op(&Bytes::from("a.com"), &Bytes::from("http://x:1"), 1, 2, Duration::from_millis(1500), true);
+        let Op::Exec { db: 0, queued, watched } = op else { panic!("not an exec") };
+        assert!(watched.is_empty());
+        let text: Vec<Vec<&[u8]>> = queued.iter().map(|c| c.iter().map(|a| a.as_ref()).collect()).collect();
+        assert_eq!(text, vec![
+            vec![b"SADD".as_slice(), b"dead:a.com", b"1"],
+            vec![b"EXPIRE".as_slice(), b"dead:a.com", b"2"],
+            vec![b"PUBLISH".as_slice(), b"dead", b"a.com;http://x:1;1;2"],
+        ]);
+        let Op::Exec { queued, .. } = mark_op(&Bytes::from("a"), &Bytes::from("u"), 0, 2, Duration::from_secs(1), false)
+        else {
+            panic!("not an exec")
+        };
+        assert_eq!(queued.len(), 1, "publish only while a checker is active");
+    }
+}

@@ -1,0 +1,35 @@
+//! The data plane: Hipache's HTTP/WebSocket/TLS proxy, routing from this node's own replica.
+//!
+//! A request never touches Raft, sled or the network to be routed: it reads the routing view
+//! ([`view`]) that the apply path republishes after every Raft batch. See `LIFECYCLE.md` for a
+//! request and a WebSocket upgrade walked through these files:
+//!
+//! - [`server`]: listeners, TLS handshakes, HTTP/1.1 + HTTP/2, graceful drain;
+//! - [`handler`]: one request — host, body, lookup, attempts, retries, response;
+//! - [`view`] / [`lookup`] / [`backend`]: the routing snapshot and backend choice;
+//! - [`dead`]: passive health checks; [`forward`]: header rules; [`upgrade`]: tunnels;
+//! - [`tls`], [`client`], [`pages`], [`access_log`], [`metrics`], [`body`], [`options`].
+
+pub mod access_log;
+pub mod backend;
+pub mod body;
+pub mod client;
+pub mod dead;
+pub mod forward;
+pub mod handler;
+pub mod lookup;
+pub mod metrics;
+pub mod options;
+pub mod pages;
+pub mod server;
+pub mod tls;
+pub mod upgrade;
+pub mod view;
+
+pub use options::{HttpsListener, ProxyOptions};
+pub use server::{Proxy, ProxyError};
+
+/// Wall-clock milliseconds: key deadlines in the keyspace are wall-clock stamps.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,297 @@
+//! The routing view: everything a request (or a TLS handshake) reads, behind ONE `ArcSwap`.
+//!
+//! Why one swap: frontends, dead marks and certificates must be seen together (Pingora's
+//! admitted mistake was two swaps updated apart, `style.md` §2). Why persistent maps: the
+//! view is republished after every applied Raft batch, and the scale target is 1,000,000
+//! frontends, so an update must cost O(changed keys) — `imbl` maps share structure, so
+//! cloning the view is O(1) and each changed key is O(log n).
+//!
+//! Writers (the apply listener and the dead-marking path) serialise on a mutex and publish
+//! with one `store`; readers never lock.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, Guard};
+use bytes::Bytes;
+use rustls::sign::CertifiedKey;
+
+use super::backend::Frontend;
+use super::tls;
+use crate::raft::ApplyListener;
+use crate::routes::host::Candidate;
+use crate::routes::{Change, Keyspace, Value};
+
+/// Routing state lives in Redis database 0, where Hipache's tools write it (§2.1).
+const ROUTING_DB: usize = 0;
+const FRONTEND_PREFIX: &[u8] = b"frontend:";
+const DEAD_PREFIX: &[u8] = b"dead:";
+const TLS_PREFIX: &[u8] = b"tls:";
+const HCHECKER_PING: &[u8] = b"hchecker_ping";
+
+pub type Map<V> = imbl::GenericHashMap<Bytes, V, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
+
+/// Dead backend indexes of one request host, with the deadline of the whole set (the
+/// `EXPIRE` on `dead:<host>` covers every member, §2.3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadSet {
+    pub members: Box<[u32]>,
+    pub expire_at_ms: Option<u64>,
+}
+
+impl DeadSet {
+    fn contains(&self, idx: usize, now_ms: u64) -> bool {
+        self.expire_at_ms.is_none_or(|t| t > now_ms) && self.members.iter().any(|&m| m as usize == idx)
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct RoutingView {
+    /// `frontend:<host>` by host.
+    pub(super) exact: Map<Arc<Frontend>>,
+    /// `frontend:*.<suffix>` by suffix, so a lookup probes with a slice of the request host.
+    pub(super) wildcard: Map<Arc<Frontend>>,
+    /// `frontend:*`.
+    pub(super) catch_all: Option<Arc<Frontend>>,
+    /// Replicated `dead:<request-host>` sets.
+    pub(super) dead: Map<DeadSet>,
+    /// Node-local marks, visible before (or without) the Raft write: the next request on
+    /// this node must already skip a backend that just failed (§9.3).
+    pub(super) local_dead: Map<DeadSet>,
+    /// `tls:<servername>` and `tls:*.<parent>` certificates, parsed once.
+    pub(super) certs: Map<Arc<CertifiedKey>>,
+    /// `hchecker_ping` (unix seconds) and its key deadline.
+    pub(super) hchecker_ping: Option<(u64, Option<u64>)>,
+}
+
+/// How long an `hchecker_ping` keeps passive checks off (§1.3).
+const HCHECKER_FRESH_S: u64 = 30;
+
+impl RoutingView {
+    pub fn frontends(&self) -> usize {
+        self.exact.len() + self.wildcard.len() + usize::from(self.catch_all.is_some())
+    }
+
+    /// Whether `idx` of `host`'s list is marked dead, replicated or locally.
+    pub fn is_dead(&self, host: &[u8], idx: usize, now_ms: u64) -> bool {
+        let check = |m: &Map<DeadSet>| m.get(host).is_some_and(|d| d.contains(idx, now_ms));
+        (!self.dead.is_empty() && check(&self.dead)) || (!self.local_dead.is_empty() && check(&self.local_dead))
+    }
+
+    /// An external health checker wrote `hchecker_ping` in the last 30 s: it owns `dead:*`,
+    /// so we only publish (Hipache's rule, §2.3.4).
+    pub fn hchecker_active(&self, now_ms: u64) -> bool {
+        match self.hchecker_ping {
+            Some((ping_s, expire)) => {
+                expire.is_none_or(|t| t > now_ms) && (now_ms / 1000).saturating_sub(ping_s) <= HCHECKER_FRESH_S
+            }
+            None => false,
+        }
+    }
+
+    /// The certificate for an SNI name: exact `tls:<name>`, then `tls:*.<parent>`.
+    pub fn cert_for(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
+        if self.certs.is_empty() {
+            return None;
+        }
+        if let Some(c) = self.certs.get(server_name.as_bytes()) {
+            return Some(c.clone());
+        }
+        let (_, parent) = server_name.split_once('.')?;
+        self.certs.get(format!("*.{parent}").as_bytes()).cloned()
+    }
+
+    /// Applies one key of database 0 as it now is (`None`: deleted or not a routing key's type).
+    fn set(&mut self, key: &Bytes, value: Option<&Value>, expire_at_ms: Option<u64>) {
+        if let Some(name) = key.strip_prefix(FRONTEND_PREFIX) {
+            let frontend = match value {
+                Some(Value::List(items)) => Frontend::from_list(items.iter(), expire_at_ms).map(Arc::new),
+                _ => None,
+            };
+            let name = key.slice_ref(name);
+            match Candidate::of_key(&name) {
+                Candidate::CatchAll => self.catch_all = frontend,
+                Candidate::Wildcard(suffix) => set_or_remove(&mut self.wildcard, name.slice_ref(suffix), frontend),
+                Candidate::Exact(_) => set_or_remove(&mut self.exact, name, frontend),
+            }
+        } else if let Some(host) = key.strip_prefix(DEAD_PREFIX) {
+            let dead = match value {
+                Some(Value::Set(members)) => Some(DeadSet {
+                    members: members.iter().filter_map(|m| std::str::from_utf8(m).ok()?.parse().ok()).collect(),
+                    expire_at_ms,
+                }),
+                _ => None,
+            };
+            set_or_remove(&mut self.dead, key.slice_ref(host), dead);
+        } else if let Some(name) = key.strip_prefix(TLS_PREFIX) {
+            let name = std::str::from_utf8(name).unwrap_or_default().to_ascii_lowercase();
+            let cert = match value {
+                Some(Value::Hash(fields)) => match tls::certified_key_from_hash(fields) {
+                    Ok(c) => Some(Arc::new(c)),
+                    Err(e) => {
+                        // Skipped, never fatal: other names keep their handshakes (issue 4 §9).
+                        tracing::warn!(key = %String::from_utf8_lossy(key), error = %e, "ignoring unusable TLS certificate");
+                        None
+                    }
+                },
+                _ => None,
+            };
+            set_or_remove(&mut self.certs, Bytes::from(name), cert);
+        } else if key.as_ref() == HCHECKER_PING {
+            self.hchecker_ping = match value {
+                Some(Value::Str(s)) => std::str::from_utf8(s).ok().and_then(|s| s.trim().parse().ok()).map(|p| (p, expire_at_ms)),
+                _ => None,
+            };
+        }
+    }
+
+    /// Drops local marks whose TTL has passed, so the overlay stays as small as the set of
+    /// recently failing backends.
+    fn prune_local(&mut self, now_ms: u64) {
+        if self.local_dead.iter().any(|(_, d)| d.expire_at_ms.is_some_and(|t| t <= now_ms)) {
+            self.local_dead.retain(|_, d| d.expire_at_ms.is_none_or(|t| t > now_ms));
+        }
+    }
+}
+
+fn set_or_remove<V: Clone>(map: &mut Map<V>, key: Bytes, value: Option<V>) {
+    match value {
+        Some(v) => {
+            map.insert(key, v);
+        }
+        None => {
+            map.remove(&key);
+        }
+    }
+}
+
+/// The published view plus its writer lock. Shared by the request handlers, the TLS
+/// resolver and the Raft apply path.
+#[derive(Default)]
+pub struct SharedView {
+    current: ArcSwap<RoutingView>,
+    writer: Mutex<()>,
+}
+
+impl SharedView {
+    /// Lock-free; the guard avoids a reference-count bump on the hot path.
+    pub fn load(&self) -> Guard<Arc<RoutingView>> {
+        self.current.load()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut RoutingView)) {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = RoutingView::clone(&self.current.load());
+        f(&mut next);
+        self.current.store(Arc::new(next));
+    }
+
+    /// Adds `idx` to the node-local dead set of `host` for `ttl`. Returns false when it was
+    /// already marked and fresh: repeated failures of one backend coalesce into one Raft write.
+    pub fn mark_local(&self, host: &Bytes, idx: usize, ttl: Duration, now_ms: u64) -> bool {
+        let mut fresh = false;
+        self.update(|view| {
+            if view.local_dead.get(host).is_some_and(|d| d.contains(idx, now_ms)) {
+                return;
+            }
+            fresh = true;
+            let deadline = now_ms + ttl.as_millis() as u64;
+            // Like `EXPIRE` on the replicated set, a new mark refreshes the whole set's TTL.
+            let mut members: Vec<u32> = match view.local_dead.get(host) {
+                Some(d) if d.expire_at_ms.is_some_and(|t| t > now_ms) => d.members.to_vec(),
+                _ => Vec::new(),
+            };
+            members.push(idx as u32);
+            view.local_dead.insert(host.clone(), DeadSet { members: members.into(), expire_at_ms: Some(deadline) });
+        });
+        fresh
+    }
+
+    fn apply_changes(&self, keyspace: &Keyspace, changes: &[Change], reload: bool, now_ms: u64) {
+        self.update(|view| {
+            if reload {
+                // A snapshot was installed: anything may have changed. Keep only the overlay.
+                *view = RoutingView { local_dead: view.local_dead.clone(), ..RoutingView::default() };
+                for (db, key, entry) in keyspace.iter() {
+                    if db == ROUTING_DB {
+                        view.set(key, Some(&entry.value), entry.expire_at_ms);
+                    }
+                }
+            } else {
+                for change in changes.iter().filter(|c| c.db == ROUTING_DB) {
+                    let entry = keyspace.get(ROUTING_DB, &change.key);
+                    view.set(&change.key, entry.map(|e| &e.value), entry.and_then(|e| e.expire_at_ms));
+                }
+            }
+            view.prune_local(now_ms);
+        });
+    }
+}
+
+impl std::fmt::Debug for SharedView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedView").field("frontends", &self.load().frontends()).finish()
+    }
+}
+
+impl ApplyListener for SharedView {
+    fn applied(&self, keyspace: &Keyspace, changes: &[Change], reload: bool) {
+        self.apply_changes(keyspace, changes, reload, super::now_ms());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(items: &[&str]) -> Value {
+        Value::List(items.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect())
+    }
+
+    fn set(view: &mut RoutingView, key: &str, value: Option<Value>, expire: Option<u64>) {
+        view.set(&Bytes::copy_from_slice(key.as_bytes()), value.as_ref(), expire);
+    }
+
+    #[test]
+    fn frontends_land_where_candidates_look() {
+        let mut v = RoutingView::default();
+        set(&mut v, "frontend:a.com", Some(list(&["a", "http://x:1"])), None);
+        set(&mut v, "frontend:*.b.com", Some(list(&["b", "http://x:2"])), None);
+        set(&mut v, "frontend:*", Some(list(&["all"])), None);
+        assert_eq!(v.exact.get(b"a.com".as_slice()).unwrap().id, "a");
+        assert_eq!(v.wildcard.get(b"b.com".as_slice()).unwrap().id, "b");
+        assert_eq!(v.catch_all.as_ref().unwrap().backends.len(), 0);
+        assert_eq!(v.frontends(), 3);
+        set(&mut v, "frontend:a.com", None, None);
+        set(&mut v, "frontend:*", Some(Value::Str(Bytes::from("x"))), None);
+        assert_eq!(v.frontends(), 1);
+    }
+
+    #[test]
+    fn dead_sets_and_overlay() {
+        let mut v = RoutingView::default();
+        let members = ["1", "x"].iter().map(|s| Bytes::from(*s)).collect();
+        set(&mut v, "dead:a.com", Some(Value::Set(members)), Some(1000));
+        assert!(v.is_dead(b"a.com", 1, 999));
+        assert!(!v.is_dead(b"a.com", 1, 1000));
+        assert!(!v.is_dead(b"a.com", 0, 0));
+
+        let shared = SharedView::default();
+        let host = Bytes::from("h");
+        assert!(shared.mark_local(&host, 0, Duration::from_secs(1), 0));
+        assert!(!shared.mark_local(&host, 0, Duration::from_secs(1), 10), "coalesced while fresh");
+        assert!(shared.mark_local(&host, 1, Duration::from_secs(1), 500));
+        assert!(shared.load().is_dead(b"h", 0, 1499), "a new mark refreshes the set's TTL");
+        assert!(!shared.load().is_dead(b"h", 0, 1500));
+        assert!(shared.mark_local(&host, 0, Duration::from_secs(1), 2000), "marks again once expired");
+    }
+
+    #[test]
+    fn hchecker_ping_freshness() {
+        let mut v = RoutingView::default();
+        assert!(!v.hchecker_active(100_000));
+        set(&mut v, "hchecker_ping", Some(Value::Str(Bytes::from("100"))), None);
+        assert!(v.hchecker_active(130_000));
+        assert!(!v.hchecker_active(131_000));
+    }
+}

@@ -1,0 +1,240 @@
+//! The HTTP data plane over real sockets: the real binary, real backends, routes written over
+//! RESP (issue 4, "What must be true").
+
+mod common;
+mod proxy_support;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hipache_raft::routes::Reply;
+use proxy_support::*;
+use serde_json::json;
+
+use common::{bulk, eventually};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_precedence_and_live_route_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({}));
+    let addr = http_addr(&node);
+    let c = client();
+    let [exact, wild, five, six, all] =
+        [Backend::start("exact").await, Backend::start("wild").await, Backend::start("five").await, Backend::start("six").await, Backend::start("all").await];
+    resp(&node, &["RPUSH", "frontend:www.example.com", "exact-id", &exact.url]);
+    resp(&node, &["RPUSH", "frontend:*.example.com", "wild-id", &wild.url]);
+    resp(&node, &["RPUSH", "frontend:*.a.b.c.d.e", "five-id", &five.url]);
+    resp(&node, &["RPUSH", "frontend:*.z.a.b.c.d.e", "six-id", &six.url]);
+    resp(&node, &["RPUSH", "frontend:idonly.example.com", "lonely"]);
+
+    assert_eq!(get(&c, addr, "www.example.com", &[]).await.body, "exact");
+    assert_eq!(get(&c, addr, "WWW.EXAMPLE.COM", &[]).await.body, "exact", "upper-case Host");
+    assert_eq!(get(&c, addr, "www.example.com:8080", &[]).await.body, "exact", "Host with a port");
+    assert_eq!(get(&c, addr, "api.example.com", &[]).await.body, "wild");
+    assert_eq!(get(&c, addr, "x.a.b.c.d.e", &[]).await.body, "five", "6-label host matches *.a.b.c.d.e");
+    assert_eq!(get(&c, addr, "q.z.a.b.c.d.e", &[]).await.body, "five", "6 suffix labels never match");
+    let idonly = get(&c, addr, "idonly.example.com", &[("x-debug", "1")]).await;
+    assert_eq!(idonly.status, 502, "identifier-only list does not fall through");
+    assert_eq!(idonly.headers["x-debug-error"], "Cannot find a valid backend");
+    assert!(idonly.body.contains("Application Not Responding"));
+    let unknown = get(&c, addr, "unknown.org", &[("x-debug", "1")]).await;
+    assert_eq!(unknown.status, 400);
+    assert_eq!(unknown.headers["x-debug-error"], "frontend not found");
+    assert!(unknown.body.contains("No Application Configured"));
+    assert_eq!(unknown.headers["cache-control"], "no-cache");
+    let ping = get(&c, addr, "__ping__", &[]).await;
+    assert_eq!((ping.status, ping.body.as_str()), (200, "ok"));
+
+    // A route added over RESP is served on the very next request; DEL makes it 400 at once.
+    resp(&node, &["RPUSH", "frontend:*", "all-id", &all.url]);
+    assert_eq!(get(&c, addr, "unknown.org", &[]).await.body, "all", "catch-all");
+    resp(&node, &["DEL", "frontend:www.example.com"]);
+    assert_eq!(get(&c, addr, "www.example.com", &[]).await.body, "wild");
+    resp(&node, &["DEL", "frontend:*", "frontend:*.example.com"]);
+    assert_eq!(get(&c, addr, "www.example.com", &[]).await.status, 400);
+    drop(six);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balances_randomly_over_live_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({}));
+    let addr = http_addr(&node);
+    let c = client();
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    resp(&node, &["RPUSH", "frontend:lb.test", "lb", &a.url, &b.url]);
+    for _ in 0..1000 {
+        assert_eq!(get(&c, addr, "lb.test", &[]).await.status, 200);
+    }
+    for n in [a.hits(), b.hits()] {
+        assert!((350..=650).contains(&n), "split {} / {}", a.hits(), b.hits());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_backend_is_marked_dead_published_and_retried_after_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({ "server": { "deadBackendTTL": 2 } }));
+    let addr = http_addr(&node);
+    let c = client();
+    let live = Backend::start("live").await;
+    let dead_url = refused_url();
+    resp(&node, &["RPUSH", "frontend:dead.test", "app", &dead_url, &live.url]);
+
+    let mut sub = node.resp();
+    sub.cmd(&["SUBSCRIBE", "dead"]);
+    for _ in 0..20 {
+        let a = get(&c, addr, "dead.test", &[]).await;
+        assert_eq!((a.status, a.body.as_str()), (200, "live"), "the client never sees the refused backend");
+    }
+    let message = sub.read_reply();
+    let expected = format!("dead.test;{dead_url};0;2");
+    assert_eq!(message, Reply::Array(vec![bulk("message"), bulk("dead"), bulk(&expected)]));
+    assert_eq!(resp(&node, &["SMEMBERS", "dead:dead.test"]), Reply::Array(vec![bulk("0")]));
+    let ttl = resp(&node, &["TTL", "dead:dead.test"]);
+    assert!(matches!(ttl, Reply::Int(1..=2)), "TTL is deadBackendTTL: {ttl:?}");
+
+    // After the TTL the backend is tried again: bring it up on the same port.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let revived = Backend::start_on(dead_url.trim_start_matches("http://"), "revived").await;
+    let mut seen = false;
+    for _ in 0..50 {
+        seen |= get(&c, addr, "dead.test", &[]).await.body == "revived";
+    }
+    assert!(seen && revived.hits() > 0, "the expired mark no longer excludes the backend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_502_marks_dead_but_500_and_503_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({}));
+    let addr = http_addr(&node);
+    let c = client();
+    for (status, marks) in [(502u16, true), (500, false), (503, false)] {
+        let host = format!("s{status}.test");
+        let (bad, good) = (Backend::start("bad").await, Backend::start("good").await);
+        bad.set_status(status);
+        resp(&node, &["RPUSH", &format!("frontend:{host}"), "app", &bad.url, &good.url]);
+        let mut relayed = false;
+        for _ in 0..30 {
+            relayed |= get(&c, addr, &host, &[]).await.status == status;
+        }
+        assert!(relayed, "{status} is passed through to the client");
+        let key = format!("dead:{host}");
+        let marked = eventually(Duration::from_secs(5), || resp(&node, &["SMEMBERS", &key]) == Reply::Array(vec![bulk("0")]));
+        assert_eq!(marked, marks, "status {status}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({ "server": { "retryOnError": 2 } }));
+    let addr = http_addr(&node);
+    let c = client();
+    resp(&node, &["RPUSH", "frontend:gone.test", "app", &refused_url()]);
+    let a = get(&c, addr, "gone.test", &[("x-debug", "1")]).await;
+    assert_eq!((a.status, a.headers["x-debug-error"].to_str().unwrap()), (502, "Reached max retries limit"));
+    resp(&node, &["RPUSH", "frontend:bad.test", "app", "not-a-url"]);
+    let a = get(&c, addr, "bad.test", &[("x-debug", "1")]).await;
+    assert_eq!((a.status, a.headers["x-debug-error"].to_str().unwrap()), (502, "backend is invalid"));
+
+    let dir2 = tempfile::tempdir().unwrap();
+    let node2 = start_node(dir2.path(), json!({ "server": { "retryOnError": 0 } }));
+    resp(&node2, &["RPUSH", "frontend:gone.test", "app", &refused_url()]);
+    let a = get(&c, http_addr(&node2), "gone.test", &[("x-debug", "1")]).await;
+    assert_eq!((a.status, a.headers["x-debug-error"].to_str().unwrap()), (502, "Retry on error is disabled"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_and_debug_headers_and_access_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({}));
+    let addr = http_addr(&node);
+    let c = client();
+    let be = Backend::start("be").await;
+    resp(&node, &["RPUSH", "frontend:h.test", "my-vhost", &be.url]);
+
+    let a = get(&c, addr, "h.test", &[("x-debug", "yes"), ("user-agent", "probe/1"), ("referer", "http://r/")]).await;
+    assert_eq!(a.status, 200);
+    let seen = be.last_headers();
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-real-ip"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert_eq!(seen["x-forwarded-protocol"], "http");
+    assert_eq!(seen["x-forwarded-port"], addr.port().to_string().as_str(), "the real listener port");
+    assert_eq!(seen["host"], "h.test", "Host is kept as received");
+    assert_eq!(seen["x-debug"], "yes", "X-Debug reaches the backend");
+    for name in ["x-debug-version-hipache", "x-debug-time-total", "x-debug-time-backend"] {
+        assert!(a.headers.contains_key(name), "{name}");
+    }
+    assert_eq!(a.headers["x-debug-backend-url"], be.url.as_str());
+    assert_eq!(a.headers["x-debug-backend-id"], "0");
+    assert_eq!(a.headers["x-debug-vhost"], "my-vhost");
+    assert_eq!(a.headers["x-debug-frontend-key"], "h.test");
+
+    // Client-sent values pass through (Hipache's only-when-absent rule).
+    get(&c, addr, "h.test", &[("x-forwarded-for", "9.9.9.9"), ("x-forwarded-proto", "https")]).await;
+    let seen = be.last_headers();
+    assert_eq!(seen["x-forwarded-for"], "9.9.9.9");
+    assert_eq!(seen["x-forwarded-proto"], "https");
+    assert_eq!(seen["x-real-ip"], "127.0.0.1");
+
+    // A buffered POST body arrives intact.
+    let posted = send(&c, addr, "POST", "h.test", &[], Bytes::from(vec![b'x'; 1000])).await;
+    assert_eq!(posted.body, "be:1000");
+
+    // Access log (`accessLog: "-"`): Hipache's nginx-like line, one per proxied request.
+    let expected = r#"] "GET /path?q=1 HTTP/1.1" 200 2 "http://r/" "probe/1" "my-vhost" "#;
+    let is_line = |l: &String| {
+        let Some((head, tail)) = l.split_once(expected) else { return false };
+        let date = head.strip_prefix("127.0.0.1 - - [").unwrap_or("");
+        let times: Vec<&str> = tail.split(' ').collect();
+        date.len() == 26
+            && date.ends_with(" +0000")
+            && date.as_bytes()[2] == b'/'
+            && times.len() == 2
+            && times.iter().all(|t| t.split_once('.').is_some_and(|(_, ms)| ms.len() == 3))
+    };
+    let logged = eventually(Duration::from_secs(5), || node.stdout.lock().unwrap().iter().any(is_line));
+    assert!(logged, "no access-log line like {expected} in {:?}", node.stdout.lock().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_prior_knowledge() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({}));
+    let be = Backend::start("h2").await;
+    resp(&node, &["RPUSH", "frontend:h2.test", "app", &be.url]);
+    let c: HttpClient = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let req = http::Request::get(format!("http://{}/", http_addr(&node)))
+        .header("host", "h2.test")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let resp = c.request(req).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_node(dir.path(), json!({ "server": { "shutdownTimeout": 5 } }));
+    let addr = http_addr(&node);
+    let slow = Backend::start("slow").await;
+    slow.delay_ms.store(1000, std::sync::atomic::Ordering::SeqCst);
+    resp(&node, &["RPUSH", "frontend:slow.test", "app", &slow.url]);
+    let c = client();
+    let in_flight = tokio::spawn(async move { get(&c, addr, "slow.test", &[]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let exit = tokio::task::spawn_blocking(move || node.terminate());
+    let answer = in_flight.await.unwrap();
+    assert_eq!((answer.status, answer.body.as_str()), (200, "slow"), "the in-flight request completes");
+    let status = exit.await.unwrap();
+    assert!(status.success(), "exit 0 after draining: {status:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(std::net::TcpStream::connect(addr).is_err(), "no longer accepting");
+}

@@ -1,0 +1,174 @@
+//! WebSocket (ws and wss) and TLS with SNI from `tls:` hashes, over real sockets.
+
+mod common;
+mod proxy_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use proxy_support::*;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::json;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+struct Cert {
+    pem: String,
+    key: String,
+    der: CertificateDer<'static>,
+}
+
+fn cert(name: &str) -> Cert {
+    let c = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+    Cert { pem: c.cert.pem(), key: c.signing_key.serialize_pem(), der: c.cert.der().clone() }
+}
+
+/// Connects with SNI `name`, accepting any certificate, and returns the one served.
+async fn handshake(addr: std::net::SocketAddr, name: &str) -> (tokio_rustls::client::TlsStream<TcpStream>, CertificateDer<'static>) {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny))
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = TlsConnector::from(Arc::new(config)).connect(ServerName::try_from(name.to_string()).unwrap(), tcp).await.unwrap();
+    let served = tls.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned();
+    (tls, served)
+}
+
+#[derive(Debug)]
+struct AcceptAny;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_node(dir: &std::path::Path) -> (common::Node, Cert) {
+    let default = cert("default.test");
+    std::fs::write(dir.join("cert.pem"), &default.pem).unwrap();
+    std::fs::write(dir.join("key.pem"), &default.key).unwrap();
+    let https = json!({ "port": 0, "bind": ["127.0.0.1"], "cert": dir.join("cert.pem"), "key": dir.join("key.pem") });
+    (start_node(dir, json!({ "https": https })), default)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_certificates_from_the_store_including_runtime_additions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, default) = tls_node(dir.path());
+    let addr = https_addr(&node);
+    let (a, b, wild, late) = (cert("a.test"), cert("b.test"), cert("*.w.test"), cert("late.test"));
+    for (name, c) in [("a.test", &a), ("b.test", &b), ("*.w.test", &wild)] {
+        resp(&node, &["HSET", &format!("tls:{name}"), "certificate", &c.pem, "key", &c.key]);
+    }
+    resp(&node, &["HSET", "tls:broken.test", "certificate", "garbage", "key", "garbage"]);
+
+    assert_eq!(handshake(addr, "a.test").await.1, a.der);
+    assert_eq!(handshake(addr, "B.test").await.1, b.der);
+    assert_eq!(handshake(addr, "x.w.test").await.1, wild.der, "tls:*.<parent>");
+    assert_eq!(handshake(addr, "other.test").await.1, default.der, "configured certificate is the default");
+    assert_eq!(handshake(addr, "broken.test").await.1, default.der, "a malformed entry is skipped");
+    assert_eq!(handshake(addr, "late.test").await.1, default.der);
+    resp(&node, &["HSET", "tls:late.test", "certificate", &late.pem, "key", &late.key]);
+    assert_eq!(handshake(addr, "late.test").await.1, late.der, "added at runtime, no restart");
+
+    // HTTPS requests are proxied with the TLS listener's scheme and port.
+    let be = Backend::start("tls-be").await;
+    resp(&node, &["RPUSH", "frontend:a.test", "app", &be.url]);
+    let (tls, _) = handshake(addr, "a.test").await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/").header("host", "a.test").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
+    let seen = be.last_headers();
+    assert_eq!(seen["x-forwarded-proto"], "https");
+    assert_eq!(seen["x-forwarded-port"], addr.port().to_string().as_str());
+}
+
+async fn ws_roundtrip<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, text: &str) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    ws.send(Message::text(text)).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    reply.to_text().unwrap().to_string()
+}
+
+fn ws_request(host: &str) -> http::Request<()> {
+    let mut req = format!("ws://{host}/socket").into_client_request().unwrap();
+    req.headers_mut().insert("host", host.parse().unwrap());
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_echo_survives_rewrites_of_its_frontend() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({}));
+    let addr = http_addr(&node);
+    let (one, two) = (ws_echo("one").await, ws_echo("two").await);
+    resp(&node, &["RPUSH", "frontend:ws.test", "app", &one]);
+
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(ws_request("ws.test"), tcp).await.unwrap();
+    assert_eq!(ws_roundtrip(&mut ws, "hello").await, "one:hello");
+
+    // Rewrite the frontend: the open tunnel keeps working, new ones go to the new backend.
+    resp(&node, &["DEL", "frontend:ws.test"]);
+    resp(&node, &["RPUSH", "frontend:ws.test", "app", &two]);
+    assert_eq!(ws_roundtrip(&mut ws, "still").await, "one:still");
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut ws2, _) = tokio_tungstenite::client_async(ws_request("ws.test"), tcp).await.unwrap();
+    assert_eq!(ws_roundtrip(&mut ws2, "new").await, "two:new");
+    assert_eq!(ws_roundtrip(&mut ws, "after").await, "one:after");
+
+    // A failed lookup answers a real status and closes, instead of hanging (Hipache).
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    match tokio_tungstenite::client_async(ws_request("nowhere.test"), tcp).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 400),
+        other => panic!("expected an HTTP 400 refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_websocket_echo() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _) = tls_node(dir.path());
+    let echo = ws_echo("secure").await;
+    resp(&node, &["RPUSH", "frontend:wss.test", "app", &echo]);
+    let (tls, _) = handshake(https_addr(&node), "wss.test").await;
+    let mut req = "wss://wss.test/socket".into_client_request().unwrap();
+    req.headers_mut().insert("host", "wss.test".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(req, tls).await.unwrap();
+    assert_eq!(ws_roundtrip(&mut ws, "hi").await, "secure:hi");
+}
