@@ -5,8 +5,7 @@
 //!   persisted by the snapshots openraft asks for every `snapshotThreshold` entries. On start
 //!   it loads the latest snapshot and openraft re-applies the log after it. Writing each
 //!   changed key to sled on apply, as an earlier version did, re-serialised a whole list per
-//!   RPUSH: quadratic in the list's length (redis-benchmark's 100,000 RPUSH to one list grew
-//!   the node past 20 GB).
+//!   RPUSH: quadratic in the list's length (redis-benchmark's 100,000 RPUSH to one list).
 //! - The in-memory keyspace is a persistent map: publishing it after each batch (local reads,
 //!   routing view) and handing it to the snapshot builder are O(1) clones, and the builder
 //!   serialises a consistent view while `apply` goes on.
