@@ -11,10 +11,13 @@
 #
 # Node N listens on HTTP 808N, RESP 638N, gRPC 738N, metrics 938N, all on 127.0.0.1, and keeps
 # everything under data/cluster/nN/: config.json, node.pid, node.log, raft/ (the data dir).
+# CLUSTER_PORT_OFFSET=100 shifts every port by 100 (HTTP 8181…), for a second cluster beside
+# the first (use another CLUSTER_DIR too).
 #
 # Environment: HIPACHE_RAFT_BIN (binary to run; default $CARGO_TARGET_DIR/release/hipache-raft,
 # built with `cargo build --release` if missing), CLUSTER_DIR (default <repo>/data/cluster),
-# CLUSTER_START_TIMEOUT (s, default 150), CLUSTER_STOP_TIMEOUT (s, default 15), RUST_LOG.
+# CLUSTER_START_TIMEOUT (s, default 150), CLUSTER_STOP_TIMEOUT (s, default 15),
+# CLUSTER_PORT_OFFSET (default 0), RUST_LOG.
 #
 # The script only ever signals PIDs from its own pid files, and only after checking that the
 # process is still a hipache-raft started with that node's config file: a recycled PID or
@@ -22,9 +25,17 @@
 set -euo pipefail
 
 readonly NODES=(1 2 3)
+PORT_OFFSET=${CLUSTER_PORT_OFFSET:-0}
+[[ $PORT_OFFSET =~ ^[0-9]+$ ]] || { echo "cluster.sh: CLUSTER_PORT_OFFSET must be a number" >&2; exit 2; }
+readonly PORT_OFFSET
+http_port() { echo $((8080 + $1 + PORT_OFFSET)); }
+resp_port() { echo $((6380 + $1 + PORT_OFFSET)); }
+grpc_port() { echo $((7380 + $1 + PORT_OFFSET)); }
+metrics_port() { echo $((9380 + $1 + PORT_OFFSET)); }
 # The node every other node joins through. Any member would do; node 1 is the one that
 # initialised the cluster, so it is the only address known to be a member from the start.
-readonly SEED_GRPC=127.0.0.1:7381
+SEED_GRPC=127.0.0.1:$(grpc_port 1)
+readonly SEED_GRPC
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly ROOT
@@ -95,15 +106,15 @@ write_config() {
         "shutdownTimeout": 10
     },
     "http": {
-        "port": 808$n,
+        "port": $(http_port "$n"),
         "bind": ["127.0.0.1"]
     },
     "cluster": {
         "nodeId": $n,
         "dataDir": "$dir/raft",
-        "resp": "127.0.0.1:638$n",
-        "grpc": "127.0.0.1:738$n",
-        "metrics": "127.0.0.1:938$n",
+        "resp": "127.0.0.1:$(resp_port "$n")",
+        "grpc": "127.0.0.1:$(grpc_port "$n")",
+        "metrics": "127.0.0.1:$(metrics_port "$n")",
         "join": []
     }
 }
@@ -170,9 +181,10 @@ start_node() {
     fi
     log=$(log_file "$n")
     STARTED_OFFSET=$(log_size "$log")
-    printf '=== cluster.sh: starting node %s %s at %s\n' "$n" "${join[*]:-}" "$(date '+%F %T')" >>"$log"
+    printf "=== cluster.sh: starting node %s%s at %s\n" "$n" "${join[*]:+ ${join[*]}}" "$(date "+%F %T")" >>"$log"
     # nohup execs the binary, so $! is its PID; stdin from /dev/null so it never reads the tty.
-    nohup "$BIN" --config "$(cfg_file "$n")" ${join[@]+"${join[@]}"} </dev/null >>"$log" 2>&1 &
+    # NO_COLOR: plain log files (tracing colours its output even when it is not a terminal).
+    NO_COLOR=${NO_COLOR-1} nohup "$BIN" --config "$(cfg_file "$n")" ${join[@]+"${join[@]}"} </dev/null >>"$log" 2>&1 &
     STARTED_PID=$!
     printf '%s\n' "$STARTED_PID" >"$(pid_file "$n")"
     say "node $n starting (pid $STARTED_PID${join[*]:+, ${join[*]}})"
@@ -186,7 +198,7 @@ finish_start() {
     if [[ $n != "${NODES[0]}" ]]; then
         : >"$(joined_file "$n")"
     fi
-    say "node $n ready (pid $pid): http 127.0.0.1:808$n resp 127.0.0.1:638$n grpc 127.0.0.1:738$n"
+    say "node $n ready (pid $pid): http 127.0.0.1:$(http_port "$n") resp 127.0.0.1:$(resp_port "$n") grpc 127.0.0.1:$(grpc_port "$n")"
 }
 
 # SIGTERM (drain) the given nodes, SIGKILL whatever is left after STOP_TIMEOUT seconds.
@@ -269,7 +281,7 @@ cmd_status() {
         if pid=$(live_pid "$n"); then
             state=running
             if ((have_cli)) &&
-                info=$(${timeout_cmd[@]+"${timeout_cmd[@]}"} redis-cli -h 127.0.0.1 -p "638$n" info raft 2>/dev/null | tr -d '\r') &&
+                info=$(${timeout_cmd[@]+"${timeout_cmd[@]}"} redis-cli -h 127.0.0.1 -p "$(resp_port "$n")" info raft 2>/dev/null | tr -d '\r') &&
                 [[ $info == *raft_role:* ]]; then
                 role=$(sed -n 's/^raft_role://p' <<<"$info")
                 leader=$(sed -n 's/^raft_leader://p' <<<"$info")

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod grpc;
 pub mod proto;
+pub mod peer_tls;
 pub mod proxy;
 pub mod pubsub;
 pub mod raft;

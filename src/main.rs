@@ -13,6 +13,7 @@ use hipache_raft::grpc::{self, cli};
 use hipache_raft::pubsub::PubSub;
 use hipache_raft::raft::{NodeInfo, NodeOptions, RaftNode};
 use hipache_raft::resp::{self, RespOptions};
+use hipache_raft::peer_tls::PeerTls;
 use hipache_raft::secret::Secret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -52,6 +53,9 @@ struct Cli {
     /// Overrides cluster.join: gRPC addresses of existing members, comma-separated.
     #[arg(long, value_delimiter = ',')]
     join: Option<Vec<String>>,
+    /// Seconds to keep trying to join (the cluster may still be starting) before giving up.
+    #[arg(long, env = "HIPACHE_RAFT_JOIN_TIMEOUT", default_value_t = 120)]
+    join_timeout: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -66,6 +70,13 @@ enum Command {
         /// The cluster.secret, if the cluster has one.
         #[arg(long, env = "HIPACHE_RAFT_SECRET", hide_env_values = true)]
         secret: Option<String>,
+        /// Client certificate, key and CA (PEM) when the cluster uses mutual TLS (cluster.tls).
+        #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+        tls_cert: Option<PathBuf>,
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
         #[command(subcommand)]
         action: ClusterAction,
     },
@@ -94,7 +105,7 @@ enum ClusterAction {
 }
 
 /// Runs a `cluster …` subcommand and exits: 0 on success, 1 when the call failed.
-fn cluster_command(addr: &str, secret: Option<&str>, action: &ClusterAction) -> ExitCode {
+fn cluster_command(addr: &str, secret: Option<&str>, tls: Option<PeerTls>, action: &ClusterAction) -> ExitCode {
     let action = match action {
         ClusterAction::Status => cli::Action::Status,
         ClusterAction::AddNode { id, grpc, resp } => cli::Action::AddNode { id: *id, grpc: grpc.clone(), resp: resp.clone() },
@@ -105,7 +116,7 @@ fn cluster_command(addr: &str, secret: Option<&str>, action: &ClusterAction) -> 
         .enable_all()
         .build()
         .map_err(|e| e.to_string())
-        .and_then(|rt| rt.block_on(cli::run(addr, &secret, action)).map_err(|e| e.to_string()));
+        .and_then(|rt| rt.block_on(cli::run(addr, &secret, tls.as_ref(), action)).map_err(|e| e.to_string()));
     match result {
         Ok(text) => {
             print!("{text}");
@@ -126,8 +137,18 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if let Some(Command::Cluster { addr, secret, action }) = &cli.command {
-        return cluster_command(addr, secret.as_deref(), action);
+    if let Some(Command::Cluster { addr, secret, action, tls_cert, tls_key, tls_ca }) = &cli.command {
+        let tls = match (tls_cert, tls_key, tls_ca) {
+            (Some(c), Some(k), Some(ca)) => match PeerTls::load(c, k, std::slice::from_ref(ca)) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            _ => None,
+        };
+        return cluster_command(addr, secret.as_deref(), tls, action);
     }
     let config = match load_config(&cli) {
         Ok(c) => c,
@@ -144,7 +165,12 @@ fn main() -> ExitCode {
     if let Some(n) = config.server.workers {
         runtime.worker_threads(n.max(1));
     }
-    let result = runtime.enable_all().build().context("cannot start the tokio runtime").and_then(|rt| rt.block_on(run(config)));
+    let join_timeout = std::time::Duration::from_secs(cli.join_timeout);
+    let result = runtime
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+        .and_then(|rt| rt.block_on(run(config, join_timeout)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -178,12 +204,20 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} ({what})"))
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Result<()> {
+    // SIGUSR1 means "reopen the access log" (logrotate, `systemctl reload`). Registering it here
+    // replaces the default action (terminate) for the whole process lifetime, so the signal is
+    // harmless even when the access log is off.
+    let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
     let resp_listener = bind(config.cluster.resp, "cluster.resp").await?;
     let resp_addr = resp_listener.local_addr()?;
     let grpc_listener = bind(config.cluster.grpc, "cluster.grpc").await?;
     let grpc_addr = grpc_listener.local_addr()?;
     let secret = Secret::new(config.cluster.secret.as_deref());
+    let tls = match &config.cluster.tls {
+        Some(t) => Some(PeerTls::load(&t.cert, &t.key, &t.ca)?),
+        None => None,
+    };
 
     let info = NodeInfo { grpc: grpc_addr.to_string(), resp: resp_addr.to_string() };
     let opts = NodeOptions {
@@ -193,14 +227,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
         snapshot_threshold: config.cluster.snapshot_threshold,
         join: config.cluster.join.clone(),
         secret: secret.clone(),
+        tls: tls.clone(),
     };
     let node = RaftNode::start(opts, Arc::new(PubSub::default())).await.context("cannot start the Raft node")?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let grpc_task = tokio::spawn(grpc::serve(grpc_listener, node.clone(), secret, shutdown_rx.clone()));
+    let grpc_task = tokio::spawn(grpc::serve(grpc_listener, node.clone(), secret, tls, shutdown_rx.clone()));
     if !config.cluster.join.is_empty() && !node.is_initialized().await {
         let leader = node
-            .join(&config.cluster.join, &info, std::time::Duration::from_secs(120))
+            .join(&config.cluster.join, &info, join_timeout)
             .await
             .context("cannot join the cluster")?;
         tracing::info!(leader, "joined the cluster");

@@ -10,25 +10,16 @@
 
 mod common;
 
-use common::script::{compare, Flags, Script, Target};
-use common::{base_config, Node, RedisServer, Resp, UnixResp};
+use common::script::{compare, Flags, Script};
+use common::redis_and_node;
 
 #[test]
 fn script_replies_match_redis_byte_for_byte() {
     let script = Script::parse("differential.txt", include_str!("data/differential.txt"));
     assert!(script.commands() >= 200, "the issue asks for at least 200 commands, the script has {}", script.commands());
 
-    let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(dir.path());
-    let node_dir = dir.path().join("node");
-    std::fs::create_dir_all(&node_dir).unwrap();
-    let node = Node::start(&node_dir, &base_config(&node_dir));
-
-    let socket = redis.socket.clone();
-    let mut reference = Target::new(move || Box::new(UnixResp::connect(&socket)));
-    let addr = node.resp;
-    let mut ours = Target::new(move || Box::new(Resp::connect(addr)));
-    let mismatches = script.run(&mut reference, &mut ours);
+    let (_dir, redis, node) = redis_and_node(&[], |_| {});
+    let mismatches = script.run_against(&redis, &node);
     assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
 }
 

@@ -10,23 +10,12 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use common::script::{Script, Target};
-use common::{base_config, encode_command, Node, RedisServer, Resp, UnixResp};
+use common::script::Script;
+use common::{base_config, encode_command, fresh_node, redis_and_node, Node, RedisServer, UnixResp};
 use hipache_raft::routes::command_table;
 
 /// Our default `cluster` bulk limit (the 64 MiB; Redis's is 512 MiB).
 const MAX_BULK: usize = 64 * 1024 * 1024;
-
-fn start_pair(extra_redis: &[&str], tweak: impl FnOnce(&mut serde_json::Value)) -> (tempfile::TempDir, RedisServer, Node) {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start_with(dir.path(), extra_redis);
-    let node_dir = dir.path().join("node");
-    std::fs::create_dir_all(&node_dir).unwrap();
-    let mut config = base_config(&node_dir);
-    tweak(&mut config);
-    let node = Node::start(&node_dir, &config);
-    (dir, redis, node)
-}
 
 /// Everything the server sends in answer to `bytes` until it closes the connection; fails if
 /// it keeps the connection open (the read times out).
@@ -53,7 +42,7 @@ fn unix(redis: &RedisServer) -> UnixStream {
 
 #[test]
 fn protocol_errors_close_only_the_offending_connection_as_redis_does() {
-    let (_dir, redis, node) = start_pair(&[], |_| {});
+    let (_dir, redis, node) = redis_and_node(&[], |_| {});
     let mut bystander = node.resp();
     // No line end: both servers give up once 64 KiB are buffered without one.
     let too_big_inline = vec![b'a'; 70 * 1024];
@@ -91,8 +80,7 @@ fn protocol_errors_close_only_the_offending_connection_as_redis_does() {
 
 #[test]
 fn bulk_length_limit_is_64_mib() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &base_config(dir.path()));
+    let (_dir, node) = fresh_node();
     let mut bystander = node.resp();
 
     let over = format!("*2\r\n$4\r\nECHO\r\n${}\r\n", MAX_BULK + 1);
@@ -108,7 +96,7 @@ fn bulk_length_limit_is_64_mib() {
 
 #[test]
 fn inline_commands_as_nc_sends_them() {
-    let (_dir, redis, node) = start_pair(&[], |_| {});
+    let (_dir, redis, node) = redis_and_node(&[], |_| {});
     let typed = b"PING\nSET greeting \"hello world\"\nGET greeting\n\nECHO 'it\\'s'\n  \r\nDEL greeting\r\nGET greeting\n";
     let replies = 6; // blank lines get no reply
     let mut theirs = UnixResp::connect(&redis.socket);
@@ -124,8 +112,7 @@ fn inline_commands_as_nc_sends_them() {
 
 #[test]
 fn a_thousand_pipelined_commands_in_one_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &base_config(dir.path()));
+    let (_dir, node) = fresh_node();
     let mut conn = node.resp();
     let mut batch = Vec::new();
     for i in 0..500 {
@@ -144,13 +131,9 @@ fn a_thousand_pipelined_commands_in_one_write() {
 #[test]
 fn requirepass_answers_like_redis() {
     let (_dir, redis, node) =
-        start_pair(&["--requirepass", "pw"], |c| c["cluster"]["requirepass"] = serde_json::json!("pw"));
+        redis_and_node(&["--requirepass", "pw"], |c| c["cluster"]["requirepass"] = serde_json::json!("pw"));
     let script = Script::parse("requirepass.txt", include_str!("data/requirepass.txt"));
-    let socket = redis.socket.clone();
-    let mut reference = Target::new(move || Box::new(UnixResp::connect(&socket)));
-    let addr = node.resp;
-    let mut ours = Target::new(move || Box::new(Resp::connect(addr)));
-    let mismatches = script.run(&mut reference, &mut ours);
+    let mismatches = script.run_against(&redis, &node);
     assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
 }
 
@@ -198,8 +181,7 @@ fn requirepass_refuses_every_other_command() {
 
 #[test]
 fn resp3_pubsub_uses_push_messages() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &base_config(dir.path()));
+    let (_dir, node) = fresh_node();
     let mut sub = node.resp();
     let mut publisher = node.resp();
     assert!(sub.raw(&["HELLO", "3"]).starts_with(b"%7\r\n"));

@@ -13,10 +13,10 @@ use tokio_stream::wrappers::BroadcastStream;
 use futures::StreamExt;
 use tonic::{Request, Response, Status};
 
-use super::watch::ChangeLog;
+use super::watch::{self, ChangeLog};
 use crate::proto::admin_v1::admin_server::Admin;
 use crate::proto::admin_v1::*;
-use crate::raft::{status_of, NodeInfo, Op, RaftNode, Status as NodeStatusView};
+use crate::raft::{now_ms, status_of, NodeInfo, Op, RaftNode, Status as NodeStatusView};
 use crate::routes::Reply;
 
 pub struct AdminService {
@@ -260,9 +260,14 @@ impl Admin for AdminService {
         let start = self.changes.start(req.into_inner().from_index);
         let after = start.after;
         let backlog = futures::stream::iter(start.backlog.into_iter().map(Ok));
+        let node = self.node.clone();
         let live = BroadcastStream::new(start.live).flat_map(move |batch| {
             let items: Vec<Result<WatchEvent, Status>> = match batch {
-                Ok(b) if b.index > after => b.events.iter().cloned().map(Ok).collect(),
+                Ok(b) if b.index > after => {
+                    let ks = node.local();
+                    let now = now_ms();
+                    b.keys.iter().map(|k| Ok(watch::event(b.index, k, ks.get(0, k), now, false))).collect()
+                }
                 Ok(_) => Vec::new(),
                 Err(BroadcastStreamRecvError::Lagged(n)) => vec![Err(Status::resource_exhausted(format!(
                     "watcher fell {n} batches behind; resume with from_index set to the last applied_index received"

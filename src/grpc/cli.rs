@@ -8,6 +8,7 @@ use tonic::transport::Endpoint;
 
 use crate::proto::admin_v1::admin_client::AdminClient;
 use crate::proto::admin_v1::{AddNodeRequest, ClusterStatusRequest, ClusterStatusResponse, RemoveNodeRequest};
+use crate::peer_tls::PeerTls;
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,10 +31,14 @@ pub enum Action {
 
 /// Runs `action` against the node at `addr` (host:port of its gRPC listener) and returns the
 /// text to print.
-pub async fn run(addr: &str, secret: &Secret, action: Action) -> Result<String, CliError> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| CliError::Address(addr.to_string(), e.to_string()))?
-        .connect_timeout(Duration::from_secs(3));
+pub async fn run(addr: &str, secret: &Secret, tls: Option<&PeerTls>, action: Action) -> Result<String, CliError> {
+    let bad = |e: String| CliError::Address(addr.to_string(), e);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint =
+        Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(|e| bad(e.to_string()))?.connect_timeout(Duration::from_secs(3));
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.client(addr)).map_err(|e| bad(e.to_string()))?;
+    }
     let channel = endpoint.connect().await.map_err(|e| CliError::Connect(addr.to_string(), e))?;
     let mut client = AdminClient::new(channel);
     fn request<T>(secret: &Secret, msg: T) -> tonic::Request<T> {

@@ -17,6 +17,7 @@ pub use watch::ChangeLog;
 use crate::proto::admin_v1::admin_server::AdminServer;
 use crate::proto::admin_v1::FILE_DESCRIPTOR_SET;
 use crate::raft::{self, RaftNode};
+use crate::peer_tls::PeerTls;
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,7 @@ pub async fn serve(
     listener: TcpListener,
     node: Arc<RaftNode>,
     secret: Secret,
+    tls: Option<PeerTls>,
     mut shutdown: signal::Receiver<bool>,
 ) -> Result<(), GrpcError> {
     let changes = ChangeLog::attach(&node);
@@ -40,7 +42,11 @@ pub async fn serve(
     let admin = tonic::service::interceptor::InterceptedService::new(admin, move |req| check.check(req));
     let reflection =
         tonic_reflection::server::Builder::configure().register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET).build_v1()?;
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        server = server.tls_config(tls.server())?;
+    }
+    server
         .tcp_nodelay(true)
         .add_service(raft::service(node, secret))
         .add_service(admin)

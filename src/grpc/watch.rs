@@ -1,6 +1,11 @@
-//! The admin API's `Watch`: a bounded in-memory log of applied changes to database 0, so a
-//! client can resume from the applied index it last saw. Older positions get a full dump of
-//! the current keys first (`snapshot = true`), then live changes.
+//! The admin API's `Watch`: a bounded in-memory log of which keys of database 0 each applied
+//! batch changed, so a client can resume from the applied index it last saw. Older positions
+//! get a full dump of the current keys first (`snapshot = true`), then live changes.
+//!
+//! Only key names are kept; an event's value is read from the applied keyspace when the event
+//! is sent. So an event is "key K changed at index I, and this is its value now", which is
+//! what a watcher converging on the current state needs, and a hot key (a list appended to
+//! thousands of times a second) costs no copy of its value per change.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -12,21 +17,21 @@ use crate::proto::admin_v1::WatchEvent;
 use crate::raft::{now_ms, ApplyListener, RaftNode};
 use crate::routes::{Change, Entry, Keyspace, Value};
 
-/// Changes kept for resuming watchers; older positions get a full dump instead.
-const RETAINED_EVENTS: usize = 100_000;
+/// Changed keys kept for resuming watchers; older positions get a full dump instead.
+const RETAINED_KEYS: usize = 100_000;
 /// Batches a slow watcher may fall behind before its stream ends (it can resume).
 const LAGGING: usize = 4096;
 
-/// The changes of one applied batch.
+/// The keys of database 0 one applied batch changed.
 #[derive(Debug)]
 pub struct Batch {
     pub index: u64,
-    pub events: Vec<WatchEvent>,
+    pub keys: Vec<Bytes>,
 }
 
 struct Retained {
     batches: VecDeque<Arc<Batch>>,
-    events: usize,
+    keys: usize,
     /// Every change after this index is retained.
     complete_after: u64,
 }
@@ -68,7 +73,7 @@ impl ChangeLog {
     pub fn attach(node: &Arc<RaftNode>) -> Arc<ChangeLog> {
         let log = Arc::new(ChangeLog {
             node: node.clone(),
-            retained: Mutex::new(Retained { batches: VecDeque::new(), events: 0, complete_after: u64::MAX }),
+            retained: Mutex::new(Retained { batches: VecDeque::new(), keys: 0, complete_after: u64::MAX }),
             live: broadcast::channel(LAGGING).0,
         });
         node.applied().add_listener(log.clone());
@@ -80,11 +85,13 @@ impl ChangeLog {
         let retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
         let live = self.live.subscribe();
         if from_index >= retained.complete_after {
+            let ks = self.node.local();
+            let now = now_ms();
             let backlog = retained
                 .batches
                 .iter()
                 .filter(|b| b.index > from_index)
-                .flat_map(|b| b.events.iter().cloned())
+                .flat_map(|b| b.keys.iter().map(|k| event(b.index, k, ks.get(0, k), now, false)))
                 .collect();
             let after = retained.batches.back().map_or(from_index, |b| b.index.max(from_index));
             return Start { backlog, after, live };
@@ -105,28 +112,26 @@ fn dump(ks: &Keyspace, index: u64) -> Vec<WatchEvent> {
 }
 
 impl ApplyListener for ChangeLog {
-    fn applied(&self, keyspace: &Keyspace, changes: &[Change], reload: bool) {
+    fn applied(&self, _keyspace: &Keyspace, changes: &[Change], reload: bool) {
         let index = self.node.applied().index();
         let mut retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
         if reload {
             // After a snapshot install nothing before `index` can be replayed exactly.
             retained.batches.clear();
-            retained.events = 0;
+            retained.keys = 0;
             retained.complete_after = index;
             return;
         }
-        let now = now_ms();
-        let events: Vec<WatchEvent> =
-            changes.iter().filter(|c| c.db == 0).map(|c| event(index, &c.key, keyspace.get(0, &c.key), now, false)).collect();
-        if events.is_empty() {
+        let keys: Vec<Bytes> = changes.iter().filter(|c| c.db == 0).map(|c| c.key.clone()).collect();
+        if keys.is_empty() {
             return;
         }
-        let batch = Arc::new(Batch { index, events });
-        retained.events += batch.events.len();
+        let batch = Arc::new(Batch { index, keys });
+        retained.keys += batch.keys.len();
         retained.batches.push_back(batch.clone());
-        while retained.events > RETAINED_EVENTS {
+        while retained.keys > RETAINED_KEYS {
             let Some(old) = retained.batches.pop_front() else { break };
-            retained.events -= old.events.len();
+            retained.keys -= old.keys.len();
             retained.complete_after = old.index;
         }
         let _ = self.live.send(batch);

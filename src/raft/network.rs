@@ -20,6 +20,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::types::{NodeInfo, Snapshot, TypeConfig, Vote};
 use crate::proto::raft_v1::raft_service_client::RaftServiceClient;
 use crate::proto::raft_v1::{Blob, SnapshotChunk};
+use crate::peer_tls::PeerTls;
 use crate::secret::Secret;
 
 const SNAPSHOT_CHUNK: usize = 1024 * 1024;
@@ -49,12 +50,13 @@ pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, postcard::Error> {
 #[derive(Clone, Default)]
 pub struct Channels {
     secret: Secret,
+    tls: Option<PeerTls>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl Channels {
-    pub fn new(secret: Secret) -> Channels {
-        Channels { secret, channels: Arc::default() }
+    pub fn new(secret: Secret, tls: Option<PeerTls>) -> Channels {
+        Channels { secret, tls, channels: Arc::default() }
     }
 
     pub fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, TransportError> {
@@ -63,11 +65,15 @@ impl Channels {
             Some(c) => c.clone(),
             None => {
                 let bad = |message: String| TransportError::Address { addr: addr.to_string(), message };
-                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+                let scheme = if self.tls.is_some() { "https" } else { "http" };
+                let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
                     .map_err(|e| bad(e.to_string()))?
                     .connect_timeout(Duration::from_secs(1))
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(10));
+                if let Some(tls) = &self.tls {
+                    endpoint = endpoint.tls_config(tls.client(addr)).map_err(|e| bad(e.to_string()))?;
+                }
                 let c = endpoint.connect_lazy();
                 map.insert(addr.to_string(), c.clone());
                 c

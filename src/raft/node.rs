@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
 use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 
@@ -21,6 +22,7 @@ use super::types::{NodeInfo, Op, Raft, Request};
 use crate::proto::raft_v1::{AppliedRequest, Blob, JoinRequest};
 use crate::pubsub::PubSub;
 use crate::routes::{Keyspace, Reply};
+use crate::peer_tls::PeerTls;
 use crate::secret::Secret;
 
 /// How long a forwarded call may take before the client is told the outcome is unknown.
@@ -84,6 +86,8 @@ pub struct NodeOptions {
     /// Peers to join; empty with an empty data dir means "initialise a one-node cluster".
     pub join: Vec<String>,
     pub secret: Secret,
+    /// Mutual TLS towards peers (`cluster.tls`), if configured.
+    pub tls: Option<PeerTls>,
 }
 
 /// A node's Raft view, for INFO, ROLE and metrics.
@@ -109,6 +113,8 @@ pub struct RaftNode {
     channels: Channels,
     /// One membership change at a time on this leader: Raft allows no overlapping changes.
     membership_lock: tokio::sync::Mutex<()>,
+    /// Writes waiting to be proposed; see `propose_batches`.
+    proposals: mpsc::UnboundedSender<Proposal>,
     _db: sled::Db,
 }
 
@@ -150,12 +156,15 @@ impl RaftNode {
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(|e| NodeError::Fatal(e.to_string()))?);
-        let channels = Channels::new(opts.secret.clone());
+        let channels = Channels::new(opts.secret.clone(), opts.tls.clone());
         let network = Network::new(channels.clone());
         let raft = Raft::new(opts.node_id, config, network, log, sm).await.map_err(|e| NodeError::Fatal(e.to_string()))?;
 
+        let (proposals, queued) = mpsc::unbounded_channel();
+        tokio::spawn(propose_batches(raft.clone(), opts.node_id, queued));
         let node = Arc::new(RaftNode {
             id: opts.node_id,
+            proposals,
             raft,
             applied,
             committed,
@@ -301,13 +310,9 @@ impl RaftNode {
     pub(super) async fn run_as_leader(&self, op: Forwarded) -> Result<Answer, NodeError> {
         match op {
             Forwarded::Write(op) => {
-                let req = Request { stamp_ms: now_ms(), op };
-                match self.raft.client_write(req).await {
-                    Ok(resp) => Ok(Answer::Written { reply: resp.data, index: resp.log_id.index }),
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Ok(self.not_leader(f.leader_id, f.leader_node)),
-                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => Ok(Answer::Refused(e.to_string())),
-                    Err(RaftError::Fatal(f)) => Err(NodeError::Fatal(f.to_string())),
-                }
+                let (tx, rx) = oneshot::channel();
+                self.proposals.send((op, tx)).map_err(|_| NodeError::Fatal("the proposer stopped".into()))?;
+                rx.await.map_err(|_| NodeError::Fatal("the proposer dropped a write".into()))?
             }
             Forwarded::Read { db, cmds } => match self.linearize().await? {
                 Some(answer) => Ok(answer),
@@ -406,10 +411,7 @@ impl RaftNode {
     }
 
     fn not_leader(&self, id: Option<u64>, node: Option<NodeInfo>) -> Answer {
-        match (id, node) {
-            (Some(id), Some(node)) if id != self.id => Answer::NotLeader { leader: Some((id, node)) },
-            _ => Answer::NotLeader { leader: None },
-        }
+        not_leader(self.id, id, node)
     }
 
     /// The leader as this node knows it, with its addresses.
@@ -556,6 +558,77 @@ impl RaftNode {
 
     fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+}
+
+fn not_leader(me: u64, id: Option<u64>, node: Option<NodeInfo>) -> Answer {
+    match (id, node) {
+        (Some(id), Some(node)) if id != me => Answer::NotLeader { leader: Some((id, node)) },
+        _ => Answer::NotLeader { leader: None },
+    }
+}
+
+/// A write waiting to be proposed, and where its answer goes.
+type Proposal = (Op, oneshot::Sender<Result<Answer, NodeError>>);
+
+/// Most writes one entry carries.
+const MAX_BATCH: usize = 1024;
+/// Entries proposed and not yet applied at once. While they are in flight, new writes queue
+/// up and go out together in the next entry: under load each Raft round (fsync, replication,
+/// apply) carries many clients' writes instead of one, as etcd batches proposals.
+const IN_FLIGHT: usize = 4;
+
+async fn propose_batches(raft: Raft, me: u64, mut queued: mpsc::UnboundedReceiver<Proposal>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let mut batch = Vec::new();
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        if queued.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        let proposals = std::mem::take(&mut batch);
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            propose(&raft, me, proposals).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Proposes one entry for `proposals` (a plain op when alone, else an `Op::Batch`) and hands
+/// each its own reply.
+async fn propose(raft: &Raft, me: u64, proposals: Vec<Proposal>) {
+    let (mut ops, senders): (Vec<Op>, Vec<_>) = proposals.into_iter().unzip();
+    let n = ops.len();
+    let op = match ops.pop() {
+        Some(op) if ops.is_empty() => op,
+        Some(last) => {
+            ops.push(last);
+            Op::Batch(ops)
+        }
+        None => return,
+    };
+    let result = raft.client_write(Request { stamp_ms: now_ms(), op }).await;
+    let replies: Vec<Result<Answer, NodeError>> = match result {
+        Ok(resp) => {
+            let index = resp.log_id.index;
+            let replies = match resp.data {
+                Reply::Array(items) if n > 1 && items.len() == n => items,
+                single if n == 1 => vec![single],
+                other => vec![Reply::err(format!("ERR unexpected batch reply {other:?}")); n],
+            };
+            replies.into_iter().map(|reply| Ok(Answer::Written { reply, index })).collect()
+        }
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            (0..n).map(|_| Ok(not_leader(me, f.leader_id, f.leader_node.clone()))).collect()
+        }
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+            (0..n).map(|_| Ok(Answer::Refused(e.to_string()))).collect()
+        }
+        Err(RaftError::Fatal(f)) => (0..n).map(|_| Err(NodeError::Fatal(f.to_string()))).collect(),
+    };
+    for (tx, reply) in senders.into_iter().zip(replies) {
+        let _ = tx.send(reply);
     }
 }
 

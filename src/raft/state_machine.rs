@@ -1,8 +1,11 @@
-//! The replicated keyspace as an openraft state machine, persisted in sled.
+//! The replicated keyspace as an openraft state machine, persisted in sled as snapshots.
 //!
-//! - `apply` runs each entry through the pure core (`routes::Keyspace`), then writes the keys
-//!   the batch changed, `last_applied` and the membership in ONE sled batch, so a crash never
-//!   leaves data and applied index disagreeing (openraft re-applies from the durable log).
+//! - `apply` runs each entry through the pure core (`routes::Keyspace`) in memory only. What
+//!   makes a write durable is its log entry (flushed before it commits); the state machine is
+//!   persisted by the snapshots openraft asks for every `snapshotThreshold` entries. On start
+//!   it loads the latest snapshot and openraft re-applies the log after it. Writing each
+//!   changed key to sled on apply, as an earlier version did, re-serialised a whole list per
+//!   RPUSH: quadratic in the list's length (redis-benchmark's 100,000 RPUSH to one list).
 //! - The in-memory keyspace is a persistent map: publishing it after each batch (local reads,
 //!   routing view) and handing it to the snapshot builder are O(1) clones, and the builder
 //!   serialises a consistent view while `apply` goes on.
@@ -22,10 +25,6 @@ use super::types::{Entry, LogId, Op, Snapshot, SnapshotMeta, StorageError, Store
 use crate::pubsub::PubSub;
 use crate::routes::{ApplyCtx, Change, Keyspace, Publisher, Reply, Watch};
 
-const APPLIED: &[u8] = b"m:applied";
-const MEMBERSHIP: &[u8] = b"m:membership";
-const CLOCK: &[u8] = b"m:clock";
-const DATA_PREFIX: u8 = b'k';
 const SNAPSHOT_META: &[u8] = b"meta";
 const SNAPSHOT_DATA: &[u8] = b"data";
 
@@ -85,7 +84,6 @@ struct SnapshotBody {
 
 pub struct StateMachine {
     db: sled::Db,
-    data: sled::Tree,
     snapshots: sled::Tree,
     keyspace: Keyspace,
     last_applied: Option<LogId>,
@@ -101,14 +99,6 @@ fn sm_err(e: impl std::error::Error + 'static) -> StorageError {
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::read_state_machine(&e).into()
-}
-
-fn data_key(db: usize, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key.len() + 2);
-    k.push(DATA_PREFIX);
-    k.push(db as u8);
-    k.extend_from_slice(key);
-    k
 }
 
 /// Hands PUBLISH to the node's subscribers, or drops it during start-up replay.
@@ -128,27 +118,19 @@ impl Publisher for Delivery<'_> {
 }
 
 impl StateMachine {
-    /// Loads the persisted keyspace; `replay_upto` is the last log index on disk at start-up.
+    /// Loads the latest snapshot (openraft re-applies the log after it); `replay_upto` is the
+    /// last log index on disk at start-up.
     pub fn open(db: &sled::Db, out: Arc<Applied>, replay_upto: u64) -> Result<StateMachine, StorageError> {
-        let data = db.open_tree("sm").map_err(read_err)?;
         let snapshots = db.open_tree("snapshot").map_err(read_err)?;
-        let mut keyspace = Keyspace::new();
-        let mut last_applied = None;
-        let mut membership = StoredMembership::default();
-        for kv in data.iter() {
-            let (k, v) = kv.map_err(read_err)?;
-            match k.as_ref() {
-                APPLIED => last_applied = decode(&v)?,
-                MEMBERSHIP => membership = decode(&v)?,
-                CLOCK => keyspace.set_clock_ms(decode(&v)?),
-                [DATA_PREFIX, db, key @ ..] => {
-                    keyspace.restore(*db as usize, Bytes::copy_from_slice(key), decode(&v)?);
-                }
-                _ => {}
+        let (keyspace, last_applied, membership) = match load_snapshot(&snapshots)? {
+            Some((meta, data)) => {
+                let body: SnapshotBody = decode(&data)?;
+                (body.keyspace, meta.last_log_id, meta.last_membership)
             }
-        }
+            None => (Keyspace::new(), None, StoredMembership::default()),
+        };
         out.publish(keyspace.clone(), last_applied, &[], true);
-        Ok(StateMachine { db: db.clone(), data, snapshots, keyspace, last_applied, membership, out, replay_upto })
+        Ok(StateMachine { db: db.clone(), snapshots, keyspace, last_applied, membership, out, replay_upto })
     }
 
     fn apply_one(&mut self, entry: &Entry) -> Reply {
@@ -163,52 +145,27 @@ impl StateMachine {
         };
         let mut delivery = Delivery { pubsub: &self.out.pubsub, live: entry.log_id.index > self.replay_upto };
         let mut ctx = ApplyCtx { index: entry.log_id.index, now_ms: req.stamp_ms, publisher: &mut delivery };
-        match &req.op {
-            Op::Command { db, argv } => self.keyspace.apply(*db as usize, argv, &mut ctx),
+        apply_op(&mut self.keyspace, &req.op, &mut ctx)
+    }
+}
+
+/// One operation against the keyspace; a `Batch` answers an array with one reply per op.
+fn apply_op(keyspace: &mut Keyspace, op: &Op, ctx: &mut ApplyCtx<'_>) -> Reply {
+        match op {
+            Op::Batch(ops) => Reply::Array(ops.iter().map(|op| apply_op(keyspace, op, ctx)).collect()),
+            Op::Command { db, argv } => keyspace.apply(*db as usize, argv, ctx),
             Op::Exec { db, queued, watched } => {
                 let watched: Vec<Watch> = watched
                     .iter()
                     .map(|w| Watch { db: w.db as usize, key: w.key.clone(), version: w.version })
                     .collect();
-                self.keyspace.exec(*db as usize, queued, &watched, &mut ctx)
+                keyspace.exec(*db as usize, queued, &watched, ctx)
             }
             Op::Sweep => {
-                self.keyspace.sweep(&mut ctx);
+                keyspace.sweep(ctx);
                 Reply::ok()
             }
         }
-    }
-
-    /// Writes the changed keys and the applied position in one atomic sled batch.
-    fn persist(&self, changes: &[Change]) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        for c in changes {
-            let k = data_key(c.db, &c.key);
-            match self.keyspace.get(c.db, &c.key) {
-                Some(e) => batch.insert(k, encode(e)?),
-                None => batch.remove(k),
-            }
-        }
-        batch.insert(APPLIED, encode(&self.last_applied)?);
-        batch.insert(MEMBERSHIP, encode(&self.membership)?);
-        batch.insert(CLOCK, encode(&self.keyspace.clock_ms())?);
-        self.data.apply_batch(batch).map_err(sm_err)
-    }
-
-    /// Replaces the whole persisted keyspace (snapshot install) in one atomic batch.
-    fn persist_all(&self) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        for k in self.data.iter().keys() {
-            batch.remove(k.map_err(read_err)?);
-        }
-        for (db, key, e) in self.keyspace.iter() {
-            batch.insert(data_key(db, key), encode(e)?);
-        }
-        batch.insert(APPLIED, encode(&self.last_applied)?);
-        batch.insert(MEMBERSHIP, encode(&self.membership)?);
-        batch.insert(CLOCK, encode(&self.keyspace.clock_ms())?);
-        self.data.apply_batch(batch).map_err(sm_err)
-    }
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
@@ -233,7 +190,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let replies: Vec<Reply> = entries.into_iter().map(|e| self.apply_one(&e)).collect();
         let changes = self.keyspace.take_changes();
-        self.persist(&changes)?;
         self.out.publish(self.keyspace.clone(), self.last_applied, &changes, false);
         Ok(replies)
     }
@@ -259,7 +215,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.keyspace.take_changes();
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.persist_all()?;
         save_snapshot(&self.snapshots, meta, &snapshot)?;
         self.db.flush_async().await.map_err(sm_err)?;
         self.out.publish(self.keyspace.clone(), self.last_applied, &[], true);
@@ -267,13 +222,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let meta = match self.snapshots.get(SNAPSHOT_META).map_err(read_err)? {
-            Some(m) => decode::<SnapshotMeta>(&m)?,
-            None => return Ok(None),
-        };
-        let data = self.snapshots.get(SNAPSHOT_DATA).map_err(read_err)?.map(|d| d.to_vec()).unwrap_or_default();
-        Ok(Some(Snapshot { meta, snapshot: Box::new(data) }))
+        Ok(load_snapshot(&self.snapshots)?.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(data) }))
     }
+}
+
+fn load_snapshot(tree: &sled::Tree) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StorageError> {
+    let meta = match tree.get(SNAPSHOT_META).map_err(read_err)? {
+        Some(m) => decode::<SnapshotMeta>(&m)?,
+        None => return Ok(None),
+    };
+    let data = tree.get(SNAPSHOT_DATA).map_err(read_err)?.map(|d| d.to_vec()).unwrap_or_default();
+    Ok(Some((meta, data)))
 }
 
 fn save_snapshot(tree: &sled::Tree, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {

@@ -42,6 +42,10 @@ pub enum Op {
     Command { db: u8, argv: Vec<Bytes> },
     /// `MULTI … EXEC`: applied atomically, aborted if a watched key changed.
     Exec { db: u8, queued: Vec<Vec<Bytes>>, watched: Vec<WatchedKey> },
+    /// Several clients' operations proposed together by the leader, applied in order; the
+    /// reply is an array with each op's reply. Batching concurrent writes into one entry is
+    /// what makes the log's fsync and hand-offs cost per batch rather than per write.
+    Batch(Vec<Op>),
     /// Leader-proposed removal of every key whose deadline has passed (a Redis master's
     /// `DEL` of expired keys), so replicas free memory identically.
     Sweep,
@@ -62,6 +66,7 @@ impl std::fmt::Display for Request {
                 write!(f, "{name} (db {db}, {} args)", argv.len().saturating_sub(1))
             }
             Op::Exec { queued, .. } => write!(f, "EXEC ({} commands)", queued.len()),
+            Op::Batch(ops) => write!(f, "batch of {} ops", ops.len()),
             Op::Sweep => f.write_str("expiry sweep"),
         }
     }

@@ -222,18 +222,8 @@ impl Keyspace {
     }
 
     /// Loads an entry from disk at start-up; records no change. Out-of-range dbs are ignored.
-    pub fn restore(&mut self, db: usize, key: Bytes, entry: Entry) {
-        if let Some(db) = self.dbs.get_mut(db) {
-            db.insert(key, entry);
-        }
-    }
-
     pub fn clock_ms(&self) -> u64 {
         self.clock_ms
-    }
-
-    pub fn set_clock_ms(&mut self, ms: u64) {
-        self.clock_ms = ms;
     }
 
     /// `(keys, keys with a TTL)` as INFO's keyspace section counts them (unswept expired keys
@@ -645,29 +635,6 @@ mod tests {
             postcard::from_bytes::<Entry>(&bytes).expect("deserialize"),
             entry
         );
-    }
-
-    #[test]
-    fn restore_rebuilds_from_entries() {
-        let mut n = Node::new();
-        workload(&mut n);
-        let mut fresh = Keyspace::new();
-        for (db, key, entry) in n.ks.iter() {
-            fresh.restore(db, key.clone(), entry.clone());
-        }
-        fresh.set_clock_ms(n.ks.clock_ms());
-        assert_eq!(fresh, n.ks);
-        assert!(fresh.take_changes().is_empty());
-        fresh.restore(
-            99,
-            Bytes::from_static(b"x"),
-            Entry {
-                value: Value::Str(Bytes::new()),
-                expire_at_ms: None,
-                version: 1,
-            },
-        );
-        assert_eq!(fresh, n.ks, "an out-of-range db is ignored");
     }
 
     #[test]

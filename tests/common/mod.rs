@@ -54,6 +54,27 @@ pub fn base_config(dir: &Path) -> Value {
     })
 }
 
+/// A node with the default test config in a new temporary directory (kept alive by the
+/// returned guard).
+pub fn fresh_node() -> (tempfile::TempDir, Node) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &base_config(dir.path()));
+    (dir, node)
+}
+
+/// A private redis-server (with `extra_redis` arguments) next to a node whose default test
+/// config `tweak` may change: the two sides of a differential test.
+pub fn redis_and_node(extra_redis: &[&str], tweak: impl FnOnce(&mut Value)) -> (tempfile::TempDir, RedisServer, Node) {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start_with(dir.path(), extra_redis);
+    let node_dir = dir.path().join("node");
+    std::fs::create_dir_all(&node_dir).unwrap();
+    let mut config = base_config(&node_dir);
+    tweak(&mut config);
+    let node = Node::start(&node_dir, &config);
+    (dir, redis, node)
+}
+
 impl Node {
     /// Writes `config` to `dir/config.json` and starts the binary on it.
     pub fn start(dir: &Path, config: &Value) -> Node {

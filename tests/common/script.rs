@@ -9,7 +9,7 @@ use hipache_raft::resp::decode::{decode, Limits};
 use hipache_raft::resp::encode::parse_reply;
 use hipache_raft::routes::Reply;
 
-use super::{encode_command, RawConn};
+use super::{encode_command, Node, RawConn, RedisServer, Resp, UnixResp};
 
 /// How one line's replies are compared.
 #[derive(Debug, Default)]
@@ -40,7 +40,7 @@ struct Step {
 
 /// Splits a command like redis-cli does (quotes, escapes), via our inline-command decoder;
 /// both servers receive the same multibulk frame, so a splitting bug cannot hide a mismatch.
-fn split(command: &str) -> Vec<Vec<u8>> {
+pub fn split(command: &str) -> Vec<Vec<u8>> {
     let mut buf = BytesMut::from(format!("{command}\r\n").as_bytes());
     let args = decode(&mut buf, &Limits::default()).expect("script line splits").expect("complete line");
     args.into_iter().map(|a| a.to_vec()).collect()
@@ -98,9 +98,18 @@ impl Script {
         self.steps.iter().filter(|s| matches!(s.action, Action::Send(_))).count()
     }
 
+    /// Runs the script on `redis` and `node`, each with its own connections.
+    pub fn run_against(&self, redis: &RedisServer, node: &Node) -> Vec<String> {
+        let socket = redis.socket.clone();
+        let mut reference = Target::new(move || Box::new(UnixResp::connect(&socket)));
+        let addr = node.resp;
+        let mut ours = Target::new(move || Box::new(Resp::connect(addr)));
+        self.run(&mut reference, &mut ours)
+    }
+
     /// Runs every step on both servers; returns one message per differing reply, naming the
     /// line and showing both byte strings.
-    pub fn run(&self, reference: &mut Target, ours: &mut Target) -> Vec<String> {
+    fn run(&self, reference: &mut Target, ours: &mut Target) -> Vec<String> {
         let mut mismatches = Vec::new();
         let show = |replies: &[Vec<u8>]| replies.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect::<Vec<_>>();
         for step in &self.steps {
@@ -128,13 +137,13 @@ impl Script {
 }
 
 /// One server under test: named connections, opened on first use and after QUIT.
-pub struct Target {
+struct Target {
     connect: Box<dyn Fn() -> Box<dyn RawConn>>,
     conns: HashMap<String, Box<dyn RawConn>>,
 }
 
 impl Target {
-    pub fn new(connect: impl Fn() -> Box<dyn RawConn> + 'static) -> Target {
+    fn new(connect: impl Fn() -> Box<dyn RawConn> + 'static) -> Target {
         Target { connect: Box::new(connect), conns: HashMap::new() }
     }
 
