@@ -30,7 +30,7 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Leader hops and elections a call waits through before answering TRYAGAIN.
 const MAX_ATTEMPTS: usize = 4;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum NodeError {
     #[error("cannot open the data directory {path}: {source}")]
     Open { path: PathBuf, source: sled::Error },
@@ -161,7 +161,6 @@ impl RaftNode {
         let raft = Raft::new(opts.node_id, config, network, log, sm).await.map_err(|e| NodeError::Fatal(e.to_string()))?;
 
         let (proposals, queued) = mpsc::unbounded_channel();
-        tokio::spawn(propose_batches(raft.clone(), opts.node_id, queued));
         let node = Arc::new(RaftNode {
             id: opts.node_id,
             proposals,
@@ -183,6 +182,7 @@ impl RaftNode {
         if initialise || node.is_sole_voter() {
             node.wait_for_leader(Duration::from_secs(10)).await?;
         }
+        tokio::spawn(propose_batches(Arc::downgrade(&node), queued));
         tokio::spawn(sweep_expired(Arc::downgrade(&node)));
         Ok(node)
     }
@@ -213,10 +213,9 @@ impl RaftNode {
     /// Proposes `op` through the leader and waits until it is durable and applied there.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn write(&self, op: Op) -> Result<Written, NodeError> {
-        match self.on_leader(Forwarded::Write(op)).await? {
-            Answer::Written { reply, index } => Ok(Written { reply, index }),
-            other => Err(unexpected(other)),
-        }
+        let (tx, rx) = oneshot::channel();
+        self.proposals.send((op, tx)).map_err(|_| NodeError::Fatal("the proposer stopped".into()))?;
+        rx.await.map_err(|_| NodeError::Fatal("the proposer dropped a write".into()))?
     }
 
     /// A linearizable read: the leader confirms its leadership (ReadIndex) and reads.
@@ -310,9 +309,17 @@ impl RaftNode {
     pub(super) async fn run_as_leader(&self, op: Forwarded) -> Result<Answer, NodeError> {
         match op {
             Forwarded::Write(op) => {
-                let (tx, rx) = oneshot::channel();
-                self.proposals.send((op, tx)).map_err(|_| NodeError::Fatal("the proposer stopped".into()))?;
-                rx.await.map_err(|_| NodeError::Fatal("the proposer dropped a write".into()))?
+                let req = Request { stamp_ms: now_ms(), op };
+                match self.raft.client_write(req).await {
+                    Ok(resp) => Ok(Answer::Written { reply: resp.data, index: resp.log_id.index }),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                        Ok(self.not_leader(f.leader_id, f.leader_node))
+                    }
+                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                        Ok(Answer::Refused(e.to_string()))
+                    }
+                    Err(RaftError::Fatal(f)) => Err(NodeError::Fatal(f.to_string())),
+                }
             }
             Forwarded::Read { db, cmds } => match self.linearize().await? {
                 Some(answer) => Ok(answer),
@@ -411,7 +418,10 @@ impl RaftNode {
     }
 
     fn not_leader(&self, id: Option<u64>, node: Option<NodeInfo>) -> Answer {
-        not_leader(self.id, id, node)
+        match (id, node) {
+            (Some(id), Some(node)) if id != self.id => Answer::NotLeader { leader: Some((id, node)) },
+            _ => Answer::NotLeader { leader: None },
+        }
     }
 
     /// The leader as this node knows it, with its addresses.
@@ -561,24 +571,20 @@ impl RaftNode {
     }
 }
 
-fn not_leader(me: u64, id: Option<u64>, node: Option<NodeInfo>) -> Answer {
-    match (id, node) {
-        (Some(id), Some(node)) if id != me => Answer::NotLeader { leader: Some((id, node)) },
-        _ => Answer::NotLeader { leader: None },
-    }
-}
 
 /// A write waiting to be proposed, and where its answer goes.
-type Proposal = (Op, oneshot::Sender<Result<Answer, NodeError>>);
+type Proposal = (Op, oneshot::Sender<Result<Written, NodeError>>);
 
 /// Most writes one entry carries.
 const MAX_BATCH: usize = 1024;
-/// Entries proposed and not yet applied at once. While they are in flight, new writes queue
-/// up and go out together in the next entry: under load each Raft round (fsync, replication,
-/// apply) carries many clients' writes instead of one, as etcd batches proposals.
+/// Batches on their way (to the leader, through the log) at once. While they are in flight,
+/// new writes queue up and go out together in the next batch: under load each forward and
+/// each Raft round (fsync, replication, apply) carries many clients' writes instead of one,
+/// as etcd batches proposals. Batching at the node that took the write also makes a follower
+/// forward one gRPC call per batch, not per write.
 const IN_FLIGHT: usize = 4;
 
-async fn propose_batches(raft: Raft, me: u64, mut queued: mpsc::UnboundedReceiver<Proposal>) {
+async fn propose_batches(node: std::sync::Weak<RaftNode>, mut queued: mpsc::UnboundedReceiver<Proposal>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut batch = Vec::new();
     loop {
@@ -587,48 +593,46 @@ async fn propose_batches(raft: Raft, me: u64, mut queued: mpsc::UnboundedReceive
             return;
         }
         let proposals = std::mem::take(&mut batch);
-        let raft = raft.clone();
+        let Some(node) = node.upgrade() else { return };
         tokio::spawn(async move {
-            propose(&raft, me, proposals).await;
+            node.propose(proposals).await;
             drop(slot);
         });
     }
 }
 
-/// Proposes one entry for `proposals` (a plain op when alone, else an `Op::Batch`) and hands
-/// each its own reply.
-async fn propose(raft: &Raft, me: u64, proposals: Vec<Proposal>) {
-    let (mut ops, senders): (Vec<Op>, Vec<_>) = proposals.into_iter().unzip();
-    let n = ops.len();
-    let op = match ops.pop() {
-        Some(op) if ops.is_empty() => op,
-        Some(last) => {
-            ops.push(last);
-            Op::Batch(ops)
+impl RaftNode {
+    /// Proposes one entry for `proposals` (a plain op when alone, else an `Op::Batch`) through
+    /// the leader and hands each write its own reply.
+    async fn propose(&self, proposals: Vec<Proposal>) {
+        let (mut ops, senders): (Vec<Op>, Vec<_>) = proposals.into_iter().unzip();
+        let n = ops.len();
+        let op = match ops.pop() {
+            Some(op) if ops.is_empty() => op,
+            Some(last) => {
+                ops.push(last);
+                Op::Batch(ops)
+            }
+            None => return,
+        };
+        let replies: Vec<Result<Written, NodeError>> = match self.on_leader(Forwarded::Write(op)).await {
+            Ok(Answer::Written { reply, index }) => {
+                let replies = match reply {
+                    Reply::Array(items) if n > 1 && items.len() == n => items,
+                    single if n == 1 => vec![single],
+                    other => vec![Reply::err(format!("ERR unexpected batch reply {other:?}")); n],
+                };
+                replies.into_iter().map(|reply| Ok(Written { reply, index })).collect()
+            }
+            Ok(other) => {
+                let e = unexpected(other);
+                (0..n).map(|_| Err(e.clone())).collect()
+            }
+            Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+        };
+        for (tx, reply) in senders.into_iter().zip(replies) {
+            let _ = tx.send(reply);
         }
-        None => return,
-    };
-    let result = raft.client_write(Request { stamp_ms: now_ms(), op }).await;
-    let replies: Vec<Result<Answer, NodeError>> = match result {
-        Ok(resp) => {
-            let index = resp.log_id.index;
-            let replies = match resp.data {
-                Reply::Array(items) if n > 1 && items.len() == n => items,
-                single if n == 1 => vec![single],
-                other => vec![Reply::err(format!("ERR unexpected batch reply {other:?}")); n],
-            };
-            replies.into_iter().map(|reply| Ok(Answer::Written { reply, index })).collect()
-        }
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            (0..n).map(|_| Ok(not_leader(me, f.leader_id, f.leader_node.clone()))).collect()
-        }
-        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-            (0..n).map(|_| Ok(Answer::Refused(e.to_string()))).collect()
-        }
-        Err(RaftError::Fatal(f)) => (0..n).map(|_| Err(NodeError::Fatal(f.to_string()))).collect(),
-    };
-    for (tx, reply) in senders.into_iter().zip(replies) {
-        let _ = tx.send(reply);
     }
 }
 
