@@ -28,7 +28,9 @@ use crate::secret::Secret;
 /// How long a forwarded call may take before the client is told the outcome is unknown.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Leader hops and elections a call waits through before answering TRYAGAIN.
-const MAX_ATTEMPTS: usize = 4;
+const MAX_ATTEMPTS: usize = 8;
+/// Pause before asking again when the leader did not answer: about half an election timeout.
+const ELECTION_PAUSE: Duration = Duration::from_millis(400);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum NodeError {
@@ -278,6 +280,9 @@ impl RaftNode {
                 Answer::NotLeader { leader } => {
                     hint = leader;
                     if hint.is_none() {
+                        // The leader we knew is gone or unsure; give the election a moment
+                        // (this node may still name the old leader until it times out).
+                        tokio::time::sleep(ELECTION_PAUSE).await;
                         self.wait_for_leader(Duration::from_secs(3)).await.ok();
                     }
                 }
@@ -295,8 +300,13 @@ impl RaftNode {
         let resp = client.forward(self.channels.request(Blob { data }, FORWARD_TIMEOUT)).await;
         match resp {
             Ok(r) => decode(&r.into_inner().data).map_err(|e| unavailable(e.to_string())),
-            // Nothing was sent to Raft when the call never reached the leader: safe to retry.
-            Err(s) if s.code() == tonic::Code::Unavailable && !matches!(op, Forwarded::Write(_)) => {
+            // Safe to retry after an election: reads change nothing, and a call whose
+            // connection was refused never reached the leader (tonic reports that as
+            // "tcp connect error"; a reset or timeout after sending stays "outcome unknown").
+            Err(s)
+                if s.code() == tonic::Code::Unavailable
+                    && (!matches!(op, Forwarded::Write(_)) || s.message().contains("tcp connect error")) =>
+            {
                 Ok(Answer::NotLeader { leader: None })
             }
             Err(s) if s.code() == tonic::Code::Unauthenticated => Err(NodeError::Refused(s.message().to_string())),
