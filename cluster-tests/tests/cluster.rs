@@ -56,6 +56,14 @@ fn killed_leader_is_replaced_and_catches_up_after_restart() {
     let leader = c.leader(Duration::from_secs(20)).expect("a leader");
     assert_eq!(c.members[leader].resp().cmd(&["RPUSH", "k", "before"]), Reply::Int(1));
     c.kill(leader);
+    // Right after the kill a follower still names the dead leader: the write waits out the
+    // election and lands, or the client is told to retry; never an ambiguous error.
+    let survivor = (leader + 1) % 3;
+    let reply = c.members[survivor].resp().cmd(&["RPUSH", "during-election", "x"]);
+    assert!(
+        matches!(&reply, Reply::Int(1)) || matches!(&reply, Reply::Error(e) if e.starts_with("TRYAGAIN")),
+        "write during the election: {reply:?}"
+    );
     let new_leader = c.leader(Duration::from_secs(15)).expect("a new leader within a few seconds");
     assert_ne!(new_leader, leader);
     for f in c.followers(new_leader).into_iter().chain([new_leader]) {
