@@ -50,6 +50,12 @@ struct Cli {
     /// Replaces every HTTP listener of the config with this one.
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// Overrides cluster.advertiseGrpc: the host:port peers dial for this node's gRPC.
+    #[arg(long)]
+    advertise_grpc: Option<String>,
+    /// Overrides cluster.advertiseResp: the host:port other nodes list for this node's RESP.
+    #[arg(long)]
+    advertise_resp: Option<String>,
     /// Overrides cluster.join: gRPC addresses of existing members, comma-separated.
     #[arg(long, value_delimiter = ',')]
     join: Option<Vec<String>>,
@@ -197,7 +203,25 @@ fn load_config(cli: &Cli) -> Result<Config, config::ConfigError> {
         http: cli.http,
         join: cli.join.clone(),
     });
+    if cli.advertise_grpc.is_some() {
+        config.cluster.advertise_grpc = cli.advertise_grpc.clone();
+    }
+    if cli.advertise_resp.is_some() {
+        config.cluster.advertise_resp = cli.advertise_resp.clone();
+    }
     Ok(config)
+}
+
+/// The address peers should use: the configured one, else the bound one (with a warning when
+/// that is a wildcard address no peer can dial).
+fn advertised(configured: Option<&str>, bound: SocketAddr, bind_key: &str, advertise_key: &str) -> String {
+    if let Some(a) = configured {
+        return a.to_string();
+    }
+    if bound.ip().is_unspecified() {
+        tracing::warn!("{bind_key} binds {bound}, which other nodes cannot dial: set {advertise_key} before adding nodes");
+    }
+    bound.to_string()
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -219,7 +243,10 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
         None => None,
     };
 
-    let info = NodeInfo { grpc: grpc_addr.to_string(), resp: resp_addr.to_string() };
+    let info = NodeInfo {
+        grpc: advertised(config.cluster.advertise_grpc.as_deref(), grpc_addr, "cluster.grpc", "cluster.advertiseGrpc"),
+        resp: advertised(config.cluster.advertise_resp.as_deref(), resp_addr, "cluster.resp", "cluster.advertiseResp"),
+    };
     let opts = NodeOptions {
         node_id: config.cluster.node_id,
         data_dir: config.cluster.data_dir.clone(),

@@ -457,11 +457,16 @@ fn statefulset_entrypoint_derives_node_id_and_join_from_the_ordinal() {
         )
     };
     let base = format!("--config {CONFIG_PATH}");
+    // Each pod advertises its stable DNS name, so a new pod IP does not break the membership.
+    let advertise = |n: u32| {
+        let dns = format!("{name}-{n}.{service}.prod.svc");
+        format!("--advertise-grpc {dns}:7380 --advertise-resp {dns}:6380")
+    };
     assert_eq!(
         run(&format!("{name}-0"), "10.1.2.3"),
         (
             true,
-            format!("{base} --node-id 1 --resp 10.1.2.3:6380 --grpc 10.1.2.3:7380")
+            format!("{base} --node-id 1 --resp 10.1.2.3:6380 --grpc 10.1.2.3:7380 {}", advertise(0))
         )
     );
     let join = format!("--join {name}-0.{service}.prod.svc:7380");
@@ -469,14 +474,14 @@ fn statefulset_entrypoint_derives_node_id_and_join_from_the_ordinal() {
         run(&format!("{name}-2"), "10.1.2.4"),
         (
             true,
-            format!("{base} --node-id 3 --resp 10.1.2.4:6380 --grpc 10.1.2.4:7380 {join}")
+            format!("{base} --node-id 3 --resp 10.1.2.4:6380 --grpc 10.1.2.4:7380 {} {join}", advertise(2))
         )
     );
     assert_eq!(
         run(&format!("{name}-1"), "fd00::7"),
         (
             true,
-            format!("{base} --node-id 2 --resp [fd00::7]:6380 --grpc [fd00::7]:7380 {join}")
+            format!("{base} --node-id 2 --resp [fd00::7]:6380 --grpc [fd00::7]:7380 {} {join}", advertise(1))
         )
     );
     assert!(

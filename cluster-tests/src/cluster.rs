@@ -44,6 +44,8 @@ pub struct Cluster {
     pub members: Vec<Member>,
     /// Merged into each node's `cluster` config section.
     pub cluster_config: Value,
+    /// Advertise `localhost:<port>` (a name, as in Kubernetes) instead of the bound address.
+    pub advertise_names: bool,
 }
 
 /// INFO RAFT as a map of fields.
@@ -59,7 +61,11 @@ pub fn raft_info(resp: &mut Resp) -> std::collections::HashMap<String, String> {
 impl Cluster {
     /// Starts `n` nodes: node 1 initialises, the others join it.
     pub fn start(n: usize, cluster_config: Value) -> Cluster {
-        let mut c = Cluster { dir: tempfile::tempdir().unwrap(), members: Vec::new(), cluster_config };
+        Self::start_with(n, cluster_config, false)
+    }
+
+    pub fn start_with(n: usize, cluster_config: Value, advertise_names: bool) -> Cluster {
+        let mut c = Cluster { dir: tempfile::tempdir().unwrap(), members: Vec::new(), cluster_config, advertise_names };
         for _ in 0..n {
             c.add_member();
         }
@@ -94,6 +100,10 @@ impl Cluster {
         cluster.insert("resp".into(), json!(format!("127.0.0.1:{}", m.resp_port)));
         cluster.insert("grpc".into(), json!(m.grpc()));
         cluster.insert("join".into(), json!(join));
+        if self.advertise_names {
+            cluster.insert("advertiseGrpc".into(), json!(format!("localhost:{}", m.grpc_port)));
+            cluster.insert("advertiseResp".into(), json!(format!("localhost:{}", m.resp_port)));
+        }
         if let Some(extra) = self.cluster_config.as_object() {
             for (k, v) in extra {
                 cluster.insert(k.clone(), v.clone());

@@ -186,3 +186,16 @@ fn publish_reaches_subscribers_on_every_node_once() {
     publisher.cmd(&["PUBLISH", "dead", "second"]);
     assert_eq!(subscriber.read_reply(), Reply::Array(vec![bulk("message"), bulk("dead"), bulk("second")]));
 }
+
+#[test]
+fn nodes_advertise_configured_names() {
+    let c = Cluster::start_with(2, json!({}), true);
+    let leader = c.leader(Duration::from_secs(20)).expect("a leader");
+    let members = raft_info(&mut c.members[leader].resp())["raft_members"].clone();
+    assert_eq!(members.matches("@localhost:").count(), 2, "{members}");
+    // Forwarding dials the advertised name.
+    let follower = c.followers(leader)[0];
+    let mut f = c.members[follower].resp();
+    assert_eq!(f.cmd(&["SET", "k", "v"]), Reply::Status("OK".into()));
+    assert_eq!(f.cmd(&["WAIT", "1", "2000"]), Reply::Int(1));
+}

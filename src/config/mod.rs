@@ -197,6 +197,11 @@ pub struct ClusterOptions {
     pub secret: Option<String>,
     /// Peers ("host:port" of their gRPC listener) to join at first start.
     pub join: Vec<String>,
+    /// The "host:port" other nodes use to reach this node's gRPC and RESP listeners, when
+    /// that is not the bound address (binding 0.0.0.0, containers, Kubernetes pod DNS names).
+    /// It is stored in the cluster membership, so it must stay stable across restarts.
+    pub advertise_grpc: Option<String>,
+    pub advertise_resp: Option<String>,
     /// Log entries between snapshots.
     pub snapshot_threshold: u64,
     /// TLS between nodes on the gRPC port; `None` means plaintext.

@@ -76,6 +76,8 @@ const CLUSTER_KEYS: &[&str] = &[
     "join",
     "snapshotThreshold",
     "tls",
+    "advertiseGrpc",
+    "advertiseResp",
 ];
 const CLUSTER_TLS_KEYS: &[&str] = &["cert", "key", "ca"];
 
@@ -531,6 +533,8 @@ fn cluster_options(c: &Obj, w: &mut Warnings) -> Result<ClusterOptions, ConfigEr
         },
         requirepass: secret("requirepass")?,
         secret: secret("secret")?,
+        advertise_grpc: get(c, "advertiseGrpc").map(|v| peer(v, &key("advertiseGrpc"))).transpose()?,
+        advertise_resp: get(c, "advertiseResp").map(|v| peer(v, &key("advertiseResp"))).transpose()?,
         join: match get(c, "join") {
             Some(v) => one_or_many(v, &key("join"))?
                 .into_iter()

@@ -359,6 +359,7 @@ fn errors_name_their_key() {
         (r#"{"cluster": {"metrics": 9380}}"#, "cluster.metrics"),
         (r#"{"cluster": {"requirepass": 1}}"#, "cluster.requirepass"),
         (r#"{"cluster": {"join": ["a:1", "b"]}}"#, "cluster.join[1]"),
+        (r#"{"cluster": {"advertiseGrpc": "no-port"}}"#, "cluster.advertiseGrpc"),
         (
             r#"{"cluster": {"snapshotThreshold": 0}}"#,
             "cluster.snapshotThreshold",
@@ -457,11 +458,14 @@ fn cluster_section() {
     let c = parse(
         r#"{"cluster": {"nodeId": 3, "resp": "[::1]:0", "grpc": "localhost:0", "metrics": null,
             "requirepass": "", "secret": "s3", "join": ["node1:7380", "10.0.0.1:7380"],
-            "snapshotThreshold": 10, "tls": {"cert": "n.crt", "key": "n.key", "ca": "ca.pem"}}}"#,
+            "snapshotThreshold": 10, "tls": {"cert": "n.crt", "key": "n.key", "ca": "ca.pem"},
+            "advertiseGrpc": "hr-2.hr.default.svc:7380", "advertiseResp": "hr-2.hr.default.svc:6380"}}"#,
     )
     .config
     .cluster;
     assert_eq!(c.node_id, 3);
+    assert_eq!(c.advertise_grpc.as_deref(), Some("hr-2.hr.default.svc:7380"));
+    assert_eq!(c.advertise_resp.as_deref(), Some("hr-2.hr.default.svc:6380"));
     assert_eq!(
         c.data_dir,
         PathBuf::from("./data/node-3"),
