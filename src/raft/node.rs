@@ -322,13 +322,7 @@ impl RaftNode {
                 let req = Request { stamp_ms: now_ms(), op };
                 match self.raft.client_write(req).await {
                     Ok(resp) => Ok(Answer::Written { reply: resp.data, index: resp.log_id.index }),
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                        Ok(self.not_leader(f.leader_id, f.leader_node))
-                    }
-                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                        Ok(Answer::Refused(e.to_string()))
-                    }
-                    Err(RaftError::Fatal(f)) => Err(NodeError::Fatal(f.to_string())),
+                    Err(e) => self.refusal(e),
                 }
             }
             Forwarded::Read { db, cmds } => match self.linearize().await? {
@@ -380,40 +374,31 @@ impl RaftNode {
                 _ => Answer::Refused(format!("node id {id} is already a member with other addresses")),
             });
         }
-        let added = loop {
-            match self.raft.add_learner(id, info.clone(), true).await {
-                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_)))) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                other => break other,
-            }
-        };
-        match added {
-            Ok(_) => {}
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => return Ok(self.not_leader(f.leader_id, f.leader_node)),
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => return Ok(Answer::Refused(e.to_string())),
-            Err(RaftError::Fatal(f)) => return Err(NodeError::Fatal(f.to_string())),
+        if let Err(e) = while_in_progress(|| self.raft.add_learner(id, info.clone(), true)).await {
+            return self.refusal(e);
         }
         self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await
     }
 
-    /// Applies a membership change, waiting out a change still in progress (a previous
-    /// joint configuration that has not committed yet).
     async fn change(&self, change: ChangeMembers<u64, NodeInfo>) -> Result<Answer, NodeError> {
-        for _ in 0..200 {
-            match self.raft.change_membership(change.clone(), false).await {
-                Ok(resp) => return Ok(Answer::MembershipChanged { index: resp.log_id.index }),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    return Ok(self.not_leader(f.leader_id, f.leader_node))
-                }
-                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_)))) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => return Ok(Answer::Refused(e.to_string())),
-                Err(RaftError::Fatal(f)) => return Err(NodeError::Fatal(f.to_string())),
-            }
+        match while_in_progress(|| self.raft.change_membership(change.clone(), false)).await {
+            Ok(resp) => Ok(Answer::MembershipChanged { index: resp.log_id.index }),
+            Err(e) => self.refusal(e),
         }
-        Ok(Answer::NotLeader { leader: None })
+    }
+
+    /// What a failed proposal or membership change tells the caller: try the leader named,
+    /// or nothing changed and why, or the node stopped.
+    fn refusal(&self, e: RaftError<u64, ClientWriteError<u64, NodeInfo>>) -> Result<Answer, NodeError> {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Ok(self.not_leader(f.leader_id, f.leader_node)),
+            // Still in progress after `while_in_progress` gave up: retryable, like an election.
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_))) => {
+                Ok(Answer::NotLeader { leader: None })
+            }
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => Ok(Answer::Refused(e.to_string())),
+            RaftError::Fatal(f) => Err(NodeError::Fatal(f.to_string())),
+        }
     }
 
     /// ReadIndex: `None` when this node may now serve a linearizable read, else the answer
@@ -581,6 +566,27 @@ impl RaftNode {
     }
 }
 
+
+/// Runs a membership call, waiting out a change still in progress (a previous joint
+/// configuration that has not committed yet), for at most about ten seconds.
+async fn while_in_progress<T, F, Fut>(call: F) -> Result<T, RaftError<u64, ClientWriteError<u64, NodeInfo>>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RaftError<u64, ClientWriteError<u64, NodeInfo>>>>,
+{
+    let mut tries = 0;
+    loop {
+        match call().await {
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_))))
+                if tries < 200 =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
 
 /// A write waiting to be proposed, and where its answer goes.
 type Proposal = (Op, oneshot::Sender<Result<Written, NodeError>>);
