@@ -33,6 +33,17 @@ fn follower_write_is_read_linearizably_everywhere_and_wait_counts_replicas() {
     for m in &c.members {
         assert_eq!(http_get(&m.http(), "www.example.com"), (200, "backend-a".to_string()), "proxy of node {}", m.id);
     }
+    // The node that took a write has applied it when it answers (WAIT counts only the others):
+    // its own proxy routes the new frontend at once, write after write.
+    for i in 0..20 {
+        let host = format!("h{i}.example.com");
+        assert_eq!(f.cmd(&["RPUSH", &format!("frontend:{host}"), "app", &backend.url]), Reply::Int(2));
+        assert_eq!(http_get(&c.members[follower].http(), &host).0, 200, "follower's proxy, write {i}");
+        assert_eq!(f.cmd(&["WAIT", "2", "1000"]), Reply::Int(2));
+        for m in &c.members {
+            assert_eq!(http_get(&m.http(), &host).0, 200, "proxy of node {} after WAIT, write {i}", m.id);
+        }
+    }
     let expected = Reply::Array(vec![bulk("app"), bulk(&backend.url)]);
     for m in &c.members {
         assert_eq!(lrange(&mut m.resp(), "frontend:www.example.com"), expected, "linearizable read on node {}", m.id);

@@ -31,6 +31,9 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_ATTEMPTS: usize = 8;
 /// Pause before asking again when the leader did not answer: about half an election timeout.
 const ELECTION_PAUSE: Duration = Duration::from_millis(400);
+/// How long a write taken on a follower waits for that follower to apply it before answering
+/// anyway (the write is committed either way; only read-your-writes on this node is at stake).
+const LOCAL_APPLY_PATIENCE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum NodeError {
@@ -555,6 +558,16 @@ impl RaftNode {
         m.current_leader.ok_or(NodeError::NoLeader)
     }
 
+    /// Waits (bounded) until this node has applied `index`. The leader answers a forwarded
+    /// write once IT has applied it; the client must also find it on the node it talked to:
+    /// its local reads, its proxy, and `WAIT n`, which counts only the OTHER nodes.
+    async fn applied_here(&self, index: u64) {
+        let wait = self.raft.wait(Some(LOCAL_APPLY_PATIENCE));
+        if let Err(e) = wait.applied_index_at_least(Some(index), "write applied here").await {
+            tracing::warn!(index, error = %e, "answering a committed write this node has not applied yet");
+        }
+    }
+
     fn is_sole_voter(&self) -> bool {
         let metrics = self.raft.metrics().borrow().clone();
         let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
@@ -634,6 +647,7 @@ impl RaftNode {
         };
         let replies: Vec<Result<Written, NodeError>> = match self.on_leader(Forwarded::Write(op)).await {
             Ok(Answer::Written { reply, index }) => {
+                self.applied_here(index).await;
                 let replies = match reply {
                     Reply::Array(items) if n > 1 && items.len() == n => items,
                     single if n == 1 => vec![single],

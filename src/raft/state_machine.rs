@@ -61,9 +61,13 @@ impl Applied {
         self.index.load(Ordering::Acquire)
     }
 
+    /// Holding the write lock while the listener loads the current keyspace means no batch
+    /// applied meanwhile can slip past it: `publish` stores its keyspace, then waits for the
+    /// lock and tells the new listener too (applying a change twice is harmless).
     pub fn add_listener(&self, listener: Arc<dyn ApplyListener>) {
+        let mut listeners = self.listeners.write().unwrap_or_else(|e| e.into_inner());
         listener.applied(&self.keyspace.load(), &[], true);
-        self.listeners.write().unwrap_or_else(|e| e.into_inner()).push(listener);
+        listeners.push(listener);
     }
 
     fn publish(&self, keyspace: Keyspace, index: Option<LogId>, changes: &[Change], reload: bool) {
