@@ -21,7 +21,7 @@ pub type Backends = Client<HttpsConnector<HttpConnector>, Body>;
 /// (nginx 75 s, Node 5 s is the outlier and hyper retries a request that lost that race).
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
-pub fn build(connect_timeout: Option<Duration>, keep_alive: bool, max_sockets: usize) -> Result<Backends, TlsError> {
+pub fn build(connect_timeout: Option<Duration>, idle_per_backend: usize) -> Result<Backends, TlsError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -32,11 +32,10 @@ pub fn build(connect_timeout: Option<Duration>, keep_alive: bool, max_sockets: u
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    let idle = if keep_alive { max_sockets.max(1) } else { 0 };
     Ok(Client::builder(TokioExecutor::new())
         // Without a timer the idle timeout is not enforced (hyper-util rustdoc).
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(POOL_IDLE)
-        .pool_max_idle_per_host(idle)
+        .pool_max_idle_per_host(idle_per_backend)
         .build(connector))
 }

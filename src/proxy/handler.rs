@@ -43,6 +43,21 @@ pub struct Shared {
     pub backend_timeout: Option<Duration>,
     /// `server.retryOnError`.
     pub retry_on_error: u32,
+    /// The HTTP/1.1 fast path's backend connections (`h1`).
+    pub h1_pool: super::h1::Pool,
+    /// `server.connectTimeout`, for the fast path's own connects.
+    pub connect_timeout: Option<Duration>,
+}
+
+/// Why a failed attempt whose body can be resent is not retried, if it is not (§3.6).
+pub fn no_retry(shared: &Shared, retries: u32) -> Option<&'static str> {
+    if shared.retry_on_error == 0 {
+        Some(msg::RETRY_DISABLED)
+    } else if retries >= shared.retry_on_error {
+        Some(msg::MAX_RETRIES)
+    } else {
+        None
+    }
 }
 
 static X_DEBUG: HeaderName = HeaderName::from_static("x-debug");
@@ -203,9 +218,7 @@ async fn proxy(
         }
         let message = match &body {
             RequestBody::Streaming(_) => Some(msg::CANNOT_RETRY),
-            _ if shared.retry_on_error == 0 => Some(msg::RETRY_DISABLED),
-            _ if retries >= shared.retry_on_error => Some(msg::MAX_RETRIES),
-            _ => None,
+            _ => no_retry(shared, retries),
         };
         if let Some(message) = message {
             let resp = shared.pages.error(StatusCode::BAD_GATEWAY, message, ctx.debug);

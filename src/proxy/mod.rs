@@ -5,7 +5,8 @@
 //! request and a WebSocket upgrade walked through these files:
 //!
 //! - [`server`]: listeners, TLS handshakes, HTTP/1.1 + HTTP/2, graceful drain;
-//! - [`handler`]: one request — host, body, lookup, attempts, retries, response;
+//! - [`h1`]: the HTTP/1.1 fast path for ordinary requests to `http://` backends;
+//! - [`handler`]: every other request (hyper) — host, body, lookup, attempts, retries, response;
 //! - [`view`] / [`lookup`] / [`backend`]: the routing snapshot and backend choice;
 //! - [`dead`]: passive health checks; [`forward`]: header rules; [`upgrade`]: tunnels;
 //! - [`tls`], [`client`], [`pages`], [`access_log`], [`metrics`], [`body`], [`options`].
@@ -16,6 +17,7 @@ pub mod body;
 pub mod client;
 pub mod dead;
 pub mod forward;
+pub mod h1;
 pub mod handler;
 pub mod lookup;
 pub mod metrics;

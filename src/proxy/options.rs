@@ -30,6 +30,18 @@ pub struct ProxyOptions {
     pub metrics: Option<SocketAddr>,
 }
 
+impl ProxyOptions {
+    /// Idle connections kept per backend by either path: `maxSockets` with
+    /// `httpKeepAlive`, none without (each connection closes after its request).
+    pub fn idle_per_backend(&self) -> usize {
+        if self.http_keep_alive {
+            self.max_sockets.max(1)
+        } else {
+            0
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct HttpsListener {
     pub addr: SocketAddr,

@@ -28,6 +28,7 @@ use super::pages::Pages;
 use super::tls::{self, TlsError};
 use super::view::SharedView;
 use super::client;
+use super::h1::{self, Ended, Rewind};
 use crate::raft::RaftNode;
 
 #[derive(Debug, thiserror::Error)]
@@ -88,8 +89,9 @@ impl Proxy {
         }
 
         let shared = Arc::new(Shared {
-            client: client::build(opts.connect_timeout, opts.http_keep_alive, opts.max_sockets)
-                .map_err(ProxyError::BackendTls)?,
+            client: client::build(opts.connect_timeout, opts.idle_per_backend()).map_err(ProxyError::BackendTls)?,
+            h1_pool: h1::Pool::new(opts.idle_per_backend()),
+            connect_timeout: opts.connect_timeout,
             pages: opts.static_dir.as_deref().map_or_else(Pages::bundled, Pages::load),
             dead: DeadMarker { view: view.clone(), node, ttl: opts.dead_backend_ttl, metrics: metrics.clone() },
             access_log: opts.access_log.map(AccessLog::start).transpose()?,
@@ -122,6 +124,7 @@ impl Proxy {
         builder.http2().timer(TokioTimer::new());
         let builder = Arc::new(builder);
         let graceful = GracefulShutdown::new();
+        tokio::spawn(evict_idle_backends(Arc::downgrade(&self.shared)));
 
         let mut accepting: Vec<_> = self.listeners.into_iter().map(|l| Box::pin(accept_one(l))).collect();
         loop {
@@ -141,6 +144,8 @@ impl Proxy {
                                 builder: builder.clone(),
                                 tls: listener.tls.clone(),
                                 client: Arc::new(ClientInfo::new(peer.ip(), listener.tls.is_some(), listener.addr.port())),
+                                tcp_timeout: self.tcp_timeout,
+                                shutdown: shutdown.clone(),
                             };
                             tokio::spawn(conn.run(stream, graceful.watcher()));
                         }
@@ -172,12 +177,24 @@ async fn accept_one(l: Listener) -> (std::io::Result<(TcpStream, SocketAddr)>, L
     (r, l)
 }
 
+/// Closes the fast path's expired idle backend connections while the proxy lives.
+async fn evict_idle_backends(shared: std::sync::Weak<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else { return };
+        shared.h1_pool.evict_expired();
+    }
+}
+
 /// One client connection.
 struct Connection {
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     tls: Option<TlsAcceptor>,
     client: Arc<ClientInfo>,
+    tcp_timeout: Option<Duration>,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Connection {
@@ -186,9 +203,12 @@ impl Connection {
         let metrics = self.shared.metrics.clone();
         metrics.open_connections.increment(1.0);
         match self.tls.clone() {
-            None => self.serve(stream, watcher).await,
+            None => self.serve(stream, watcher, false).await,
             Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => self.serve(tls, watcher).await,
+                Ok(Ok(tls)) => {
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    self.serve(tls, watcher, h2).await
+                }
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!("TLS handshake timed out"),
             },
@@ -196,9 +216,19 @@ impl Connection {
         metrics.open_connections.decrement(1.0);
     }
 
-    /// HTTP/1.1 (with upgrades) or HTTP/2 (ALPN, or h2c prior knowledge), auto-detected.
-    async fn serve<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self, io: I, watcher: Watcher) {
-        let Connection { shared, builder, client, .. } = self;
+    /// HTTP/1.1 on the fast path until a request needs hyper; then, or at once for ALPN
+    /// `h2`, hyper: HTTP/1.1 with upgrades or HTTP/2 (h2c prior knowledge is auto-detected).
+    /// The watcher is held throughout, so the drain waits for fast-path connections too.
+    async fn serve<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self, io: I, watcher: Watcher, h2: bool) {
+        let Connection { shared, builder, client, tcp_timeout, shutdown, .. } = self;
+        let io = if h2 {
+            Rewind::new(bytes::Bytes::new(), io)
+        } else {
+            match h1::serve(shared.clone(), client.clone(), io, tcp_timeout, shutdown).await {
+                Ended::Closed => return,
+                Ended::Hyper(io) => io,
+            }
+        };
         let service = service_fn(move |req| handler::handle(shared.clone(), client.clone(), req));
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
         if let Err(e) = watcher.watch(conn).await {
