@@ -9,7 +9,7 @@ mod proxy_support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hipache_raft::routes::Reply;
@@ -23,8 +23,6 @@ const BIG: usize = 1 << 20;
 struct Scripted {
     url: String,
     accepted: Arc<AtomicUsize>,
-    /// Request heads and bodies as received, in order.
-    seen: Arc<Mutex<Vec<String>>>,
 }
 
 impl Scripted {
@@ -32,17 +30,15 @@ impl Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let accepted = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (a, s) = (accepted.clone(), seen.clone());
+        let a = accepted.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { return };
                 a.fetch_add(1, Ordering::SeqCst);
-                let s = s.clone();
-                std::thread::spawn(move || serve_backend(conn, s));
+                std::thread::spawn(move || serve_backend(conn));
             }
         });
-        Scripted { url, accepted, seen }
+        Scripted { url, accepted }
     }
 
     fn accepted(&self) -> usize {
@@ -50,13 +46,12 @@ impl Scripted {
     }
 }
 
-fn serve_backend(conn: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
+fn serve_backend(conn: TcpStream) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut conn = conn;
     loop {
-        let Some((head, body)) = read_request(&mut reader) else { return };
+        let Some((head, body)) = read_message(&mut reader) else { return };
         let path = head.split(' ').nth(1).unwrap_or("/").to_string();
-        seen.lock().unwrap().push(format!("{head}{body}"));
         let reply: Vec<u8> = match path.as_str() {
             "/length" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-From: backend\r\n\r\nhello".to_vec(),
             "/chunked" => format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{CHUNKED_BODY}").into_bytes(),
@@ -100,10 +95,6 @@ fn read_message(reader: &mut impl BufRead) -> Option<(String, String)> {
     let mut body = vec![0; len];
     reader.read_exact(&mut body).ok()?;
     Some((head, String::from_utf8(body).unwrap()))
-}
-
-fn read_request(reader: &mut impl BufRead) -> Option<(String, String)> {
-    read_message(reader)
 }
 
 fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
