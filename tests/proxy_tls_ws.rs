@@ -172,3 +172,70 @@ async fn secure_websocket_echo() {
     let (mut ws, _) = tokio_tungstenite::client_async(req, tls).await.unwrap();
     assert_eq!(ws_roundtrip(&mut ws, "hi").await, "secure:hi");
 }
+
+/// A backend behind TLS with a certificate from its own CA, for 127.0.0.1 and `localhost`.
+/// Answers every request with `tls-backend` and the X-Forwarded-Proto it received.
+async fn tls_backend(dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let ca_file = dir.join("backend-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+
+    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let service = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let proto = req.headers().get("x-forwarded-proto").cloned();
+                    let body = format!("tls-backend {}", proto.as_ref().and_then(|p| p.to_str().ok()).unwrap_or("-"));
+                    Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tls), service).await;
+            });
+        }
+    });
+    (url, ca_file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_backends_are_reached_over_verified_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, ca_file) = tls_backend(dir.path()).await;
+    let c = client();
+
+    // Trusted through SSL_CERT_FILE (the backend trust store is the system's, which honours it).
+    let trusting = dir.path().join("trusting");
+    std::fs::create_dir(&trusting).unwrap();
+    let node = common::Node::start_with_env(&trusting, &common::base_config(&trusting), &[("SSL_CERT_FILE", &ca_file)]);
+    resp(&node, &["RPUSH", "frontend:secure.test", "secure", &url]);
+    let answer = get(&c, http_addr(&node), "secure.test", &[]).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "tls-backend http"), "plain client, TLS to the backend");
+
+    // A node that does not trust the backend's CA refuses it: TLS is verified, not just used.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let node = start_node(&other, json!({ "server": { "retryOnError": 0 } }));
+    resp(&node, &["RPUSH", "frontend:secure.test", "secure", &url]);
+    let answer = get(&c, http_addr(&node), "secure.test", &[]).await;
+    assert_eq!(answer.status, 502, "an untrusted backend certificate is a backend error");
+}
+

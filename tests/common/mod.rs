@@ -84,10 +84,22 @@ impl Node {
     }
 
     pub fn start_with_args(dir: &Path, config_path: &Path, args: &[&str]) -> Node {
+        Self::spawn(dir, config_path, args, &[])
+    }
+
+    /// Starts with extra environment variables (e.g. `SSL_CERT_FILE` for the backend trust store).
+    pub fn start_with_env(dir: &Path, config: &Value, env: &[(&str, &Path)]) -> Node {
+        let config_path = dir.join("config.json");
+        std::fs::write(&config_path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        Self::spawn(dir, &config_path, &[], env)
+    }
+
+    fn spawn(dir: &Path, config_path: &Path, args: &[&str], env: &[(&str, &Path)]) -> Node {
         let mut child = Command::new(binary())
             .arg("--config")
             .arg(config_path)
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(dir)
             .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn,openraft=error".into()))
             .stdout(Stdio::piped())
