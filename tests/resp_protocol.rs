@@ -197,3 +197,35 @@ fn resp3_pubsub_uses_push_messages() {
     assert_eq!(sub.raw(&["UNSUBSCRIBE", "news"]), b">3\r\n$11\r\nunsubscribe\r\n$4\r\nnews\r\n:1\r\n");
     assert_eq!(publisher.raw(&["PUBLISH", "news", "gone"]), b":1\r\n", "the pattern still matches");
 }
+
+/// WATCH across two connections, on redis-server and on our node, byte for byte: a key missing
+/// at WATCH that another client creates and deletes again aborts the EXEC; one left alone
+/// does not.
+#[test]
+fn watch_of_a_missing_key_aborts_like_redis_when_it_comes_and_goes() {
+    let (_dir, redis, node) = redis_and_node(&[], |_| {});
+    let scenario = |watcher: &mut dyn FnMut(&[&str]) -> Vec<u8>, other: &mut dyn FnMut(&[&str]) -> Vec<u8>| {
+        let mut out = Vec::new();
+        for meddle in [true, false] {
+            out.push(watcher(&["WATCH", "k"]));
+            if meddle {
+                out.push(other(&["SET", "k", "v"]));
+                out.push(other(&["DEL", "k"]));
+            } else {
+                out.push(other(&["SET", "unrelated", "v"]));
+            }
+            out.push(watcher(&["MULTI"]));
+            out.push(watcher(&["SET", "k", "mine"]));
+            out.push(watcher(&["EXEC"]));
+            out.push(watcher(&["DEL", "k"]));
+        }
+        out
+    };
+    let (mut a, mut b) = (UnixResp::connect(&redis.socket), UnixResp::connect(&redis.socket));
+    let theirs = scenario(&mut |args| a.raw(args), &mut |args| b.raw(args));
+    let (mut a, mut b) = (node.resp(), node.resp());
+    let ours = scenario(&mut |args| a.raw(args), &mut |args| b.raw(args));
+    let show = |v: &[Vec<u8>]| v.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect::<Vec<_>>();
+    assert_eq!(show(&ours), show(&theirs));
+    assert_eq!(theirs[5], b"*-1\r\n", "the scenario does abort on Redis");
+}

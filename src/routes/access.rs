@@ -127,7 +127,7 @@ impl<'a> Writer<'a> {
             db.remove(key);
         }
         if changed {
-            self.ks.record(self.db, key.clone());
+            self.ks.modified(self.db, key.clone(), self.index);
         }
         Ok(Some(out))
     }
@@ -147,7 +147,7 @@ impl<'a> Writer<'a> {
                 version: self.index,
             },
         );
-        self.ks.record(self.db, key.clone());
+        self.ks.modified(self.db, key.clone(), self.index);
     }
 
     /// Deletes a live key; false if there was none.
@@ -157,7 +157,7 @@ impl<'a> Writer<'a> {
         }
         match self.ks.dbs[self.db].remove(key) {
             Some((key, _)) => {
-                self.ks.record(self.db, key);
+                self.ks.modified(self.db, key, self.index);
                 true
             }
             None => false,
@@ -168,7 +168,7 @@ impl<'a> Writer<'a> {
     pub(crate) fn take(&mut self, key: &[u8]) -> Option<Entry> {
         self.ks.expire_if_due(self.db, key, self.now);
         let (key, entry) = self.ks.dbs[self.db].remove(key)?;
-        self.ks.record(self.db, key);
+        self.ks.modified(self.db, key, self.index);
         Some(entry)
     }
 
@@ -181,7 +181,7 @@ impl<'a> Writer<'a> {
         self.ks.expire_if_due(self.db, key, self.now);
         let found = self.ks.dbs[self.db].set_deadline(key, deadline, self.index);
         if found {
-            self.ks.record(self.db, key.clone());
+            self.ks.modified(self.db, key.clone(), self.index);
         }
         found
     }
@@ -190,7 +190,7 @@ impl<'a> Writer<'a> {
     pub(crate) fn flush(&mut self, db: usize) {
         let old = std::mem::take(&mut self.ks.dbs[db]);
         for key in old.keys() {
-            self.ks.record(db, key.clone());
+            self.ks.modified(db, key.clone(), self.index);
         }
     }
 

@@ -8,19 +8,17 @@
 //!
 //! # Versions (WATCH)
 //!
-//! Each entry records the log index of its last modification. `version()` turns that into an
-//! opaque number a `WATCH` remembers and `EXEC` compares: `1 + index` for a live key (so a
-//! write at log index 0 still differs from "missing"), 0 for a missing key or one past its
-//! deadline. Hence a watched key that is written, deleted, renamed away, flushed or expires
-//! makes `EXEC` abort, and a key that had already expired when it was watched does not abort
-//! just because a sweep removed it (as in Redis 7.0).
-//!
-//! There are no per-key tombstones: a key that is created *and* deleted again between `WATCH`
-//! and `EXEC` while it was missing at `WATCH` reads as unchanged (0 both times). Tombstones
-//! would be state outside the entries, which `take_changes`/`get`/`restore` do not persist,
-//! so a restarted replica would lose them and decide such an `EXEC` differently from its peers.
-//! Everything `apply` depends on is the entries plus `clock_ms`, which the persistence layer
-//! stores.
+//! `version()` is an opaque number a `WATCH` remembers and `EXEC` compares. A live key's is
+//! even, from the log index of its last modification (value or TTL). A missing key's is odd,
+//! from the last modification of any key in its *bucket*: every write, delete, rename or flush
+//! stamps the bucket of each key it touches (4,096 buckets by a fixed FNV-1a hash of database
+//! and key). Hence `EXEC` aborts when a watched key was written, deleted, renamed away,
+//! flushed or expired, and also when a key missing at `WATCH` was created and deleted again
+//! in between (the bucket moved). A key that had already expired when it was watched does not
+//! abort just because a sweep removed it (sweeps do not stamp buckets), as in Redis 7.0.
+//! Two keys sharing a bucket can only cause a needless abort, never a missed one, and the
+//! clients of optimistic locking retry an abort anyway. The buckets are part of the
+//! replicated state (snapshots carry them), so every replica decides every `EXEC` alike.
 
 use std::collections::BTreeSet;
 
@@ -33,6 +31,10 @@ use super::db::Db;
 use super::reply::Reply;
 use super::value::Value;
 use super::DATABASES;
+
+/// Buckets of [`Keyspace::stamps`]: few enough to clone and snapshot cheaply (an `imbl`
+/// vector), many enough that unrelated deletes rarely abort a transaction.
+const STAMP_BUCKETS: usize = 4096;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -94,6 +96,9 @@ pub struct Keyspace {
     /// The latest leader stamp applied. Time never goes backwards across leaders whose clocks
     /// disagree, so a key that was expired stays expired.
     clock_ms: u64,
+    /// Per bucket of keys, `1 + ` the log index of the last client modification of any key in
+    /// it (0: never); the versions of missing keys (module docs).
+    stamps: imbl::Vector<u64>,
     /// Not state: what `take_changes` hands out next. Not serialized, not compared.
     #[serde(skip)]
     changes: Vec<Change>,
@@ -102,7 +107,7 @@ pub struct Keyspace {
 /// Equality of the replicated state; pending changes are delivery bookkeeping.
 impl PartialEq for Keyspace {
     fn eq(&self, other: &Keyspace) -> bool {
-        self.clock_ms == other.clock_ms && self.dbs == other.dbs
+        self.clock_ms == other.clock_ms && self.dbs == other.dbs && self.stamps == other.stamps
     }
 }
 
@@ -117,6 +122,7 @@ impl Keyspace {
         Keyspace {
             dbs: Default::default(),
             clock_ms: 0,
+            stamps: std::iter::repeat_n(0, STAMP_BUCKETS).collect(),
             changes: Vec::new(),
         }
     }
@@ -267,9 +273,10 @@ impl Keyspace {
     }
 
     fn version_at(&self, db: usize, key: &[u8], now: u64) -> u64 {
-        self.get(db, key)
-            .filter(|e| !e.is_expired(now))
-            .map_or(0, |e| e.version + 1)
+        match self.get(db, key).filter(|e| !e.is_expired(now)) {
+            Some(e) => (e.version + 1) * 2,
+            None => self.stamps.get(stamp_bucket(db, key)).copied().unwrap_or(0) * 2 + 1,
+        }
     }
 
     /// Removes `key` if its deadline has passed; true if it did.
@@ -283,9 +290,25 @@ impl Keyspace {
         true
     }
 
+    /// A key whose stored form changed without a client touching it (expiry).
     pub(crate) fn record(&mut self, db: usize, key: Bytes) {
         self.changes.push(Change { db, key });
     }
+
+    /// A key a command wrote, deleted, renamed or flushed at log index `index`.
+    pub(crate) fn modified(&mut self, db: usize, key: Bytes, index: u64) {
+        self.stamps.set(stamp_bucket(db, &key), index + 1);
+        self.record(db, key);
+    }
+}
+
+/// FNV-1a of the database number and the key: fixed, so every replica and every version of
+/// the program picks the same bucket.
+fn stamp_bucket(db: usize, key: &[u8]) -> usize {
+    let hash = std::iter::once(db as u8).chain(key.iter().copied()).fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash % STAMP_BUCKETS as u64) as usize
 }
 
 pub(crate) fn db_out_of_range() -> Reply {
@@ -408,11 +431,37 @@ mod tests {
             Reply::Array(vec![Reply::ok()])
         );
         let missing = watch(&n, "never");
-        assert_eq!(missing.version, 0);
+        assert_eq!(missing.version % 2, 1, "missing keys have odd versions");
         assert_eq!(
             n.exec(&["get never"], &[missing]),
             Reply::Array(vec![Reply::Nil])
         );
+    }
+
+    #[test]
+    fn watch_of_a_missing_key_sees_it_come_and_go() {
+        let mut n = Node::new();
+        let w = watch(&n, "k");
+        n.run("set k v");
+        n.run("del k");
+        assert_eq!(n.exec(&["get k"], &[w]), Reply::NilArray, "created and deleted meanwhile");
+        let w = watch(&n, "k");
+        n.run("rpush l a");
+        n.run("rename l k");
+        n.run("flushdb");
+        assert_eq!(n.exec(&["get k"], &[w]), Reply::NilArray, "renamed onto, then flushed");
+        // Created with a TTL and expired before EXEC: it was still created (Redis aborts too).
+        let w = watch(&n, "k");
+        n.run("set k v px 10");
+        n.now += 20;
+        n.sweep();
+        assert_eq!(n.exec(&["get k"], &[w]), Reply::NilArray);
+        // Untouched, or only other keys' buckets stamped: it passes.
+        let w = watch(&n, "k");
+        n.run("set other 1");
+        n.run("del other");
+        assert_ne!(stamp_bucket(0, b"other"), stamp_bucket(0, b"k"));
+        assert_eq!(n.exec(&["get k"], &[w]), Reply::Array(vec![Reply::Nil]));
     }
 
     #[test]
