@@ -49,7 +49,10 @@ pub enum Ended<I> {
     Hyper(Rewind<I>),
 }
 
+/// Backend reads: one read takes a typical response whole.
 const READ_CHUNK: usize = 16 * 1024;
+/// Client reads: request heads are small, and an idle keep-alive connection holds only this.
+const CLIENT_CHUNK: usize = 4 * 1024;
 
 /// Serves `io` until it closes or hyper must take over. `idle_timeout` is `server.tcpTimeout`
 /// (hyper's `header_read_timeout` on the other path); `shutdown` stops it between requests.
@@ -57,7 +60,7 @@ pub async fn serve<I>(shared: Arc<Shared>, client: Arc<ClientInfo>, mut io: I, i
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut conn = Conn { shared: &shared, client: &client, buf: BytesMut::with_capacity(8 * 1024), bbuf: BytesMut::new(), out: Vec::with_capacity(4096) };
+    let mut conn = Conn { shared: &shared, client: &client, buf: BytesMut::new(), bbuf: BytesMut::new(), out: Vec::new() };
     loop {
         let need = loop {
             let parsed = if conn.buf.is_empty() {
@@ -79,7 +82,7 @@ where
             if idle && *shutdown.borrow() {
                 return Ended::Closed;
             }
-            conn.buf.reserve(READ_CHUNK);
+            conn.buf.reserve(CLIENT_CHUNK);
             let read = async {
                 match idle_timeout {
                     Some(t) => tokio::time::timeout(t, io.read_buf(&mut conn.buf)).await.unwrap_or(Ok(0)),
@@ -101,7 +104,12 @@ where
             }
         };
         let raw = conn.buf.split_to(need).freeze();
-        match conn.proxy(&raw, &mut io).await {
+        let flow = conn.proxy(&raw, &mut io).await;
+        // Idle keep-alive connections keep no backend-sized buffers: thousands of them would
+        // otherwise pin tens of KiB each.
+        conn.bbuf = BytesMut::new();
+        conn.out = Vec::new();
+        match flow {
             Flow::KeepAlive if !*shutdown.borrow() => {}
             Flow::KeepAlive | Flow::Close => {
                 let _ = io.shutdown().await;
