@@ -86,6 +86,22 @@ struct SnapshotBody {
     keyspace: Keyspace,
 }
 
+/// The body as written before WATCH buckets (`Keyspace::stamps`), so existing data dirs and
+/// peers' snapshots still load.
+#[derive(Deserialize)]
+struct SnapshotBodyWithoutStamps {
+    keyspace: crate::routes::KeyspaceWithoutStamps,
+}
+
+impl SnapshotBody {
+    fn decode(bytes: &[u8]) -> Result<SnapshotBody, postcard::Error> {
+        postcard::from_bytes::<SnapshotBody>(bytes).or_else(|e| {
+            let old: SnapshotBodyWithoutStamps = postcard::from_bytes(bytes).map_err(|_| e)?;
+            Ok(SnapshotBody { keyspace: old.keyspace.into() })
+        })
+    }
+}
+
 pub struct StateMachine {
     db: sled::Db,
     snapshots: sled::Tree,
@@ -128,7 +144,7 @@ impl StateMachine {
         let snapshots = db.open_tree("snapshot").map_err(read_err)?;
         let (keyspace, last_applied, membership) = match load_snapshot(&snapshots)? {
             Some((meta, data)) => {
-                let body: SnapshotBody = decode(&data)?;
+                let body = SnapshotBody::decode(&data).map_err(read_err)?;
                 (body.keyspace, meta.last_log_id, meta.last_membership)
             }
             None => (Keyspace::new(), None, StoredMembership::default()),
@@ -213,7 +229,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Vec<u8>>) -> Result<(), StorageError> {
-        let body: SnapshotBody = postcard::from_bytes(&snapshot)
+        let body = SnapshotBody::decode(&snapshot)
             .map_err(|e| StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), &e)))?;
         self.keyspace = body.keyspace;
         self.keyspace.take_changes();
@@ -269,5 +285,33 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         // openraft purges the log right after this returns: the snapshot must be durable.
         self.db.flush_async().await.map_err(sm_err)?;
         Ok(Snapshot { meta, snapshot: Box::new(data) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::{ApplyCtx, NullPublisher, DATABASES};
+
+    /// A snapshot body as the program wrote it before `Keyspace::stamps`.
+    #[derive(Serialize)]
+    struct BodyWithoutStamps<'a> {
+        dbs: &'a [crate::routes::db::Db; DATABASES],
+        clock_ms: u64,
+    }
+
+    #[test]
+    fn snapshots_from_before_watch_buckets_still_load() {
+        let mut keyspace = Keyspace::new();
+        let mut ctx = ApplyCtx { index: 7, now_ms: 1_000, publisher: &mut NullPublisher };
+        let argv: Vec<Bytes> = ["RPUSH", "frontend:a", "app", "http://x:1"].map(|s| Bytes::from_static(s.as_bytes())).into();
+        keyspace.apply(0, &argv, &mut ctx);
+        let old = postcard::to_allocvec(&BodyWithoutStamps { dbs: &keyspace.dbs, clock_ms: 1_000 }).unwrap();
+        assert!(postcard::from_bytes::<SnapshotBody>(&old).is_err(), "the current form alone cannot read it");
+        let loaded = SnapshotBody::decode(&old).unwrap().keyspace;
+        assert_eq!(loaded.dbs, keyspace.dbs);
+        let current = postcard::to_allocvec(&SnapshotBody { keyspace: keyspace.clone() }).unwrap();
+        assert_eq!(SnapshotBody::decode(&current).unwrap().keyspace, keyspace);
+        assert!(SnapshotBody::decode(b"\x01garbage").is_err());
     }
 }

@@ -9,8 +9,9 @@
 //! # Versions (WATCH)
 //!
 //! `version()` is an opaque number a `WATCH` remembers and `EXEC` compares. A live key's is
-//! even, from the log index of its last modification (value or TTL). A missing key's is odd,
-//! from the last modification of any key in its *bucket*: every write, delete, rename or flush
+//! `1 +` the log index of its last modification (value or TTL). A missing key's is 0 while
+//! no key of its *bucket* was ever modified, else that bucket's stamp with the top bit set (log
+//! indexes never reach it, so it cannot equal a live version): every write, delete, rename or flush
 //! stamps the bucket of each key it touches (4,096 buckets by a fixed FNV-1a hash of database
 //! and key). Hence `EXEC` aborts when a watched key was written, deleted, renamed away,
 //! flushed or expired, and also when a key missing at `WATCH` was created and deleted again
@@ -35,6 +36,8 @@ use super::DATABASES;
 /// Buckets of [`Keyspace::stamps`]: few enough to clone and snapshot cheaply (an `imbl`
 /// vector), many enough that unrelated deletes rarely abort a transaction.
 const STAMP_BUCKETS: usize = 4096;
+/// Marks the version of a missing key whose bucket was stamped (module docs).
+const MISSING_TAG: u64 = 1 << 63;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -102,6 +105,21 @@ pub struct Keyspace {
     /// Not state: what `take_changes` hands out next. Not serialized, not compared.
     #[serde(skip)]
     changes: Vec<Change>,
+}
+
+/// A keyspace as serialized before `stamps` existed; read from old snapshots, never written.
+#[derive(Deserialize)]
+pub struct KeyspaceWithoutStamps {
+    dbs: [Db; DATABASES],
+    clock_ms: u64,
+}
+
+/// Every bucket starts unstamped: versions of live keys, and of missing keys nobody touched
+/// since, are what the program that wrote the snapshot computed.
+impl From<KeyspaceWithoutStamps> for Keyspace {
+    fn from(old: KeyspaceWithoutStamps) -> Keyspace {
+        Keyspace { dbs: old.dbs, clock_ms: old.clock_ms, ..Keyspace::new() }
+    }
 }
 
 /// Equality of the replicated state; pending changes are delivery bookkeeping.
@@ -274,8 +292,11 @@ impl Keyspace {
 
     fn version_at(&self, db: usize, key: &[u8], now: u64) -> u64 {
         match self.get(db, key).filter(|e| !e.is_expired(now)) {
-            Some(e) => (e.version + 1) * 2,
-            None => self.stamps.get(stamp_bucket(db, key)).copied().unwrap_or(0) * 2 + 1,
+            Some(e) => e.version + 1,
+            None => match self.stamps.get(stamp_bucket(db, key)).copied().unwrap_or(0) {
+                0 => 0,
+                stamp => stamp | MISSING_TAG,
+            },
         }
     }
 
@@ -431,7 +452,7 @@ mod tests {
             Reply::Array(vec![Reply::ok()])
         );
         let missing = watch(&n, "never");
-        assert_eq!(missing.version % 2, 1, "missing keys have odd versions");
+        assert_eq!(missing.version, 0, "never-touched missing keys have version 0, as before buckets");
         assert_eq!(
             n.exec(&["get never"], &[missing]),
             Reply::Array(vec![Reply::Nil])

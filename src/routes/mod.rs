@@ -8,7 +8,7 @@
 mod access;
 mod args;
 pub mod commands;
-mod db;
+pub(crate) mod db;
 mod expire;
 pub mod glob;
 pub mod host;
@@ -23,7 +23,7 @@ mod strings;
 pub mod value;
 
 pub use commands::{command_table, lookup, select, unknown_command, CommandSpec};
-pub use keyspace::{ApplyCtx, Change, Entry, Keyspace, NullPublisher, Publisher, Watch};
+pub use keyspace::{ApplyCtx, Change, Entry, Keyspace, KeyspaceWithoutStamps, NullPublisher, Publisher, Watch};
 pub use reply::Reply;
 pub use value::Value;
 
