@@ -17,6 +17,12 @@ RESP_PORT="${RAFT_RESP_PORT:-6384}"
 WORK="$(mktemp -d /tmp/bench-hipache-raft.XXXXXX)"
 BIN="${BIN:-$ROOT/target/release/hipache-raft}"
 
+# The rig unpacks Node Hipache under peers/ (gitignored); without it the comparison lacks Hipache.
+if [[ ! -d "$BENCH/peers" ]]; then
+  echo "Node Hipache is not installed in the rig: run 'SKIP_APT=1 bash $BENCH/setup.sh' first" >&2
+  exit 1
+fi
+
 if [[ ! -x "$BIN" ]]; then
   (cd "$ROOT" && cargo build --release)
 fi

@@ -23,7 +23,9 @@ struct Idle {
 }
 
 pub struct Pool {
-    idle: Mutex<HashMap<Authority, Vec<Idle>, foldhash::fast::RandomState>>,
+    /// Keyed by the authority's text: backend URLs are normalised when the routing view parses
+    /// them, and hashing bytes is cheaper than `Authority`'s case-insensitive `Hash`/`Eq`.
+    idle: Mutex<HashMap<Box<str>, Vec<Idle>, foldhash::fast::RandomState>>,
     /// `server.maxSockets` when `httpKeepAlive` is on, else 0 (never pool).
     max_idle: usize,
 }
@@ -40,7 +42,7 @@ impl Pool {
 
     pub fn checkout(&self, backend: &Authority) -> Option<TcpStream> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conns = idle.get_mut(backend)?;
+        let conns = idle.get_mut(backend.as_str())?;
         let newest = conns.pop()?;
         if newest.since.elapsed() < IDLE_TIMEOUT {
             return Some(newest.stream);
@@ -54,10 +56,14 @@ impl Pool {
         if self.max_idle == 0 {
             return;
         }
+        let since = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conns = idle.entry(backend.clone()).or_default();
-        if conns.len() < self.max_idle {
-            conns.push(Idle { stream, since: Instant::now() });
+        match idle.get_mut(backend.as_str()) {
+            Some(conns) if conns.len() >= self.max_idle => {}
+            Some(conns) => conns.push(Idle { stream, since }),
+            None => {
+                idle.insert(backend.as_str().into(), vec![Idle { stream, since }]);
+            }
         }
     }
 
@@ -73,7 +79,7 @@ impl Pool {
 
     /// Idle connections to `backend` (tests and metrics).
     pub fn idle(&self, backend: &Authority) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).get(backend).map_or(0, Vec::len)
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).get(backend.as_str()).map_or(0, Vec::len)
     }
 }
 
