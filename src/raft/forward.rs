@@ -27,6 +27,18 @@ pub enum Forwarded {
     RemoveNode { id: u64 },
 }
 
+impl Forwarded {
+    /// Safe to send again after a call that may have reached the leader: reads change nothing,
+    /// and a tagged write is applied at most once (`Op::Tagged`).
+    pub fn replayable(&self) -> bool {
+        match self {
+            Forwarded::Write(op) => matches!(op, Op::Tagged { .. }),
+            Forwarded::Read { .. } | Forwarded::Versions { .. } => true,
+            Forwarded::AddNode { .. } | Forwarded::RemoveNode { .. } => false,
+        }
+    }
+}
+
 /// The leader's answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Answer {

@@ -18,7 +18,7 @@ use super::forward::{Answer, Forwarded};
 use super::log_store::LogStore;
 use super::network::{decode, encode, Channels, Network};
 use super::state_machine::{Applied, StateMachine};
-use super::types::{NodeInfo, Op, Raft, Request};
+use super::types::{NodeInfo, Op, Origin, Raft, Request};
 use crate::proto::raft_v1::{AppliedRequest, Blob, JoinRequest};
 use crate::pubsub::PubSub;
 use crate::routes::{Keyspace, Reply};
@@ -120,6 +120,9 @@ pub struct RaftNode {
     membership_lock: tokio::sync::Mutex<()>,
     /// Writes waiting to be proposed; see `propose_batches`.
     proposals: mpsc::UnboundedSender<Proposal>,
+    /// This process's proposal tags (`Op::Tagged`): random per start, then numbered.
+    boot: u64,
+    next_seq: AtomicU64,
     _db: sled::Db,
 }
 
@@ -174,6 +177,8 @@ impl RaftNode {
             committed,
             channels,
             membership_lock: tokio::sync::Mutex::new(()),
+            boot: rand::random(),
+            next_seq: AtomicU64::new(1),
             _db: db,
         });
         let initialise = opts.join.is_empty() && !node.raft.is_initialized().await.map_err(|e| NodeError::Fatal(e.to_string()))?;
@@ -269,6 +274,9 @@ impl RaftNode {
             return Err(NodeError::Removed(self.id));
         }
         let mut hint: Option<(u64, NodeInfo)> = None;
+        // A replayable call that may have reached a leader which then failed: sent again, and
+        // if no attempt succeeds, the client hears that the outcome is unknown.
+        let mut ambiguous: Option<NodeError> = None;
         for _ in 0..MAX_ATTEMPTS {
             let target = hint.take().or_else(|| self.leader());
             let answer = match target {
@@ -277,7 +285,16 @@ impl RaftNode {
                     continue;
                 }
                 Some((id, _)) if id == self.id => self.run_as_leader(op.clone()).await?,
-                Some((id, info)) => self.forward(id, &info, &op).await?,
+                Some((id, info)) => match self.forward(id, &info, &op).await {
+                    Err(e @ NodeError::Unavailable { .. }) if op.replayable() => {
+                        tracing::info!(error = %e, "leader call failed; trying again after the election");
+                        if matches!(op, Forwarded::Write(_)) {
+                            ambiguous = Some(e);
+                        }
+                        Answer::NotLeader { leader: None }
+                    }
+                    other => other?,
+                },
             };
             match answer {
                 Answer::NotLeader { leader } => {
@@ -293,7 +310,7 @@ impl RaftNode {
                 other => return Ok(other),
             }
         }
-        Err(NodeError::NoLeader)
+        Err(ambiguous.unwrap_or(NodeError::NoLeader))
     }
 
     async fn forward(&self, leader: u64, info: &NodeInfo, op: &Forwarded) -> Result<Answer, NodeError> {
@@ -303,13 +320,10 @@ impl RaftNode {
         let resp = client.forward(self.channels.request(Blob { data }, FORWARD_TIMEOUT)).await;
         match resp {
             Ok(r) => decode(&r.into_inner().data).map_err(|e| unavailable(e.to_string())),
-            // Safe to retry after an election: reads change nothing, and a call whose
-            // connection was refused never reached the leader (tonic reports that as
-            // "tcp connect error"; a reset or timeout after sending stays "outcome unknown").
-            Err(s)
-                if s.code() == tonic::Code::Unavailable
-                    && (!matches!(op, Forwarded::Write(_)) || s.message().contains("tcp connect error")) =>
-            {
+            // A call whose connection was refused never reached the leader (tonic reports that
+            // as "tcp connect error"): retry after the election. Other failures may have reached
+            // it: `on_leader` retries those only for replayable calls.
+            Err(s) if s.code() == tonic::Code::Unavailable && s.message().contains("tcp connect error") => {
                 Ok(Answer::NotLeader { leader: None })
             }
             Err(s) if s.code() == tonic::Code::Unauthenticated => Err(NodeError::Refused(s.message().to_string())),
@@ -645,6 +659,8 @@ impl RaftNode {
             }
             None => return,
         };
+        let origin = Origin { node: self.id, boot: self.boot, seq: self.next_seq.fetch_add(1, Ordering::Relaxed) };
+        let op = Op::Tagged { origin, op: Box::new(op) };
         let replies: Vec<Result<Written, NodeError>> = match self.on_leader(Forwarded::Write(op)).await {
             Ok(Answer::Written { reply, index }) => {
                 self.applied_here(index).await;

@@ -12,6 +12,7 @@
 //! - Pub/sub messages are delivered on apply, except for entries that were already in the log
 //!   when the process started: a restart replays the log and must not replay messages.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -84,21 +85,45 @@ impl Applied {
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
     keyspace: Keyspace,
+    tags: Tags,
 }
 
-/// The body as written before WATCH buckets (`Keyspace::stamps`), so existing data dirs and
-/// peers' snapshots still load.
+/// Per proposing node, the last tagged op applied and its reply (`Op::Tagged`): replicated
+/// state, so a retried op is recognised on every replica and after a restart.
+type Tags = BTreeMap<u64, AppliedTag>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct AppliedTag {
+    boot: u64,
+    seq: u64,
+    reply: Reply,
+}
+
+/// The body as written before tags.
+#[derive(Deserialize)]
+struct SnapshotBodyWithoutTags {
+    keyspace: Keyspace,
+}
+
+/// The body as written before WATCH buckets (`Keyspace::stamps`).
 #[derive(Deserialize)]
 struct SnapshotBodyWithoutStamps {
     keyspace: crate::routes::KeyspaceWithoutStamps,
 }
 
 impl SnapshotBody {
+    /// Reads this version's body and the earlier ones, so existing data dirs and peers'
+    /// snapshots still load (each older form lacks a trailing field, so only one form fits).
     fn decode(bytes: &[u8]) -> Result<SnapshotBody, postcard::Error> {
-        postcard::from_bytes::<SnapshotBody>(bytes).or_else(|e| {
-            let old: SnapshotBodyWithoutStamps = postcard::from_bytes(bytes).map_err(|_| e)?;
-            Ok(SnapshotBody { keyspace: old.keyspace.into() })
-        })
+        postcard::from_bytes::<SnapshotBody>(bytes)
+            .or_else(|e| {
+                let old: SnapshotBodyWithoutTags = postcard::from_bytes(bytes).map_err(|_| e)?;
+                Ok(SnapshotBody { keyspace: old.keyspace, tags: Tags::new() })
+            })
+            .or_else(|e: postcard::Error| {
+                let old: SnapshotBodyWithoutStamps = postcard::from_bytes(bytes).map_err(|_| e)?;
+                Ok(SnapshotBody { keyspace: old.keyspace.into(), tags: Tags::new() })
+            })
     }
 }
 
@@ -106,6 +131,7 @@ pub struct StateMachine {
     db: sled::Db,
     snapshots: sled::Tree,
     keyspace: Keyspace,
+    tags: Tags,
     last_applied: Option<LogId>,
     membership: StoredMembership,
     out: Arc<Applied>,
@@ -142,15 +168,13 @@ impl StateMachine {
     /// last log index on disk at start-up.
     pub fn open(db: &sled::Db, out: Arc<Applied>, replay_upto: u64) -> Result<StateMachine, StorageError> {
         let snapshots = db.open_tree("snapshot").map_err(read_err)?;
-        let (keyspace, last_applied, membership) = match load_snapshot(&snapshots)? {
-            Some((meta, data)) => {
-                let body = SnapshotBody::decode(&data).map_err(read_err)?;
-                (body.keyspace, meta.last_log_id, meta.last_membership)
-            }
-            None => (Keyspace::new(), None, StoredMembership::default()),
+        let (body, last_applied, membership) = match load_snapshot(&snapshots)? {
+            Some((meta, data)) => (SnapshotBody::decode(&data).map_err(read_err)?, meta.last_log_id, meta.last_membership),
+            None => (SnapshotBody { keyspace: Keyspace::new(), tags: Tags::new() }, None, StoredMembership::default()),
         };
+        let SnapshotBody { keyspace, tags } = body;
         out.publish(keyspace.clone(), last_applied, &[], true);
-        Ok(StateMachine { db: db.clone(), snapshots, keyspace, last_applied, membership, out, replay_upto })
+        Ok(StateMachine { db: db.clone(), snapshots, keyspace, tags, last_applied, membership, out, replay_upto })
     }
 
     fn apply_one(&mut self, entry: &Entry) -> Reply {
@@ -165,7 +189,14 @@ impl StateMachine {
         };
         let mut delivery = Delivery { pubsub: &self.out.pubsub, live: entry.log_id.index > self.replay_upto };
         let mut ctx = ApplyCtx { index: entry.log_id.index, now_ms: req.stamp_ms, publisher: &mut delivery };
-        apply_op(&mut self.keyspace, &req.op, &mut ctx)
+        let Op::Tagged { origin, op } = &req.op else { return apply_op(&mut self.keyspace, &req.op, &mut ctx) };
+        if let Some(done) = self.tags.get(&origin.node).filter(|t| t.boot == origin.boot && t.seq == origin.seq) {
+            // A retry of an op that did land: its reply again, nothing applied or published twice.
+            return done.reply.clone();
+        }
+        let reply = apply_op(&mut self.keyspace, op, &mut ctx);
+        self.tags.insert(origin.node, AppliedTag { boot: origin.boot, seq: origin.seq, reply: reply.clone() });
+        reply
     }
 }
 
@@ -185,6 +216,8 @@ fn apply_op(keyspace: &mut Keyspace, op: &Op, ctx: &mut ApplyCtx<'_>) -> Reply {
                 keyspace.sweep(ctx);
                 Reply::ok()
             }
+            // Only proposers tag, and only whole entries; a nested tag is just its op.
+            Op::Tagged { op, .. } => apply_op(keyspace, op, ctx),
         }
 }
 
@@ -219,6 +252,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             db: self.db.clone(),
             snapshots: self.snapshots.clone(),
             keyspace: self.keyspace.clone(),
+            tags: self.tags.clone(),
             last_applied: self.last_applied,
             membership: self.membership.clone(),
         }
@@ -232,6 +266,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let body = SnapshotBody::decode(&snapshot)
             .map_err(|e| StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), &e)))?;
         self.keyspace = body.keyspace;
+        self.tags = body.tags;
         self.keyspace.take_changes();
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -267,13 +302,14 @@ pub struct SnapshotBuilder {
     db: sled::Db,
     snapshots: sled::Tree,
     keyspace: Keyspace,
+    tags: Tags,
     last_applied: Option<LogId>,
     membership: StoredMembership,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let body = SnapshotBody { keyspace: self.keyspace.clone() };
+        let body = SnapshotBody { keyspace: self.keyspace.clone(), tags: self.tags.clone() };
         let data = encode(&body)?;
         let snapshot_id = match self.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, data.len()),
@@ -291,6 +327,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raft::types::Request;
     use crate::routes::{ApplyCtx, NullPublisher, DATABASES};
 
     /// A snapshot body as the program wrote it before `Keyspace::stamps`.
@@ -298,6 +335,34 @@ mod tests {
     struct BodyWithoutStamps<'a> {
         dbs: &'a [crate::routes::db::Db; DATABASES],
         clock_ms: u64,
+    }
+
+    fn tagged(seq: u64, argv: &[&str]) -> Op {
+        let argv = argv.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect();
+        Op::Tagged { origin: crate::raft::types::Origin { node: 2, boot: 77, seq }, op: Box::new(Op::Command { db: 0, argv }) }
+    }
+
+    fn entry(index: u64, op: Op) -> Entry {
+        Entry { log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(Request { stamp_ms: 1, op }) }
+    }
+
+    #[test]
+    fn a_retried_tagged_op_is_answered_again_not_applied_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path().join("raft.sled")).open().unwrap();
+        let mut sm = StateMachine::open(&db, Applied::new(Arc::new(PubSub::default())), 0).unwrap();
+        // The leader died after committing #1; the proposer sent #1 again to the next leader.
+        assert_eq!(sm.apply_one(&entry(1, tagged(1, &["RPUSH", "l", "a"]))), Reply::Int(1));
+        assert_eq!(sm.apply_one(&entry(2, tagged(1, &["RPUSH", "l", "a"]))), Reply::Int(1), "same reply");
+        assert_eq!(sm.apply_one(&entry(3, tagged(2, &["RPUSH", "l", "b"]))), Reply::Int(2), "the next op applies");
+        let untagged = Op::Command { db: 0, argv: vec![Bytes::from_static(b"LLEN"), Bytes::from_static(b"l")] };
+        assert_eq!(sm.apply_one(&entry(4, untagged)), Reply::Int(2), "applied once each");
+        // Another process of the same node (new boot) starts its own numbering.
+        let mut other_boot = tagged(1, &["RPUSH", "l", "c"]);
+        if let Op::Tagged { origin, .. } = &mut other_boot {
+            origin.boot = 78;
+        }
+        assert_eq!(sm.apply_one(&entry(5, other_boot)), Reply::Int(3));
     }
 
     #[test]
@@ -310,8 +375,17 @@ mod tests {
         assert!(postcard::from_bytes::<SnapshotBody>(&old).is_err(), "the current form alone cannot read it");
         let loaded = SnapshotBody::decode(&old).unwrap().keyspace;
         assert_eq!(loaded.dbs, keyspace.dbs);
-        let current = postcard::to_allocvec(&SnapshotBody { keyspace: keyspace.clone() }).unwrap();
-        assert_eq!(SnapshotBody::decode(&current).unwrap().keyspace, keyspace);
+        let tags = Tags::from([(2, AppliedTag { boot: 9, seq: 4, reply: Reply::Int(1) })]);
+        let current = postcard::to_allocvec(&SnapshotBody { keyspace: keyspace.clone(), tags: tags.clone() }).unwrap();
+        let decoded = SnapshotBody::decode(&current).unwrap();
+        assert_eq!((decoded.keyspace, decoded.tags), (keyspace.clone(), tags));
+        #[derive(Serialize)]
+        struct BodyWithoutTags<'a> {
+            keyspace: &'a Keyspace,
+        }
+        let without_tags = postcard::to_allocvec(&BodyWithoutTags { keyspace: &keyspace }).unwrap();
+        let decoded = SnapshotBody::decode(&without_tags).unwrap();
+        assert_eq!((decoded.keyspace, decoded.tags), (keyspace, Tags::new()));
         assert!(SnapshotBody::decode(b"\x01garbage").is_err());
     }
 }

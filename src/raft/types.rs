@@ -49,6 +49,20 @@ pub enum Op {
     /// Leader-proposed removal of every key whose deadline has passed (a Redis master's
     /// `DEL` of expired keys), so replicas free memory identically.
     Sweep,
+    /// An op from one node's proposer, tagged so it is applied at most once: after an
+    /// ambiguous failure (the leader died or the call broke after sending) the proposer sends
+    /// the same tagged op again, and the state machine answers a tag it already applied with
+    /// the reply it gave then. Last variant: entries written before it still decode.
+    Tagged { origin: Origin, op: Box<Op> },
+}
+
+/// Who proposed an op: a node's process (`boot` is random per start) and its proposal number.
+/// A proposer has one proposal in flight at a time, so the last tag per node is enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub node: u64,
+    pub boot: u64,
+    pub seq: u64,
 }
 
 /// A replicated entry: the operation plus the proposing leader's wall clock.
@@ -60,7 +74,13 @@ pub struct Request {
 
 impl std::fmt::Display for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.op {
+        self.op.fmt(f)
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
             Op::Command { db, argv } => {
                 let name = argv.first().map(|a| String::from_utf8_lossy(a)).unwrap_or_default();
                 write!(f, "{name} (db {db}, {} args)", argv.len().saturating_sub(1))
@@ -68,6 +88,7 @@ impl std::fmt::Display for Request {
             Op::Exec { queued, .. } => write!(f, "EXEC ({} commands)", queued.len()),
             Op::Batch(ops) => write!(f, "batch of {} ops", ops.len()),
             Op::Sweep => f.write_str("expiry sweep"),
+            Op::Tagged { origin, op } => write!(f, "{op} from node {} #{}", origin.node, origin.seq),
         }
     }
 }
