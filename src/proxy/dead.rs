@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::backend::Frontend;
-use super::metrics::Metrics;
+use super::metrics::{BackendError, Metrics};
 use super::now_ms;
 use super::view::SharedView;
 use crate::raft::{Op, RaftNode};
@@ -32,6 +32,23 @@ pub struct DeadMarker {
 }
 
 impl DeadMarker {
+    /// A backend answered: 501, 502 and 504–599 mark it (§3.7); the response is relayed anyway.
+    pub fn answered(&self, host: &[u8], frontend: &Frontend, idx: usize, status: u16) {
+        if is_dead_status(status) {
+            self.mark(host, frontend, idx);
+        }
+    }
+
+    /// An attempt failed before a response: counted, and the backend marked when the failure
+    /// says it is down (connect refused or timed out, no response head in time), not after a
+    /// reset, which may be the connection's fault rather than the backend's (§3.6).
+    pub fn failed(&self, host: &[u8], frontend: &Frontend, idx: usize, kind: BackendError) {
+        self.metrics.backend_error(kind);
+        if kind != BackendError::Other {
+            self.mark(host, frontend, idx);
+        }
+    }
+
     /// Marks backend `idx` of `frontend` dead for requests to `host`. A lone backend is never
     /// marked (§2.3.1).
     pub fn mark(&self, host: &[u8], frontend: &Frontend, idx: usize) {

@@ -17,7 +17,7 @@ use super::access_log::{AccessLog, Record};
 use super::backend::Frontend;
 use super::body::{empty, full, Body, Observed};
 use super::client::Backends;
-use super::dead::{is_dead_status, DeadMarker};
+use super::dead::DeadMarker;
 use super::forward::{add_forwarded, is_upgrade, strip_hop_by_hop, ClientInfo};
 use super::lookup::Lookup;
 use super::metrics::{BackendError, Metrics};
@@ -192,9 +192,7 @@ async fn proxy(
         };
         let failure = match result {
             Ok(Ok(mut resp)) => {
-                if is_dead_status(resp.status().as_u16()) {
-                    shared.dead.mark(ctx.host.as_bytes(), &frontend, idx);
-                }
+                shared.dead.answered(ctx.host.as_bytes(), &frontend, idx, resp.status().as_u16());
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(client_side) = client_upgrade.take() {
                         upgrade::tunnel(client_side, hyper::upgrade::on(&mut resp), shared.metrics.clone());
@@ -212,10 +210,7 @@ async fn proxy(
                 timeout
             }
         };
-        shared.metrics.backend_error(failure);
-        if failure != BackendError::Other {
-            shared.dead.mark(ctx.host.as_bytes(), &frontend, idx);
-        }
+        shared.dead.failed(ctx.host.as_bytes(), &frontend, idx, failure);
         let message = match &body {
             RequestBody::Streaming(_) => Some(msg::CANNOT_RETRY),
             _ => no_retry(shared, retries),

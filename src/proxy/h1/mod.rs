@@ -18,7 +18,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Method, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -29,7 +29,6 @@ use tokio::sync::watch;
 use super::access_log::Record;
 use super::backend::Frontend;
 use super::body::{Body, OnEnd};
-use super::dead::is_dead_status;
 use super::forward::ClientInfo;
 use super::handler::{no_retry, Shared};
 use super::lookup::Lookup;
@@ -60,67 +59,61 @@ pub async fn serve<I>(shared: Arc<Shared>, client: Arc<ClientInfo>, mut io: I, i
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut conn = Conn { shared: &shared, client: &client, buf: BytesMut::new(), bbuf: BytesMut::new(), out: Vec::new() };
+    let mut conn = Conn { shared: &shared, client: &client, bbuf: BytesMut::new(), out: Vec::new() };
+    // Bytes from the client not yet handled. A request stays in it until it is answered, so
+    // a declined one goes to hyper as it arrived, with whatever follows it.
+    let mut buf = BytesMut::new();
     loop {
-        let need = loop {
-            let parsed = if conn.buf.is_empty() {
-                Parsed::Partial
-            } else {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                match head::parse_request(&conn.buf, &mut headers) {
-                    Parsed::Done(r) => Parsed::Done(r.head_len + r.body_len),
-                    Parsed::Partial => Parsed::Partial,
-                    Parsed::Decline => Parsed::Decline,
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let parsed = if buf.is_empty() { Parsed::Partial } else { head::parse_request(&buf, &mut headers) };
+        match parsed {
+            Parsed::Done(req) if buf.len() >= req.head_len + req.body_len => {
+                let need = req.head_len + req.body_len;
+                let flow = conn.proxy(&req, &buf[..need], &mut io).await;
+                // Idle keep-alive connections keep no backend-sized buffers: thousands of
+                // them would otherwise pin tens of KiB each.
+                conn.bbuf = BytesMut::new();
+                conn.out = Vec::new();
+                match flow {
+                    Flow::KeepAlive if !*shutdown.borrow() => {
+                        buf.advance(need);
+                        continue;
+                    }
+                    Flow::KeepAlive | Flow::Close => {
+                        let _ = io.shutdown().await;
+                        return Ended::Closed;
+                    }
+                    Flow::Abort => return Ended::Closed,
+                    Flow::Decline => return Ended::Hyper(Rewind::new(buf.freeze(), io)),
                 }
-            };
-            match parsed {
-                Parsed::Done(need) if conn.buf.len() >= need => break need,
-                Parsed::Decline => return Ended::Hyper(Rewind::new(conn.buf.freeze(), io)),
-                _ => {}
             }
-            let idle = conn.buf.is_empty();
-            if idle && *shutdown.borrow() {
-                return Ended::Closed;
-            }
-            conn.buf.reserve(CLIENT_CHUNK);
-            let read = async {
-                match idle_timeout {
-                    Some(t) => tokio::time::timeout(t, io.read_buf(&mut conn.buf)).await.unwrap_or(Ok(0)),
-                    None => io.read_buf(&mut conn.buf).await,
-                }
-            };
-            let n = if idle {
-                tokio::select! {
-                    n = read => n,
-                    // A dropped sender means no shutdown will ever come.
-                    Ok(_) = shutdown.wait_for(|stop| *stop) => return Ended::Closed,
-                }
-            } else {
-                read.await
-            };
-            match n {
-                Ok(0) | Err(_) => return Ended::Closed,
-                Ok(_) => {}
+            Parsed::Decline => return Ended::Hyper(Rewind::new(buf.freeze(), io)),
+            // The head or the body is still incomplete.
+            Parsed::Done(_) | Parsed::Partial => {}
+        }
+        let idle = buf.is_empty();
+        if idle && *shutdown.borrow() {
+            return Ended::Closed;
+        }
+        buf.reserve(CLIENT_CHUNK);
+        let read = async {
+            match idle_timeout {
+                Some(t) => tokio::time::timeout(t, io.read_buf(&mut buf)).await.unwrap_or(Ok(0)),
+                None => io.read_buf(&mut buf).await,
             }
         };
-        let raw = conn.buf.split_to(need).freeze();
-        let flow = conn.proxy(&raw, &mut io).await;
-        // Idle keep-alive connections keep no backend-sized buffers: thousands of them would
-        // otherwise pin tens of KiB each.
-        conn.bbuf = BytesMut::new();
-        conn.out = Vec::new();
-        match flow {
-            Flow::KeepAlive if !*shutdown.borrow() => {}
-            Flow::KeepAlive | Flow::Close => {
-                let _ = io.shutdown().await;
-                return Ended::Closed;
+        let n = if idle {
+            tokio::select! {
+                n = read => n,
+                // A dropped sender means no shutdown will ever come.
+                Ok(_) = shutdown.wait_for(|stop| *stop) => return Ended::Closed,
             }
-            Flow::Abort => return Ended::Closed,
-            Flow::Decline => {
-                let mut prefix = BytesMut::from(&raw[..]);
-                prefix.extend_from_slice(&conn.buf);
-                return Ended::Hyper(Rewind::new(prefix.freeze(), io));
-            }
+        } else {
+            read.await
+        };
+        match n {
+            Ok(0) | Err(_) => return Ended::Closed,
+            Ok(_) => {}
         }
     }
 }
@@ -173,12 +166,10 @@ struct Answered {
     reusable: bool,
 }
 
-/// Per-connection state and buffers, reused across requests.
+/// Per-connection state and buffers.
 struct Conn<'a> {
     shared: &'a Shared,
     client: &'a ClientInfo,
-    /// Bytes from the client not yet handled.
-    buf: BytesMut,
     /// Bytes from the backend.
     bbuf: BytesMut,
     /// The next write to the client.
@@ -186,11 +177,10 @@ struct Conn<'a> {
 }
 
 impl Conn<'_> {
-    async fn proxy<I: AsyncWrite + Unpin>(&mut self, raw: &Bytes, io: &mut I) -> Flow {
+    /// Answers `req`, whose head and body are `raw`.
+    async fn proxy<I: AsyncWrite + Unpin>(&mut self, req: &ClientRequest<'_, '_>, raw: &[u8], io: &mut I) -> Flow {
         let start = Instant::now();
         let time = self.shared.access_log.is_some().then(SystemTime::now);
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let Parsed::Done(req) = head::parse_request(raw, &mut headers) else { return Flow::Decline };
         let Ok(host) = Host::parse(req.host) else { return Flow::Decline };
         let mut request = Vec::with_capacity(raw.len() + 160);
         req.write_backend_head(self.client, self.shared.h1_pool.keeps_alive(), &mut request);
@@ -204,11 +194,9 @@ impl Conn<'_> {
             let backend_start = Instant::now();
             let failure = match self.attempt(&authority, &request, head_request, req.close, fresh_only).await {
                 Ok(answered) => {
-                    if is_dead_status(answered.status) {
-                        self.shared.dead.mark(host.as_bytes(), &frontend, idx);
-                    }
+                    self.shared.dead.answered(host.as_bytes(), &frontend, idx, answered.status);
                     self.shared.metrics.response(answered.status, start.elapsed());
-                    let log = self.log_record(&req, time, answered.status, &frontend, start, backend_start);
+                    let log = self.log_record(req, time, answered.status, &frontend, start, backend_start);
                     return self.relay(io, answered, req.close, log, &authority).await;
                 }
                 Err(Failure::Stale) if !fresh_only => {
@@ -219,15 +207,11 @@ impl Conn<'_> {
             };
             let backend = String::from_utf8_lossy(&frontend.backends[idx].url);
             tracing::warn!(host = host.as_str(), %backend, idx, error = %failure, "backend error");
-            let kind = failure.kind();
-            self.shared.metrics.backend_error(kind);
-            if kind != BackendError::Other {
-                self.shared.dead.mark(host.as_bytes(), &frontend, idx);
-            }
+            self.shared.dead.failed(host.as_bytes(), &frontend, idx, failure.kind());
             if let Some(message) = no_retry(self.shared, retries) {
                 let page = self.shared.pages.error(StatusCode::BAD_GATEWAY, message, false);
                 self.shared.metrics.response(page.status().as_u16(), start.elapsed());
-                let log = self.log_record(&req, time, page.status().as_u16(), &frontend, start, backend_start);
+                let log = self.log_record(req, time, page.status().as_u16(), &frontend, start, backend_start);
                 return self.write_page(io, page, req.close, log).await;
             }
             retries += 1;
