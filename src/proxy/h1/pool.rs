@@ -77,8 +77,8 @@ impl Pool {
         });
     }
 
-    /// Idle connections to `backend` (tests and metrics).
-    pub fn idle(&self, backend: &Authority) -> usize {
+    #[cfg(test)]
+    fn idle(&self, backend: &Authority) -> usize {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).get(backend.as_str()).map_or(0, Vec::len)
     }
 }
