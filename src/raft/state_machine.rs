@@ -111,6 +111,13 @@ struct SnapshotBodyWithoutStamps {
     keyspace: crate::routes::KeyspaceWithoutStamps,
 }
 
+/// A keyspace whose proposers' tags are unknown (a fresh node, or a body from before tags).
+impl From<Keyspace> for SnapshotBody {
+    fn from(keyspace: Keyspace) -> SnapshotBody {
+        SnapshotBody { keyspace, tags: Tags::new() }
+    }
+}
+
 impl SnapshotBody {
     /// Reads this version's body and the earlier ones, so existing data dirs and peers'
     /// snapshots still load (each older form lacks a trailing field, so only one form fits).
@@ -118,11 +125,11 @@ impl SnapshotBody {
         postcard::from_bytes::<SnapshotBody>(bytes)
             .or_else(|e| {
                 let old: SnapshotBodyWithoutTags = postcard::from_bytes(bytes).map_err(|_| e)?;
-                Ok(SnapshotBody { keyspace: old.keyspace, tags: Tags::new() })
+                Ok(old.keyspace.into())
             })
             .or_else(|e: postcard::Error| {
                 let old: SnapshotBodyWithoutStamps = postcard::from_bytes(bytes).map_err(|_| e)?;
-                Ok(SnapshotBody { keyspace: old.keyspace.into(), tags: Tags::new() })
+                Ok(Keyspace::from(old.keyspace).into())
             })
     }
 }
@@ -170,7 +177,7 @@ impl StateMachine {
         let snapshots = db.open_tree("snapshot").map_err(read_err)?;
         let (body, last_applied, membership) = match load_snapshot(&snapshots)? {
             Some((meta, data)) => (SnapshotBody::decode(&data).map_err(read_err)?, meta.last_log_id, meta.last_membership),
-            None => (SnapshotBody { keyspace: Keyspace::new(), tags: Tags::new() }, None, StoredMembership::default()),
+            None => (Keyspace::new().into(), None, StoredMembership::default()),
         };
         let SnapshotBody { keyspace, tags } = body;
         out.publish(keyspace.clone(), last_applied, &[], true);
