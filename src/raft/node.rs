@@ -29,8 +29,9 @@ use crate::secret::Secret;
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Leader hops and elections a call waits through before answering TRYAGAIN.
 const MAX_ATTEMPTS: usize = 8;
-/// Pause before asking again when the leader did not answer: about half an election timeout.
-const ELECTION_PAUSE: Duration = Duration::from_millis(400);
+/// How long a call waits for a leader other than the one that just failed before trying
+/// again anyway (that leader may have been slow rather than gone): two election timeouts.
+const NEW_LEADER_PATIENCE: Duration = Duration::from_secs(3);
 /// How long a write taken on a follower waits for that follower to apply it before answering
 /// anyway (the write is committed either way; only read-your-writes on this node is at stake).
 const LOCAL_APPLY_PATIENCE: Duration = Duration::from_secs(2);
@@ -268,7 +269,7 @@ impl RaftNode {
     }
 
     /// Runs `op` on the current leader: here if this node leads, else over gRPC. Hops to a
-    /// new leader and waits out elections a bounded number of times.
+    /// new leader and waits out elections, at most `MAX_ATTEMPTS` calls.
     async fn on_leader(&self, op: Forwarded) -> Result<Answer, NodeError> {
         if self.is_removed() {
             return Err(NodeError::Removed(self.id));
@@ -279,6 +280,7 @@ impl RaftNode {
         let mut ambiguous: Option<NodeError> = None;
         for _ in 0..MAX_ATTEMPTS {
             let target = hint.take().or_else(|| self.leader());
+            let tried = target.as_ref().map(|(id, _)| *id);
             let answer = match target {
                 None => {
                     self.wait_for_leader(Duration::from_secs(3)).await.ok();
@@ -300,10 +302,10 @@ impl RaftNode {
                 Answer::NotLeader { leader } => {
                     hint = leader;
                     if hint.is_none() {
-                        // The leader we knew is gone or unsure; give the election a moment
-                        // (this node may still name the old leader until it times out).
-                        tokio::time::sleep(ELECTION_PAUSE).await;
-                        self.wait_for_leader(Duration::from_secs(3)).await.ok();
+                        // The leader we tried is gone or unsure, and this node names it until
+                        // its own election timeout fires: wait for the next one, however long
+                        // the election takes, instead of retrying against the same node.
+                        self.wait_for_new_leader(tried, NEW_LEADER_PATIENCE).await;
                     }
                 }
                 Answer::Refused(message) => return Err(NodeError::Refused(message)),
@@ -579,6 +581,14 @@ impl RaftNode {
         let wait = self.raft.wait(Some(LOCAL_APPLY_PATIENCE));
         if let Err(e) = wait.applied_index_at_least(Some(index), "write applied here").await {
             tracing::warn!(index, error = %e, "answering a committed write this node has not applied yet");
+        }
+    }
+
+    /// Waits (bounded) until a leader other than `old` is known; returns either way.
+    async fn wait_for_new_leader(&self, old: Option<u64>, timeout: Duration) {
+        let known = |m: &openraft::RaftMetrics<u64, NodeInfo>| m.current_leader.is_some() && m.current_leader != old;
+        if self.raft.wait(Some(timeout)).metrics(known, "a new leader").await.is_err() {
+            tracing::debug!(?old, "no other leader in time; trying again");
         }
     }
 
