@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 pub use admin::AdminService;
 pub use watch::ChangeLog;
@@ -46,12 +46,15 @@ pub async fn serve(
     if let Some(tls) = &tls {
         server = server.tls_config(tls.server())?;
     }
+    // `Server::tcp_nodelay` only reaches sockets tonic accepts itself; ours come from
+    // `incoming`, so Nagle is turned off there. With it on, a reply that followed an unacked
+    // segment waited for the peer's delayed ACK: 40 ms per forwarded batch of 50 writes.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     server
-        .tcp_nodelay(true)
         .add_service(raft::service(node, secret))
         .add_service(admin)
         .add_service(reflection)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.changed().await;
         })
         .await?;

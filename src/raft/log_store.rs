@@ -54,7 +54,11 @@ impl LogStore {
     /// Opens the trees and starts the group-commit flusher; needs a tokio runtime.
     pub fn open(db: &sled::Db) -> Result<LogStore, sled::Error> {
         let (flusher, rx) = mpsc::unbounded_channel();
-        tokio::spawn(group_commit(db.clone(), rx));
+        let flush_db = db.clone();
+        std::thread::Builder::new()
+            .name("raft-log-flush".into())
+            .spawn(move || group_commit(flush_db, rx))
+            .map_err(sled::Error::Io)?;
         Ok(LogStore {
             db: db.clone(),
             log: db.open_tree("raft_log")?,
@@ -89,10 +93,14 @@ impl LogStore {
 
 /// Completes append callbacks in order, one fsync for everything queued while the previous
 /// fsync ran. This is what turns 50 concurrent RPUSH clients into a few fsyncs, not 50.
-async fn group_commit(db: sled::Db, mut rx: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
+fn group_commit(db: sled::Db, mut rx: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
     let mut pending = Vec::new();
-    while rx.recv_many(&mut pending, 4096).await > 0 {
-        let res = db.flush_async().await;
+    while let Some(first) = rx.blocking_recv() {
+        pending.push(first);
+        while let Ok(more) = rx.try_recv() {
+            pending.push(more);
+        }
+        let res = db.flush();
         for callback in pending.drain(..) {
             let res = match &res {
                 Ok(_) => Ok(()),
