@@ -17,7 +17,9 @@
 # Environment: HIPACHE_RAFT_BIN (binary to run; default $CARGO_TARGET_DIR/release/hipache-raft,
 # built with `cargo build --release` if missing), CLUSTER_DIR (default <repo>/data/cluster),
 # CLUSTER_START_TIMEOUT (s, default 150), CLUSTER_STOP_TIMEOUT (s, default 15),
-# CLUSTER_PORT_OFFSET (default 0), RUST_LOG.
+# CLUSTER_PORT_OFFSET (default 0), CLUSTER_WORKERS (each node's `server.workers`, written into
+# new config files; default: the machine's cores divided among the three nodes, at least 1),
+# RUST_LOG.
 #
 # The script only ever signals PIDs from its own pid files, and only after checking that the
 # process is still a hipache-raft started with that node's config file: a recycled PID or
@@ -54,7 +56,13 @@ BIN=$(abspath "${HIPACHE_RAFT_BIN:-$TARGET_DIR/release/hipache-raft}")
 CLUSTER_DIR=$(abspath "${CLUSTER_DIR:-$ROOT/data/cluster}")
 START_TIMEOUT=${CLUSTER_START_TIMEOUT:-150}
 STOP_TIMEOUT=${CLUSTER_STOP_TIMEOUT:-15}
-readonly TARGET_DIR BIN CLUSTER_DIR START_TIMEOUT STOP_TIMEOUT
+# Three nodes on one machine share its cores: a node's default (one worker thread per core)
+# would run six busy threads on two cores, and the context switches cost the writes about a
+# fifth of their throughput (docs/benchmarks.md, issue 5).
+WORKERS=${CLUSTER_WORKERS:-$(($(nproc) / ${#NODES[@]}))}
+[[ $WORKERS =~ ^[0-9]+$ ]] || { echo "cluster.sh: CLUSTER_WORKERS must be a number" >&2; exit 2; }
+((WORKERS >= 1)) || WORKERS=1
+readonly TARGET_DIR BIN CLUSTER_DIR START_TIMEOUT STOP_TIMEOUT WORKERS
 
 say() { printf '%s\n' "$*" >&2; }
 die() {
@@ -103,7 +111,8 @@ write_config() {
 {
     "server": {
         "accessLog": "$dir/access.log",
-        "shutdownTimeout": 10
+        "shutdownTimeout": 10,
+        "workers": $WORKERS
     },
     "http": {
         "port": $(http_port "$n"),
