@@ -119,3 +119,54 @@ async fn admin_api_end_to_end() {
     assert_eq!((e.key.as_str(), e.exists, e.snapshot), ("frontend:*.example.com", false, false));
     assert!(e.applied_index > last);
 }
+
+/// What `grpcurl list` and `grpcurl describe` ask: the service list, then the file that defines
+/// a service. Run against one reflection version's generated client.
+macro_rules! reflect {
+    ($version:ident, $addr:expr) => {{
+        use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::$version::ServerReflectionRequest;
+
+        let channel = Channel::from_shared(format!("http://{}", $addr)).unwrap().connect().await.unwrap();
+        let mut client = ServerReflectionClient::new(channel);
+        let ask = |message| ServerReflectionRequest { host: String::new(), message_request: Some(message) };
+        let questions = vec![
+            ask(MessageRequest::ListServices(String::new())),
+            ask(MessageRequest::FileContainingSymbol("hipache.admin.v1.Admin".into())),
+            ask(MessageRequest::FileContainingSymbol("hipache.admin.v1.NoSuchService".into())),
+        ];
+        let mut answers = client.server_reflection_info(futures::stream::iter(questions)).await.unwrap().into_inner();
+        let services = match answers.next().await.unwrap().unwrap().message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect::<Vec<_>>(),
+            other => panic!("expected a service list, got {other:?}"),
+        };
+        let file = match answers.next().await.unwrap().unwrap().message_response {
+            Some(MessageResponse::FileDescriptorResponse(f)) => f.file_descriptor_proto.concat(),
+            other => panic!("expected a file descriptor, got {other:?}"),
+        };
+        // tonic-reflection ends the stream with a status here, not an ErrorResponse.
+        let unknown = answers.next().await.unwrap().unwrap_err().code();
+        (services, file, unknown)
+    }};
+}
+
+/// Reflection (what grpcurl uses) works in both protocol versions, without the cluster secret:
+/// it describes the API, it does not call it.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_reflection_describes_the_admin_api() {
+    let c = tokio::task::block_in_place(|| Cluster::start(1, json!({ "secret": SECRET })));
+    tokio::task::block_in_place(|| c.leader(Duration::from_secs(20))).expect("leader");
+    let addr = c.members[0].grpc();
+    let (v1_services, v1_file, v1_unknown) = reflect!(v1, addr);
+    let (alpha_services, alpha_file, alpha_unknown) = reflect!(v1alpha, addr);
+    // Each version lists the API's services and itself.
+    let ours = |services: &[String]| services.iter().filter(|s| !s.starts_with("grpc.reflection.")).cloned().collect::<Vec<_>>();
+    assert_eq!(ours(&v1_services), ["hipache.admin.v1.Admin", "hipache.raft.v1.RaftService"]);
+    assert_eq!(ours(&alpha_services), ours(&v1_services));
+    assert_eq!(v1_file, alpha_file);
+    let file = String::from_utf8_lossy(&v1_file);
+    assert!(file.contains("admin.proto") && file.contains("PutFrontend") && file.contains("Watch"), "{file}");
+    assert_eq!((v1_unknown, alpha_unknown), (Code::NotFound, Code::NotFound));
+}

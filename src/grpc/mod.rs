@@ -40,8 +40,9 @@ pub async fn serve(
     let admin = AdminServer::new(AdminService::new(node.clone(), changes));
     let check = secret.clone();
     let admin = tonic::service::interceptor::InterceptedService::new(admin, move |req| check.check(req));
-    let reflection =
-        tonic_reflection::server::Builder::configure().register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET).build_v1()?;
+    // Both reflection versions: older grpcurl releases and other clients ask only for v1alpha.
+    let reflection = || tonic_reflection::server::Builder::configure().register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET);
+    let (reflection_v1, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = &tls {
         server = server.tls_config(tls.server())?;
@@ -53,7 +54,8 @@ pub async fn serve(
     server
         .add_service(raft::service(node, secret))
         .add_service(admin)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.changed().await;
         })
