@@ -172,6 +172,8 @@ fn every_framing_is_relayed_byte_for_byte_on_one_kept_alive_connection() {
     let (head, body) = c.response();
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert_eq!((header(&head, "x-from"), body.as_str()), (Some("backend"), "hello"));
+    let date = header(&head, "date").expect("a Date added to a response without one");
+    assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
 
     c.send(&get("/chunked", ""));
     let (head, _) = c.response();

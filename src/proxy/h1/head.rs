@@ -168,8 +168,16 @@ pub enum HeadError {
 
 /// Parses a backend response head and, for a final response, appends the client's head to
 /// `out`: status line in HTTP/1.1 (an HTTP/1.0 backend must not downgrade the client),
-/// hop-by-hop headers removed except `Transfer-Encoding` (the body is relayed as is), and `connection: close` when the client connection ends after this response.
-pub fn parse_response(buf: &[u8], head_request: bool, client_close: bool, out: &mut Vec<u8>) -> Result<Parsed<BackendHead>, HeadError> {
+/// hop-by-hop headers removed except `Transfer-Encoding` (the body is relayed as is), `date`
+/// added when the backend sent none, and `connection: close` when the client connection ends
+/// after this response.
+pub fn parse_response(
+    buf: &[u8],
+    head_request: bool,
+    client_close: bool,
+    date: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Parsed<BackendHead>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let head_len = match resp.parse(buf) {
@@ -189,7 +197,9 @@ pub fn parse_response(buf: &[u8], head_request: bool, client_close: bool, out: &
     let mut chunked = None;
     let mut reusable = version == 1;
     let mut listed: Vec<&[u8]> = Vec::new();
+    let mut dated = false;
     for h in resp.headers.iter() {
+        dated |= h.name.eq_ignore_ascii_case("date");
         if h.name.eq_ignore_ascii_case("content-length") {
             match (content_length(h.value), length) {
                 (Some(n), None) => length = Some(n),
@@ -238,6 +248,9 @@ pub fn parse_response(buf: &[u8], head_request: bool, client_close: bool, out: &
         if relayed_framing || !dropped {
             put_header(out, h.name.as_bytes(), h.value);
         }
+    }
+    if !dated {
+        put_header(out, b"date", date);
     }
     if client_close || framing == Framing::Close {
         out.extend_from_slice(b"connection: close\r\n");
@@ -333,9 +346,11 @@ mod tests {
         assert_eq!(req.header("x-real-ip"), Some(&b"9.9.9.9"[..]));
     }
 
+    const TEST_DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+
     fn response(raw: &str, head: bool, close: bool) -> (Result<Parsed<BackendHead>, HeadError>, String) {
         let mut out = Vec::new();
-        let r = parse_response(raw.as_bytes(), head, close, &mut out);
+        let r = parse_response(raw.as_bytes(), head, close, TEST_DATE.as_bytes(), &mut out);
         (r, String::from_utf8(out).unwrap())
     }
 
@@ -380,11 +395,16 @@ mod tests {
     #[test]
     fn client_head_is_http_1_1_without_hop_by_hop_headers() {
         let raw = "HTTP/1.0 200 Fine\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\nX-Kept: 1\r\n\r\n";
-        assert_eq!(response(raw, false, false).1, "HTTP/1.1 200 Fine\r\nContent-Length: 2\r\nX-Kept: 1\r\n\r\n");
-        assert_eq!(response(raw, false, true).1, "HTTP/1.1 200 Fine\r\nContent-Length: 2\r\nX-Kept: 1\r\nconnection: close\r\n\r\n");
-        let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let kept = "HTTP/1.1 200 Fine\r\nContent-Length: 2\r\nX-Kept: 1\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
+        assert_eq!(response(raw, false, false).1, format!("{kept}\r\n"));
+        assert_eq!(response(raw, false, true).1, format!("{kept}connection: close\r\n\r\n"));
+        // The backend's own Date is relayed, and no second one added.
+        let raw = "HTTP/1.1 200 OK\r\nDATE: Mon, 07 Nov 1994 08:49:37 GMT\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(response(raw, false, false).1, raw);
         let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n";
-        assert_eq!(response(raw, false, false).1, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nconnection: close\r\n\r\n");
+        assert_eq!(
+            response(raw, false, false).1,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\nconnection: close\r\n\r\n"
+        );
     }
 }

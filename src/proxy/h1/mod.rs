@@ -10,6 +10,7 @@
 //! marking, retry rules, metrics and access log.
 
 mod chunked;
+mod date;
 mod head;
 mod pool;
 mod rewind;
@@ -246,7 +247,7 @@ impl Conn<'_> {
                 }
                 loop {
                     out.clear();
-                    match head::parse_response(bbuf, head_request, client_close, out) {
+                    match date::with_now(|now| head::parse_response(bbuf, head_request, client_close, now, out)) {
                         Ok(Parsed::Done(BackendHead::Informational { head_len })) => bbuf.advance(head_len),
                         Ok(Parsed::Done(BackendHead::Final { head_len, status, framing, reusable })) => {
                             return Ok((head_len, status, framing, reusable));
