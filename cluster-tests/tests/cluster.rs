@@ -196,6 +196,15 @@ fn publish_reaches_subscribers_on_every_node_once() {
     );
     publisher.cmd(&["PUBLISH", "dead", "second"]);
     assert_eq!(subscriber.read_reply(), Reply::Array(vec![bulk("message"), bulk("dead"), bulk("second")]));
+
+    // PUBLISH answers how many clients of the node that took it received the message, as in
+    // Redis Cluster; not how many the leader, which applied it first, has.
+    let leader = c.leader(Duration::from_secs(20)).expect("a leader");
+    let follower = c.followers(leader)[0];
+    let mut listener = c.members[follower].resp();
+    listener.cmd(&["SUBSCRIBE", "counted"]);
+    assert_eq!(c.members[follower].resp().cmd(&["PUBLISH", "counted", "m"]), Reply::Int(1));
+    assert_eq!(c.members[leader].resp().cmd(&["PUBLISH", "counted", "m"]), Reply::Int(0));
 }
 
 #[test]

@@ -149,7 +149,7 @@ impl RaftNode {
         let log = LogStore::open(&db).map_err(open_err)?;
         let replay_upto = log.last_index().map_err(open_err)?.unwrap_or(0);
         let committed = log.committed_index();
-        let applied = Applied::new(pubsub);
+        let applied = Applied::new(pubsub, opts.node_id);
         let sm = StateMachine::open(&db, applied.clone(), replay_upto).map_err(|e| NodeError::Storage(e.to_string()))?;
 
         let config = Config {
@@ -700,6 +700,7 @@ impl RaftNode {
         let replies: Vec<Result<Written, NodeError>> = match self.on_leader(Forwarded::Write(op)).await {
             Ok(Answer::Written { reply, index }) => {
                 self.applied_here(index).await;
+                let reply = self.applied.own_reply(origin.boot, origin.seq).unwrap_or(reply);
                 let replies = match reply {
                     Reply::Array(items) if n > 1 && items.len() == n => items,
                     single if n == 1 => vec![single],

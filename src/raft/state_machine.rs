@@ -45,16 +45,37 @@ pub struct Applied {
     pub listeners: std::sync::RwLock<Vec<Arc<dyn ApplyListener>>>,
     /// Log index of the last applied entry, set before listeners are told.
     index: AtomicU64,
+    /// This node's id, to recognise its own proposals among the applied entries.
+    node_id: u64,
+    /// The reply this node's apply gave to its latest own proposal: `(boot, seq, reply)`.
+    own: std::sync::Mutex<Option<(u64, u64, Reply)>>,
 }
 
 impl Applied {
-    pub fn new(pubsub: Arc<PubSub>) -> Arc<Applied> {
+    pub fn new(pubsub: Arc<PubSub>, node_id: u64) -> Arc<Applied> {
         Arc::new(Applied {
             keyspace: ArcSwap::from_pointee(Keyspace::new()),
             pubsub,
             listeners: Default::default(),
             index: AtomicU64::new(0),
+            node_id,
+            own: Default::default(),
         })
+    }
+
+    /// The reply this node's apply gave to its own proposal `(boot, seq)`, once applied here.
+    /// Apply is deterministic, so it equals the leader's reply except where the answer is
+    /// about the node itself: PUBLISH counts the subscribers of the node that took it, as in
+    /// Redis Cluster.
+    pub fn own_reply(&self, boot: u64, seq: u64) -> Option<Reply> {
+        let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+        match own.take() {
+            Some((b, s, reply)) if (b, s) == (boot, seq) => Some(reply),
+            other => {
+                *own = other;
+                None
+            }
+        }
     }
 
     /// The log index the published keyspace reflects.
@@ -203,6 +224,9 @@ impl StateMachine {
         }
         let reply = apply_op(&mut self.keyspace, op, &mut ctx);
         self.tags.insert(origin.node, AppliedTag { boot: origin.boot, seq: origin.seq, reply: reply.clone() });
+        if origin.node == self.out.node_id {
+            *self.out.own.lock().unwrap_or_else(|e| e.into_inner()) = Some((origin.boot, origin.seq, reply.clone()));
+        }
         reply
     }
 }
@@ -365,7 +389,7 @@ mod tests {
     fn a_retried_tagged_op_is_answered_again_not_applied_again() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path().join("raft.sled")).open().unwrap();
-        let mut sm = StateMachine::open(&db, Applied::new(Arc::new(PubSub::default())), 0).unwrap();
+        let mut sm = StateMachine::open(&db, Applied::new(Arc::new(PubSub::default()), 1), 0).unwrap();
         // The leader died after committing #1; the proposer sent #1 again to the next leader.
         assert_eq!(sm.apply_one(&entry(1, tagged(1, &["RPUSH", "l", "a"]))), Reply::Int(1));
         assert_eq!(sm.apply_one(&entry(2, tagged(1, &["RPUSH", "l", "a"]))), Reply::Int(1), "same reply");

@@ -27,7 +27,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Sle
         let dir = tempfile::tempdir().map_err(io_err)?;
         let db = sled::Config::new().path(dir.path().join("raft.sled")).open().map_err(io_err)?;
         let log = LogStore::open(&db).map_err(io_err)?;
-        let sm = StateMachine::open(&db, Applied::new(Arc::new(PubSub::default())), 0)?;
+        let sm = StateMachine::open(&db, Applied::new(Arc::new(PubSub::default()), 1), 0)?;
         Ok((dir, log, sm))
     }
 }
