@@ -1,5 +1,6 @@
 //! Durability: a write acknowledged to the client survives SIGKILL of the node, with and
-//! without log purges after snapshots, and expiry deadlines survive a restart unchanged.
+//! without log purges after snapshots, and expiry deadlines survive a restart unchanged. A
+//! data dir written by a newer build is refused with a message naming both formats.
 //!
 //! SIGKILL leaves the kernel's page cache alone, but sled keeps recent writes in its own
 //! buffers until a flush (or its 1 s timer): an acknowledgement sent before the group-commit
@@ -9,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{base_config, encode_command, eventually, Node, Resp};
+use common::{base_config, binary, encode_command, eventually, Node, Resp};
 use hipache_raft::routes::Reply;
 use serde_json::json;
 
@@ -125,4 +126,32 @@ fn expiry_deadlines_survive_a_restart() {
     assert!(eventually(Duration::from_secs(10), || conn.raw(&["GET", "short"]) == b"$-1\r\n"), "short never expired");
     // The leader's sweep removes it from the keyspace too, not only from reads.
     assert!(eventually(Duration::from_secs(10), || conn.raw(&["DBSIZE"]) == b":2\r\n"), "expired key not swept");
+}
+
+#[test]
+fn a_data_dir_from_a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = base_config(dir.path());
+    let mut node = Node::start(dir.path(), &config);
+    assert_eq!(node.resp().raw(&["SET", "kept", "v"]), b"+OK\r\n");
+    assert!(node.terminate().success());
+
+    // What a future build with data format 2 would leave behind.
+    let db_path = dir.path().join("data").join("raft.sled");
+    {
+        let db = sled::open(&db_path).unwrap();
+        let meta = db.open_tree("raft_meta").unwrap();
+        assert_eq!(meta.get("format").unwrap().as_deref(), Some(&1u32.to_be_bytes()[..]), "this build records its format");
+        meta.insert("format", &2u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let out = std::process::Command::new(binary()).arg("--config").arg(dir.path().join("config.json")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started on a newer data format: {stderr}");
+    assert!(stderr.contains("data format 2") && stderr.contains("up to 1") && stderr.contains("raft.sled"), "{stderr}");
+
+    // Back to format 1 (as if the newer build had never run), the data is all there.
+    sled::open(&db_path).unwrap().open_tree("raft_meta").unwrap().insert("format", &1u32.to_be_bytes()).unwrap();
+    let node = Node::start(dir.path(), &config);
+    assert_eq!(node.resp().raw(&["GET", "kept"]), b"$1\r\nv\r\n");
 }

@@ -19,6 +19,25 @@ use tokio::sync::mpsc;
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 const VOTE: &[u8] = b"vote";
+const FORMAT: &[u8] = b"format";
+
+/// Version of what this build writes to a data dir (log entries, vote, snapshots). Data dirs
+/// from before the number existed are version 1: this build still reads everything they hold
+/// (new `Op` variants go last, older snapshot bodies have decode fallbacks). Bump it with any
+/// change older builds cannot read, so that they refuse the dir instead of failing later.
+pub const DATA_FORMAT: u32 = 1;
+
+/// The data format recorded in `db`, recording [`DATA_FORMAT`] (durably) when there is none.
+pub fn data_format(db: &sled::Db) -> Result<u32, sled::Error> {
+    let meta = db.open_tree("raft_meta")?;
+    if let Some(v) = meta.get(FORMAT)? {
+        let bytes: [u8; 4] = v.as_ref().try_into().map_err(|_| sled::Error::Unsupported("malformed data format record".into()))?;
+        return Ok(u32::from_be_bytes(bytes));
+    }
+    meta.insert(FORMAT, &DATA_FORMAT.to_be_bytes())?;
+    db.flush()?;
+    Ok(DATA_FORMAT)
+}
 const COMMITTED: &[u8] = b"committed";
 const LAST_PURGED: &[u8] = b"last_purged";
 

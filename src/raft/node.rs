@@ -15,7 +15,7 @@ use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteErro
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 
 use super::forward::{Answer, Forwarded};
-use super::log_store::LogStore;
+use super::log_store::{self, LogStore};
 use super::network::{decode, encode, Channels, Network};
 use super::state_machine::{Applied, StateMachine};
 use super::types::{NodeInfo, Op, Origin, Raft, Request};
@@ -40,6 +40,11 @@ const LOCAL_APPLY_PATIENCE: Duration = Duration::from_secs(2);
 pub enum NodeError {
     #[error("cannot open the data directory {path}: {source}")]
     Open { path: PathBuf, source: sled::Error },
+    #[error(
+        "the data directory {path} was written in data format {found} by a newer hipache-raft; \
+         this build reads formats up to {supported}: run the newer build on it"
+    )]
+    NewerFormat { path: PathBuf, found: u32, supported: u32 },
     #[error("raft storage: {0}")]
     Storage(String),
     /// No leader is known right now (election under way): the client may retry.
@@ -146,6 +151,10 @@ impl RaftNode {
             .flush_every_ms(Some(1000))
             .open()
             .map_err(open_err)?;
+        let found = log_store::data_format(&db).map_err(open_err)?;
+        if found > log_store::DATA_FORMAT {
+            return Err(NodeError::NewerFormat { path: path.clone(), found, supported: log_store::DATA_FORMAT });
+        }
         let log = LogStore::open(&db).map_err(open_err)?;
         let replay_upto = log.last_index().map_err(open_err)?.unwrap_or(0);
         let committed = log.committed_index();
