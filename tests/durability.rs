@@ -151,7 +151,11 @@ fn a_data_dir_from_a_newer_format_is_refused() {
     assert!(stderr.contains("data format 2") && stderr.contains("up to 1") && stderr.contains("raft.sled"), "{stderr}");
 
     // Back to format 1 (as if the newer build had never run), the data is all there.
-    sled::open(&db_path).unwrap().open_tree("raft_meta").unwrap().insert("format", &1u32.to_be_bytes()).unwrap();
+    {
+        let db = sled::open(&db_path).unwrap();
+        db.open_tree("raft_meta").unwrap().insert("format", &1u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
     let node = Node::start(dir.path(), &config);
     assert_eq!(node.resp().raw(&["GET", "kept"]), b"$1\r\nv\r\n");
 }
