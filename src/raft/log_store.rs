@@ -18,7 +18,11 @@ use tokio::sync::mpsc;
 
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
+/// The tree of vote, commit and purge points and the data format, beside the log itself.
+const META_TREE: &str = "raft_meta";
 const VOTE: &[u8] = b"vote";
+const COMMITTED: &[u8] = b"committed";
+const LAST_PURGED: &[u8] = b"last_purged";
 const FORMAT: &[u8] = b"format";
 
 /// Version of what this build writes to a data dir (log entries, vote, snapshots). Data dirs
@@ -29,7 +33,7 @@ pub const DATA_FORMAT: u32 = 1;
 
 /// The data format recorded in `db`, recording [`DATA_FORMAT`] (durably) when there is none.
 pub fn data_format(db: &sled::Db) -> Result<u32, sled::Error> {
-    let meta = db.open_tree("raft_meta")?;
+    let meta = db.open_tree(META_TREE)?;
     if let Some(v) = meta.get(FORMAT)? {
         let bytes: [u8; 4] = v.as_ref().try_into().map_err(|_| sled::Error::Unsupported("malformed data format record".into()))?;
         return Ok(u32::from_be_bytes(bytes));
@@ -38,8 +42,6 @@ pub fn data_format(db: &sled::Db) -> Result<u32, sled::Error> {
     db.flush()?;
     Ok(DATA_FORMAT)
 }
-const COMMITTED: &[u8] = b"committed";
-const LAST_PURGED: &[u8] = b"last_purged";
 
 /// Log entries keyed by big-endian index (so sled's order is log order), plus a meta tree.
 #[derive(Clone)]
@@ -81,7 +83,7 @@ impl LogStore {
             .name("raft-log-flush".into())
             .spawn(move || group_commit(flush_db, rx))
             .map_err(sled::Error::Io)?;
-        let meta = db.open_tree("raft_meta")?;
+        let meta = db.open_tree(META_TREE)?;
         let purged: Option<LogId> = match meta.get(LAST_PURGED)? {
             Some(b) => Some(decode(&b).map_err(|e| sled::Error::Unsupported(format!("malformed last_purged record: {e}")))?),
             None => None,

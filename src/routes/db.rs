@@ -39,12 +39,15 @@ impl From<Db> for OrdMap<Bytes, Entry> {
     }
 }
 
-/// FNV-1a: fixed and seedless, so every node (and every version of this code) orders `SCAN`
-/// the same way and a cursor from one node resumes on another.
+/// FNV-1a (64-bit): fixed and seedless, so every node and every version of this code hashes
+/// alike. Replicated decisions depend on it (`SCAN` order, WATCH buckets).
+pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The order `SCAN` walks: a cursor from one node resumes on another.
 pub(crate) fn scan_hash(key: &[u8]) -> u64 {
-    key.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    fnv1a(key.iter().copied())
 }
 
 impl Db {
@@ -161,5 +164,18 @@ impl Db {
     /// Every key in byte order; for `KEYS` and flushes.
     pub(crate) fn keys(&self) -> impl Iterator<Item = &Bytes> {
         self.entries.keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fnv1a;
+
+    /// Replicas and versions must agree on every hash: pinned to FNV-1a's published vectors.
+    #[test]
+    fn fnv1a_is_the_standard_64_bit_hash() {
+        assert_eq!(fnv1a(*b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(*b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(*b"abc"), 0xe71f_a219_0541_574b);
     }
 }

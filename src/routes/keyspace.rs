@@ -326,9 +326,7 @@ impl Keyspace {
 /// FNV-1a of the database number and the key: fixed, so every replica and every version of
 /// the program picks the same bucket.
 fn stamp_bucket(db: usize, key: &[u8]) -> usize {
-    let hash = std::iter::once(db as u8).chain(key.iter().copied()).fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let hash = super::db::fnv1a(std::iter::once(db as u8).chain(key.iter().copied()));
     (hash % STAMP_BUCKETS as u64) as usize
 }
 
