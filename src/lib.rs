@@ -8,6 +8,7 @@ pub mod config;
 pub mod grpc;
 pub mod proto;
 pub mod peer_tls;
+pub mod privileges;
 pub mod proxy;
 pub mod pubsub;
 pub mod raft;

@@ -14,6 +14,7 @@ use hipache_raft::pubsub::PubSub;
 use hipache_raft::raft::{NodeInfo, NodeOptions, RaftNode};
 use hipache_raft::resp::{self, RespOptions};
 use hipache_raft::peer_tls::PeerTls;
+use hipache_raft::privileges::Account;
 use hipache_raft::secret::Secret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -237,6 +238,8 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 }
 
 async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Result<()> {
+    // Resolved first, so a name that does not exist stops the start before anything is bound.
+    let account = Account::resolve(config.user.as_deref(), config.group.as_deref())?;
     // SIGUSR1 means "reopen the access log" (logrotate, `systemctl reload`). Registering it here
     // replaces the default action (terminate) for the whole process lifetime, so the signal is
     // harmless even when the access log is off.
@@ -279,10 +282,27 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
     let resp_task = tokio::spawn(resp::serve(resp_listener, node.clone(), resp_opts, shutdown_rx.clone()));
 
     // --- proxy wiring (issue 4): bind the data plane, report its addresses, drain on shutdown ---
+    let driver = &config.driver;
+    tracing::info!(
+        db = driver.db,
+        prefix = %driver.prefix,
+        "routes are read from database {} under the key prefix {:?} (`driver`: its host and port are ignored, the store is embedded)",
+        driver.db,
+        driver.prefix
+    );
     let proxy = hipache_raft::proxy::Proxy::bind(hipache_raft::proxy::ProxyOptions::from_config(&config), node.clone())
         .await
         .context("cannot start the proxy")?;
     let (http_addrs, https_addrs) = (proxy.http_addrs(), proxy.https_addrs());
+    // Every listener is bound and the access log is open: root is no longer needed.
+    if let Some(account) = &account {
+        let mut owned = vec![config.cluster.data_dir.as_path()];
+        if let config::AccessLog::File(path) = &config.server.access_log {
+            owned.push(path);
+        }
+        account.switch(&owned, &config.cluster.data_dir)?;
+        tracing::info!(user = %account.user, uid = account.uid.as_raw(), gid = account.gid.as_raw(), "dropped privileges");
+    }
     let proxy_task = tokio::spawn(proxy.serve(shutdown_rx.clone()));
     // --- end proxy wiring ---
 

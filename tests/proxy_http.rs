@@ -238,3 +238,90 @@ async fn sigterm_drains_in_flight_requests() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(std::net::TcpStream::connect(addr).is_err(), "no longer accepting");
 }
+
+/// Sends requests for `host` through `addr` until the proxy has tried `flaky` (which answers
+/// 502) once, then waits until its passive mark of backend 0 is applied.
+async fn mark_backend_zero(node: &common::Node, c: &HttpClient, addr: std::net::SocketAddr, host: &str, flaky: &Backend) {
+    for _ in 0..200 {
+        if flaky.hits() > 0 {
+            break;
+        }
+        get(c, addr, host, &[]).await;
+    }
+    assert!(flaky.hits() > 0, "the proxy never picked backend 0");
+    let key = format!("dead:{host}");
+    let marked = eventually(Duration::from_secs(5), || resp(node, &["SMEMBERS", &key]) == Reply::Array(vec![bulk("0")]));
+    assert!(marked, "backend 0 of {host} is marked dead");
+}
+
+/// The replicated `dead:<host>` set is the truth: a checker's `DEL` revives the backend on the
+/// node whose proxy marked it, without waiting out that node's own mark (120 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_dead_set_revives_the_backend_on_the_marking_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({ "server": { "deadBackendTTL": 120 } }));
+    let (addr, c) = (http_addr(&node), client());
+    let (flaky, other) = (Backend::start("flaky").await, Backend::start("other").await);
+    flaky.set_status(502);
+    resp(&node, &["RPUSH", "frontend:revive.test", "app", &flaky.url, &other.url]);
+    mark_backend_zero(&node, &c, addr, "revive.test", &flaky).await;
+    flaky.set_status(200);
+    assert_eq!(resp(&node, &["DEL", "dead:revive.test"]), Reply::Int(1));
+    let mut revived = 0;
+    for _ in 0..40 {
+        revived += usize::from(get(&c, addr, "revive.test", &[]).await.body == "flaky");
+    }
+    assert!(revived > 0, "backend 0 is back in rotation at once");
+}
+
+/// Replacing a frontend (`DEL frontend:<host> dead:<host>`, then `RPUSH` the new list, as tools
+/// and test suites do) forgets marks made by index under the old list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_frontend_forgets_marks_of_the_old_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({ "server": { "deadBackendTTL": 120 } }));
+    let (addr, c) = (http_addr(&node), client());
+    let (flaky, other, fresh) = (Backend::start("flaky").await, Backend::start("other").await, Backend::start("fresh").await);
+    flaky.set_status(502);
+    resp(&node, &["RPUSH", "frontend:rewrite.test", "app", &flaky.url, &other.url]);
+    mark_backend_zero(&node, &c, addr, "rewrite.test", &flaky).await;
+    resp(&node, &["DEL", "frontend:rewrite.test", "dead:rewrite.test"]);
+    resp(&node, &["RPUSH", "frontend:rewrite.test", "app2", &fresh.url]);
+    for _ in 0..5 {
+        let a = get(&c, addr, "rewrite.test", &[]).await;
+        assert_eq!((a.status, a.body.as_str()), (200, "fresh"), "the new list's backend 0 is healthy");
+    }
+}
+
+/// Hipache's `driver: "redis://…/DB#prefix"`: routes are read from database DB under the
+/// prefix, and the proxy's own dead marks are written there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_database_and_prefix_choose_the_routing_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({ "driver": "redis://:@127.0.0.1:6379/3#hip_" }));
+    let (addr, c) = (http_addr(&node), client());
+    let (be, live) = (Backend::start("be").await, Backend::start("live").await);
+    let mut db3 = node.resp();
+    assert_eq!(db3.cmd(&["SELECT", "3"]), Reply::Status("OK".into()));
+    db3.cmd(&["RPUSH", "hip_frontend:drv.test", "app", &be.url]);
+    db3.cmd(&["RPUSH", "frontend:unprefixed.test", "app", &be.url]);
+    resp(&node, &["RPUSH", "frontend:db0.test", "app", &be.url]);
+    assert_eq!(get(&c, addr, "drv.test", &[]).await.body, "be");
+    assert_eq!(get(&c, addr, "unprefixed.test", &[]).await.status, 400, "no prefix: not a route");
+    assert_eq!(get(&c, addr, "db0.test", &[]).await.status, 400, "database 0: not a route");
+
+    db3.cmd(&["RPUSH", "hip_frontend:mark.test", "app", &refused_url(), &live.url]);
+    for _ in 0..20 {
+        assert_eq!(get(&c, addr, "mark.test", &[]).await.body, "live");
+    }
+    let marked = eventually(Duration::from_secs(5), || db3.cmd(&["SMEMBERS", "hip_dead:mark.test"]) == Reply::Array(vec![bulk("0")]));
+    assert!(marked, "the mark is written as hip_dead:<host> in database 3");
+    assert_eq!(resp(&node, &["EXISTS", "dead:mark.test"]), Reply::Int(0));
+
+    // A password in the URL becomes requirepass, so the same tools authenticate unchanged.
+    let dir2 = tempfile::tempdir().unwrap();
+    let locked = start_node(dir2.path(), json!({ "driver": ["redis://:s3cret@127.0.0.1:6379/3#hip_"] }));
+    let mut r = locked.resp();
+    assert!(matches!(r.cmd(&["GET", "x"]), Reply::Error(e) if e.starts_with("NOAUTH")));
+    assert_eq!(r.cmd(&["AUTH", "s3cret"]), Reply::Status("OK".into()));
+}

@@ -3,6 +3,8 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hipache_raft::routes::Reply;
@@ -46,6 +48,8 @@ pub struct Cluster {
     pub cluster_config: Value,
     /// Advertise `localhost:<port>` (a name, as in Kubernetes) instead of the bound address.
     pub advertise_names: bool,
+    /// Merged into each node's `server` config section.
+    pub server_config: Value,
 }
 
 /// INFO RAFT as a map of fields.
@@ -65,7 +69,12 @@ impl Cluster {
     }
 
     pub fn start_with(n: usize, cluster_config: Value, advertise_names: bool) -> Cluster {
-        let mut c = Cluster { dir: tempfile::tempdir().unwrap(), members: Vec::new(), cluster_config, advertise_names };
+        Self::start_configured(n, cluster_config, json!({}), advertise_names)
+    }
+
+    /// Starts `n` nodes whose `cluster` and `server` sections get these keys.
+    pub fn start_configured(n: usize, cluster_config: Value, server_config: Value, advertise_names: bool) -> Cluster {
+        let mut c = Cluster { dir: tempfile::tempdir().unwrap(), members: Vec::new(), cluster_config, advertise_names, server_config };
         for _ in 0..n {
             c.add_member();
         }
@@ -107,6 +116,11 @@ impl Cluster {
         if let Some(extra) = self.cluster_config.as_object() {
             for (k, v) in extra {
                 cluster.insert(k.clone(), v.clone());
+            }
+        }
+        if let (Some(extra), Some(server)) = (self.server_config.as_object(), config["server"].as_object_mut()) {
+            for (k, v) in extra {
+                server.insert(k.clone(), v.clone());
             }
         }
         config
@@ -155,9 +169,12 @@ impl Cluster {
 }
 
 /// A minimal HTTP/1.1 backend on an ephemeral loopback port that answers every request with
-/// `200` and its own name as the body (closing the connection after each response).
+/// its current status (200 unless changed) and its own name as the body, closing the
+/// connection after each response.
 pub struct Backend {
     pub url: String,
+    status: Arc<AtomicU16>,
+    hits: Arc<AtomicUsize>,
 }
 
 impl Backend {
@@ -166,10 +183,13 @@ impl Backend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let body = name.to_string();
+        let status = Arc::new(AtomicU16::new(200));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (st, h) = (status.clone(), hits.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut s) = stream else { continue };
-                let body = body.clone();
+                let (body, st, h) = (body.clone(), st.clone(), h.clone());
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 8192];
                     let mut seen = Vec::new();
@@ -179,13 +199,25 @@ impl Backend {
                             Ok(n) => seen.extend_from_slice(&buf[..n]),
                         }
                     }
-                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                    h.fetch_add(1, Ordering::SeqCst);
+                    let code = st.load(Ordering::SeqCst);
+                    let head = format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
                     let _ = s.write_all(head.as_bytes());
                     let _ = s.write_all(body.as_bytes());
                 });
             }
         });
-        Backend { url }
+        Backend { url, status, hits }
+    }
+
+    /// The status every later request gets.
+    pub fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Requests answered so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
     }
 }
 

@@ -189,10 +189,10 @@ fn publish_reaches_subscribers_on_every_node_once() {
     let mut subscriber = c.members[2].resp();
     subscriber.cmd(&["SUBSCRIBE", "dead"]);
     let mut publisher = c.members[0].resp();
-    publisher.cmd(&["PUBLISH", "dead", "www.example.com;http://10.0.0.1:80;0;2"]);
+    publisher.cmd(&["PUBLISH", "dead", "www.example.com;http://127.0.0.1:80;0;2"]);
     assert_eq!(
         subscriber.read_reply(),
-        Reply::Array(vec![bulk("message"), bulk("dead"), bulk("www.example.com;http://10.0.0.1:80;0;2")])
+        Reply::Array(vec![bulk("message"), bulk("dead"), bulk("www.example.com;http://127.0.0.1:80;0;2")])
     );
     publisher.cmd(&["PUBLISH", "dead", "second"]);
     assert_eq!(subscriber.read_reply(), Reply::Array(vec![bulk("message"), bulk("dead"), bulk("second")]));
@@ -218,4 +218,50 @@ fn nodes_advertise_configured_names() {
     let mut f = c.members[follower].resp();
     assert_eq!(f.cmd(&["SET", "k", "v"]), Reply::Status("OK".into()));
     assert_eq!(f.cmd(&["WAIT", "1", "2000"]), Reply::Int(1));
+}
+
+/// A node's own dead mark lasts only until the replicated state says otherwise: once node 1's
+/// mark is applied, a health checker clearing `dead:<host>` through node 2 revives the backend
+/// on node 1 for its very next request (docs/compatibility.md, "Dead marks").
+#[test]
+fn dead_mark_cleared_through_another_node_revives_the_backend_on_the_marking_node() {
+    // A TTL far longer than the test, so only the fix can end the mark.
+    let c = Cluster::start_configured(3, json!({}), json!({ "deadBackendTTL": 120 }), false);
+    c.leader(Duration::from_secs(20)).expect("a leader");
+    let (flaky, other) = (Backend::start("flaky"), Backend::start("other"));
+    flaky.set_status(502);
+    let mut admin = c.members[1].resp();
+    admin.cmd(&["RPUSH", "frontend:revive.example.com", "app", &flaky.url, &other.url]);
+    assert_eq!(admin.cmd(&["WAIT", "2", "2000"]), Reply::Int(2));
+    // Random choice: ask node 1's proxy until it has picked the failing backend once.
+    for _ in 0..200 {
+        if flaky.hits() > 0 {
+            break;
+        }
+        http_get(&c.members[0].http(), "revive.example.com");
+    }
+    assert!(flaky.hits() > 0, "node 1's proxy never picked backend 0");
+    let marked = eventually(Duration::from_secs(10), || {
+        admin.cmd(&["SMEMBERS", "dead:revive.example.com"]) == Reply::Array(vec![bulk("0")])
+    });
+    assert!(marked, "node 1's mark is replicated");
+    let mut local = c.members[0].resp();
+    readonly(&mut local);
+    let applied_on_1 = eventually(Duration::from_secs(10), || {
+        local.cmd(&["SMEMBERS", "dead:revive.example.com"]) == Reply::Array(vec![bulk("0")])
+    });
+    assert!(applied_on_1, "node 1 applied its own mark");
+    flaky.set_status(200);
+    // The checker clears the mark through node 2 and, so that the next request has one
+    // choice only, marks the other backend instead.
+    admin.cmd(&["MULTI"]);
+    admin.cmd(&["DEL", "dead:revive.example.com"]);
+    admin.cmd(&["SADD", "dead:revive.example.com", "1"]);
+    admin.cmd(&["EXPIRE", "dead:revive.example.com", "60"]);
+    admin.cmd(&["EXEC"]);
+    let cleared_on_1 = eventually(Duration::from_secs(10), || {
+        local.cmd(&["SMEMBERS", "dead:revive.example.com"]) == Reply::Array(vec![bulk("1")])
+    });
+    assert!(cleared_on_1, "node 1 applied the checker's change");
+    assert_eq!(http_get(&c.members[0].http(), "revive.example.com"), (200, "flaky".to_string()));
 }

@@ -18,9 +18,12 @@
 //! Relative paths (`staticDir`, certificates, `accessLog`, `dataDir`) are kept as written and so
 //! resolve against the process's working directory, as in Hipache (Node resolves them that way).
 
+mod driver;
 mod parse;
 #[cfg(test)]
 mod tests;
+
+pub use driver::Driver;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -74,6 +77,9 @@ pub struct Config {
     pub https: Vec<TlsListen>,
     pub server: ServerOptions,
     pub cluster: ClusterOptions,
+    /// The database and key prefix of Hipache's first `driver` URL: where the proxy reads
+    /// routes (its host and port mean nothing to an embedded store).
+    pub driver: Driver,
     /// Master's `user`/`group`: setuid/setgid after every listener is bound, when started as
     /// root. `None` means "do not drop". "root"/`0` normalise to `None`; a `group` left out
     /// falls back to `user`, as in Hipache.
@@ -317,7 +323,7 @@ impl Config {
     }
 }
 
-const SECRET_FIELDS: [&str; 4] = ["key", "passphrase", "requirepass", "secret"];
+const SECRET_FIELDS: [&str; 5] = ["key", "passphrase", "password", "requirepass", "secret"];
 
 fn censor(value: &mut serde_json::Value) {
     match value {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::{
-    default_data_dir, AccessLog, ClusterOptions, ClusterTls, Config, ConfigError, Listen,
+    default_data_dir, Driver, AccessLog, ClusterOptions, ClusterTls, Config, ConfigError, Listen,
     ServerOptions, TlsListen,
 };
 
@@ -103,9 +103,6 @@ pub(super) fn build(root: &Value) -> Result<(Config, Vec<String>), ConfigError> 
             legacy_redis.join(", ")
         ));
     }
-    if top.contains_key("driver") {
-        w.push(format!("`driver` is ignored: {RAFT_REPLACES}"));
-    }
     let unknown_top: Vec<&str> = top
         .keys()
         .map(String::as_str)
@@ -129,11 +126,18 @@ pub(super) fn build(root: &Value) -> Result<(Config, Vec<String>), ConfigError> 
     }
 
     let (user, group) = privileges(top)?;
+    let driver = driver(top)?;
+    let mut cluster = cluster_options(section(top, "cluster", &empty)?, &mut w)?;
+    // The tools that wrote to Hipache's Redis with the driver's password keep working.
+    if cluster.requirepass.is_none() {
+        cluster.requirepass = driver.password.clone();
+    }
     let config = Config {
         http,
         https,
         server: server_options(server, &mut w)?,
-        cluster: cluster_options(section(top, "cluster", &empty)?, &mut w)?,
+        cluster,
+        driver,
         user,
         group,
     };
@@ -584,6 +588,17 @@ fn peer(v: &Value, key: &str) -> Result<String, ConfigError> {
     match s.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(s.to_owned()),
         _ => Err(expected(key, "\"host:port\"", v)),
+    }
+}
+
+/// `driver`: one URL or an array of them; like Hipache, the first one says where routes are
+/// read (a master/slave pair's last URL only chose where marks were written).
+fn driver(top: &Obj) -> Result<Driver, ConfigError> {
+    let Some(v) = get(top, "driver") else { return Ok(Driver::default()) };
+    let urls = one_or_many(v, "driver")?;
+    match urls.first() {
+        Some((url, key)) => Driver::parse(string(url, key)?, key),
+        None => Ok(Driver::default()),
     }
 }
 

@@ -429,10 +429,8 @@ fn unknown_keys_are_named_in_warnings() {
 fn ignored_hipache_features_warn() {
     let loaded =
         parse(r#"{"driver": ["redis://:pw@host:6379"], "server": {"lruCache": {"size": 5}}}"#);
-    assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
-    assert!(loaded.warnings[0]
-        .contains("`driver` is ignored: routing state is replicated by the embedded Raft cluster"));
-    assert!(loaded.warnings[1].contains("server.lruCache is unnecessary"));
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert!(loaded.warnings[0].contains("server.lruCache is unnecessary"));
     let loaded = parse(r#"{"http": {"bind": []}}"#);
     assert!(loaded.warnings[0].contains("no HTTP or HTTPS listener"));
 }
@@ -594,4 +592,19 @@ fn resolve_path_like_bin_hipache() {
         resolve_path(Some(Path::new("/etc/hipache.json")), Some("dev"), base),
         PathBuf::from("/etc/hipache.json")
     );
+}
+
+#[test]
+fn driver_database_prefix_and_password() {
+    let c = parse(r#"{"driver": "redis://:@127.0.0.1:6379/3#hip_"}"#).config;
+    assert_eq!(c.driver, Driver { db: 3, prefix: "hip_".into(), password: None });
+    assert_eq!(c.cluster.requirepass, None);
+    let c = parse(r#"{"driver": ["redis://:pw@slave:6379/2#a", "redis://:other@master/5"]}"#).config;
+    assert_eq!((c.driver.db, c.driver.prefix.as_str()), (2, "a"), "the first URL is where routes are read");
+    assert_eq!(c.cluster.requirepass.as_deref(), Some("pw"), "the driver's password becomes requirepass");
+    let c = parse(r#"{"driver": "redis://:pw@h/1", "cluster": {"requirepass": "mine"}}"#).config;
+    assert_eq!(c.cluster.requirepass.as_deref(), Some("mine"), "cluster.requirepass wins");
+    assert_eq!(parse("{}").config.driver, Driver::default());
+    assert_eq!(bad_key(r#"{"driver": ["redis://h/99"]}"#), "driver[0]");
+    assert_eq!(bad_key(r#"{"driver": 5}"#), "driver");
 }

@@ -30,7 +30,11 @@ pub enum Target {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessLogError {
-    #[error("cannot open access log {path}: {source}")]
+    /// Names the config key and both ways out, because the usual cause is the default path
+    /// (`/var/log/hipache/access.log`) on a machine where we may not create it.
+    #[error(
+        "server.accessLog: cannot open {path}: {source} (set server.accessLog to a writable file, \"-\" for stdout, or null to turn the log off)"
+    )]
     Open { path: PathBuf, source: std::io::Error },
 }
 
@@ -101,11 +105,12 @@ fn open(target: &Target) -> Result<Box<dyn Write + Send>, AccessLogError> {
     match target {
         Target::Stdout => Ok(Box::new(std::io::stdout())),
         Target::File(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|source| AccessLogError::Open { path: path.clone(), source })?;
+            let failed = |source| AccessLogError::Open { path: path.clone(), source };
+            // Hipache's default path lives in a directory a fresh machine does not have yet.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(failed)?;
+            }
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(failed)?;
             Ok(Box::new(file))
         }
     }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use super::backend::Frontend;
 use super::metrics::{BackendError, Metrics};
 use super::now_ms;
-use super::view::SharedView;
+use super::view::{RoutingKeys, SharedView};
 use crate::raft::{Op, RaftNode};
 
 /// Backend statuses that count as dead: 501, 502, 504–599. 500 and 503 are relayed without
@@ -66,7 +66,7 @@ impl DeadMarker {
         }
         tracing::warn!(host = %String::from_utf8_lossy(&host), backend = %String::from_utf8_lossy(&url), idx, "backend is dead");
         self.metrics.dead_marks.increment(1);
-        let op = mark_op(&host, &url, idx, len, self.ttl, passive);
+        let op = mark_op(self.view.keys(), &host, &url, idx, len, self.ttl, passive);
         let node = self.node.clone();
         tokio::spawn(async move {
             if let Err(e) = node.write(op).await {
@@ -76,9 +76,10 @@ impl DeadMarker {
     }
 }
 
-/// The replicated mark: Hipache's `mark` transaction (§2.2).
-fn mark_op(host: &Bytes, url: &Bytes, idx: usize, len: usize, ttl: Duration, passive: bool) -> Op {
-    let dead_key = Bytes::from([b"dead:".as_slice(), host].concat());
+/// The replicated mark: Hipache's `mark` transaction (docs/hipache-behaviour.md §2.2), in the
+/// routing database, on the prefixed `dead:` key; the `dead` channel is never prefixed.
+fn mark_op(keys: &RoutingKeys, host: &Bytes, url: &Bytes, idx: usize, len: usize, ttl: Duration, passive: bool) -> Op {
+    let dead_key = keys.dead_key(host);
     let idx_arg = Bytes::from(idx.to_string());
     let mut queued = Vec::with_capacity(3);
     if passive {
@@ -89,7 +90,7 @@ fn mark_op(host: &Bytes, url: &Bytes, idx: usize, len: usize, ttl: Duration, pas
     }
     let message = [host.as_ref(), b";", url, b";", idx.to_string().as_bytes(), b";", len.to_string().as_bytes()].concat();
     queued.push(vec![Bytes::from_static(b"PUBLISH"), Bytes::from_static(b"dead"), Bytes::from(message)]);
-    Op::Exec { db: 0, queued, watched: Vec::new() }
+    Op::Exec { db: keys.db as u8, queued, watched: Vec::new() }
 }
 
 #[cfg(test)]
@@ -107,7 +108,8 @@ mod tests {
 
     #[test]
     fn mark_transaction() {
-        let op = mark_op(&Bytes::from("a.com"), &Bytes::from("http://x:1"), 1, 2, Duration::from_millis(1500), true);
+        let keys = RoutingKeys::default();
+        let op = mark_op(&keys, &Bytes::from("a.com"), &Bytes::from("http://x:1"), 1, 2, Duration::from_millis(1500), true);
         let Op::Exec { db: 0, queued, watched } = op else { panic!("not an exec") };
         assert!(watched.is_empty());
         let text: Vec<Vec<&[u8]>> = queued.iter().map(|c| c.iter().map(|a| a.as_ref()).collect()).collect();
@@ -116,10 +118,17 @@ mod tests {
             vec![b"EXPIRE".as_slice(), b"dead:a.com", b"2"],
             vec![b"PUBLISH".as_slice(), b"dead", b"a.com;http://x:1;1;2"],
         ]);
-        let Op::Exec { queued, .. } = mark_op(&Bytes::from("a"), &Bytes::from("u"), 0, 2, Duration::from_secs(1), false)
+        let Op::Exec { queued, .. } = mark_op(&keys, &Bytes::from("a"), &Bytes::from("u"), 0, 2, Duration::from_secs(1), false)
         else {
             panic!("not an exec")
         };
         assert_eq!(queued.len(), 1, "publish only while a checker is active");
+        let prefixed = RoutingKeys { db: 3, prefix: Bytes::from("hip_") };
+        let Op::Exec { db: 3, queued, .. } = mark_op(&prefixed, &Bytes::from("a"), &Bytes::from("u"), 0, 2, Duration::from_secs(1), true)
+        else {
+            panic!("not an exec in the driver's database")
+        };
+        assert_eq!(queued[0][1], "hip_dead:a");
+        assert_eq!(queued[2][1], "dead", "the channel is not prefixed");
     }
 }

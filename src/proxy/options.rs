@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::access_log;
+use super::view::RoutingKeys;
 use crate::config::{AccessLog, Config};
 
 #[derive(Debug, Clone)]
@@ -28,6 +31,8 @@ pub struct ProxyOptions {
     pub shutdown_timeout: Duration,
     /// Prometheus listener (`cluster.metrics`).
     pub metrics: Option<SocketAddr>,
+    /// The database and prefix of the routing keys (`driver`).
+    pub routing: RoutingKeys,
 }
 
 impl ProxyOptions {
@@ -86,6 +91,7 @@ impl ProxyOptions {
             static_dir: s.static_dir.clone(),
             shutdown_timeout: s.shutdown_timeout,
             metrics: config.cluster.metrics,
+            routing: RoutingKeys { db: config.driver.db, prefix: Bytes::from(config.driver.prefix.clone()) },
         }
     }
 }

@@ -71,7 +71,7 @@ impl Proxy {
             metrics::spawn_raft_gauges(&node);
         }
         let metrics = Metrics::new();
-        let view = Arc::new(SharedView::default());
+        let view = Arc::new(SharedView::new(opts.routing.clone()));
         node.applied().add_listener(view.clone());
 
         let mut listeners = Vec::new();

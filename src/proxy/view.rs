@@ -22,12 +22,27 @@ use crate::raft::ApplyListener;
 use crate::routes::host::Candidate;
 use crate::routes::{Change, Keyspace, Value};
 
-/// Routing state lives in Redis database 0, where Hipache's tools write it (§2.1).
-const ROUTING_DB: usize = 0;
 const FRONTEND_PREFIX: &[u8] = b"frontend:";
 const DEAD_PREFIX: &[u8] = b"dead:";
 const TLS_PREFIX: &[u8] = b"tls:";
 const HCHECKER_PING: &[u8] = b"hchecker_ping";
+
+/// Where the routing keys live: Hipache's `driver` URL `redis://…/DB#prefix` (first URL) picks
+/// the database its tools `SELECT` and a prefix in front of `frontend:` and `dead:` keys
+/// (docs/hipache-behaviour.md §2.1, §5.1). We put the prefix in front of `tls:` too (our own key,
+/// per tenant like `frontend:`); `hchecker_ping` is never prefixed, as in Hipache and hchecker.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutingKeys {
+    pub db: usize,
+    pub prefix: Bytes,
+}
+
+impl RoutingKeys {
+    /// `<prefix>dead:<host>`: the key a passive mark writes.
+    pub fn dead_key(&self, host: &[u8]) -> Bytes {
+        Bytes::from([self.prefix.as_ref(), DEAD_PREFIX, host].concat())
+    }
+}
 
 pub type Map<V> = imbl::GenericHashMap<Bytes, V, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
 
@@ -101,8 +116,19 @@ impl RoutingView {
         self.certs.get(format!("*.{parent}").as_bytes()).cloned()
     }
 
-    /// Applies one key of database 0 as it now is (`None`: deleted or not a routing key's type).
-    fn set(&mut self, key: &Bytes, value: Option<&Value>, expire_at_ms: Option<u64>) {
+    /// Applies one key of the routing database as it now is (`None`: deleted or not a routing
+    /// key's type). A change to a host's `frontend:` list or `dead:` set also drops that host's
+    /// node-local marks: the replicated keys are the truth, a local mark only bridges the time
+    /// until this node's own `SADD` of the same mark is applied (which is itself such a change).
+    fn set(&mut self, keys: &RoutingKeys, key: &Bytes, value: Option<&Value>, expire_at_ms: Option<u64>) {
+        if key.as_ref() == HCHECKER_PING {
+            self.hchecker_ping = match value {
+                Some(Value::Str(s)) => std::str::from_utf8(s).ok().and_then(|s| s.trim().parse().ok()).map(|p| (p, expire_at_ms)),
+                _ => None,
+            };
+            return;
+        }
+        let Some(key) = key.strip_prefix(keys.prefix.as_ref()).map(|k| key.slice_ref(k)) else { return };
         if let Some(name) = key.strip_prefix(FRONTEND_PREFIX) {
             let frontend = match value {
                 Some(Value::List(items)) => Frontend::from_list(items.iter(), expire_at_ms).map(Arc::new),
@@ -110,9 +136,20 @@ impl RoutingView {
             };
             let name = key.slice_ref(name);
             match Candidate::of_key(&name) {
-                Candidate::CatchAll => self.catch_all = frontend,
-                Candidate::Wildcard(suffix) => set_or_remove(&mut self.wildcard, name.slice_ref(suffix), frontend),
-                Candidate::Exact(_) => set_or_remove(&mut self.exact, name, frontend),
+                Candidate::CatchAll => {
+                    self.catch_all = frontend;
+                    self.local_dead = Map::default();
+                }
+                Candidate::Wildcard(suffix) => {
+                    if !self.local_dead.is_empty() {
+                        self.local_dead.retain(|host, _| !is_subdomain(host, suffix));
+                    }
+                    set_or_remove(&mut self.wildcard, name.slice_ref(suffix), frontend)
+                }
+                Candidate::Exact(_) => {
+                    self.local_dead.remove(&name);
+                    set_or_remove(&mut self.exact, name, frontend)
+                }
             }
         } else if let Some(host) = key.strip_prefix(DEAD_PREFIX) {
             let dead = match value {
@@ -122,7 +159,9 @@ impl RoutingView {
                 }),
                 _ => None,
             };
-            set_or_remove(&mut self.dead, key.slice_ref(host), dead);
+            let host = key.slice_ref(host);
+            self.local_dead.remove(&host);
+            set_or_remove(&mut self.dead, host, dead);
         } else if let Some(name) = key.strip_prefix(TLS_PREFIX) {
             let name = std::str::from_utf8(name).unwrap_or_default().to_ascii_lowercase();
             let cert = match value {
@@ -130,18 +169,13 @@ impl RoutingView {
                     Ok(c) => Some(Arc::new(c)),
                     Err(e) => {
                         // Skipped, never fatal: other names keep their handshakes (issue 4 §9).
-                        tracing::warn!(key = %String::from_utf8_lossy(key), error = %e, "ignoring unusable TLS certificate");
+                        tracing::warn!(key = %String::from_utf8_lossy(&key), error = %e, "ignoring unusable TLS certificate");
                         None
                     }
                 },
                 _ => None,
             };
             set_or_remove(&mut self.certs, Bytes::from(name), cert);
-        } else if key.as_ref() == HCHECKER_PING {
-            self.hchecker_ping = match value {
-                Some(Value::Str(s)) => std::str::from_utf8(s).ok().and_then(|s| s.trim().parse().ok()).map(|p| (p, expire_at_ms)),
-                _ => None,
-            };
         }
     }
 
@@ -152,6 +186,11 @@ impl RoutingView {
             self.local_dead.retain(|_, d| d.expire_at_ms.is_none_or(|t| t > now_ms));
         }
     }
+}
+
+/// Whether `host` is a strict subdomain of `suffix` (what `frontend:*.<suffix>` can route).
+fn is_subdomain(host: &[u8], suffix: &[u8]) -> bool {
+    host.len() > suffix.len() + 1 && host.ends_with(suffix) && host[host.len() - suffix.len() - 1] == b'.'
 }
 
 fn set_or_remove<V: Clone>(map: &mut Map<V>, key: Bytes, value: Option<V>) {
@@ -171,9 +210,18 @@ fn set_or_remove<V: Clone>(map: &mut Map<V>, key: Bytes, value: Option<V>) {
 pub struct SharedView {
     current: ArcSwap<RoutingView>,
     writer: Mutex<()>,
+    keys: RoutingKeys,
 }
 
 impl SharedView {
+    pub fn new(keys: RoutingKeys) -> SharedView {
+        SharedView { keys, ..SharedView::default() }
+    }
+
+    pub fn keys(&self) -> &RoutingKeys {
+        &self.keys
+    }
+
     /// Lock-free; the guard avoids a reference-count bump on the hot path.
     pub fn load(&self) -> Guard<Arc<RoutingView>> {
         self.current.load()
@@ -191,7 +239,9 @@ impl SharedView {
     pub fn mark_local(&self, host: &Bytes, idx: usize, ttl: Duration, now_ms: u64) -> bool {
         let mut fresh = false;
         self.update(|view| {
-            if view.local_dead.get(host).is_some_and(|d| d.contains(idx, now_ms)) {
+            // Marked already, locally or in the replicated set (this node's own mark, applied,
+            // has replaced the local one): nothing new to say.
+            if view.is_dead(host, idx, now_ms) {
                 return;
             }
             fresh = true;
@@ -213,14 +263,14 @@ impl SharedView {
                 // A snapshot was installed: anything may have changed. Keep only the overlay.
                 *view = RoutingView { local_dead: view.local_dead.clone(), ..RoutingView::default() };
                 for (db, key, entry) in keyspace.iter() {
-                    if db == ROUTING_DB {
-                        view.set(key, Some(&entry.value), entry.expire_at_ms);
+                    if db == self.keys.db {
+                        view.set(&self.keys, key, Some(&entry.value), entry.expire_at_ms);
                     }
                 }
             } else {
-                for change in changes.iter().filter(|c| c.db == ROUTING_DB) {
-                    let entry = keyspace.get(ROUTING_DB, &change.key);
-                    view.set(&change.key, entry.map(|e| &e.value), entry.and_then(|e| e.expire_at_ms));
+                for change in changes.iter().filter(|c| c.db == self.keys.db) {
+                    let entry = keyspace.get(self.keys.db, &change.key);
+                    view.set(&self.keys, &change.key, entry.map(|e| &e.value), entry.and_then(|e| e.expire_at_ms));
                 }
             }
             view.prune_local(now_ms);
@@ -249,7 +299,7 @@ mod tests {
     }
 
     fn set(view: &mut RoutingView, key: &str, value: Option<Value>, expire: Option<u64>) {
-        view.set(&Bytes::copy_from_slice(key.as_bytes()), value.as_ref(), expire);
+        view.set(&RoutingKeys::default(), &Bytes::copy_from_slice(key.as_bytes()), value.as_ref(), expire);
     }
 
     #[test]
@@ -284,6 +334,50 @@ mod tests {
         assert!(shared.load().is_dead(b"h", 0, 1499), "a new mark refreshes the set's TTL");
         assert!(!shared.load().is_dead(b"h", 0, 1500));
         assert!(shared.mark_local(&host, 0, Duration::from_secs(1), 2000), "marks again once expired");
+    }
+
+    fn apply(shared: &SharedView, keyspace: &Keyspace, keys: &[&str]) {
+        let db = shared.keys().db;
+        let changes: Vec<Change> = keys.iter().map(|k| Change { db, key: Bytes::copy_from_slice(k.as_bytes()) }).collect();
+        shared.apply_changes(keyspace, &changes, false, 0);
+    }
+
+    #[test]
+    fn a_replicated_change_of_a_host_drops_its_local_marks() {
+        let shared = SharedView::default();
+        let ttl = Duration::from_secs(30);
+        let ks = Keyspace::default();
+        for host in ["a.com", "b.com", "x.w.com", "w.com", "other.org"] {
+            assert!(shared.mark_local(&Bytes::from(host), 1, ttl, 0));
+        }
+        let marked = |h: &str| shared.load().is_dead(h.as_bytes(), 1, 1);
+        apply(&shared, &ks, &["dead:a.com"]);
+        assert!(!marked("a.com"), "DEL/SREM/SADD of dead:<host> replaces the local mark");
+        assert!(marked("b.com"));
+        apply(&shared, &ks, &["frontend:b.com"]);
+        assert!(!marked("b.com"), "a rewritten frontend forgets marks made by index");
+        apply(&shared, &ks, &["frontend:*.w.com"]);
+        assert!(!marked("x.w.com") && marked("w.com"), "a wildcard covers strict subdomains only");
+        apply(&shared, &ks, &["tls:other.org", "hchecker_ping", "frontend2:other.org"]);
+        assert!(marked("other.org"), "other keys leave marks alone");
+        apply(&shared, &ks, &["frontend:*"]);
+        assert!(!marked("other.org") && !marked("w.com"), "the catch-all can route any host");
+    }
+
+    #[test]
+    fn routing_keys_database_and_prefix() {
+        let keys = RoutingKeys { db: 3, prefix: Bytes::from("hip_") };
+        let shared = SharedView::new(keys.clone());
+        let mut node = crate::routes::testkit::Node::new();
+        for (db, key) in [(3, "hip_frontend:a.com"), (0, "frontend:b.com"), (3, "frontend:c.com"), (0, "hip_frontend:d.com")] {
+            node.db = db;
+            node.run(&format!("RPUSH {key} id http://127.0.0.1:1"));
+        }
+        shared.apply_changes(&node.ks, &[], true, 0);
+        let view = shared.load();
+        assert!(view.exact.contains_key(b"a.com".as_slice()));
+        assert_eq!(view.frontends(), 1, "only <prefix>frontend: keys of the configured database");
+        assert_eq!(keys.dead_key(b"a.com"), Bytes::from("hip_dead:a.com"));
     }
 
     #[test]

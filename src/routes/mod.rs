@@ -30,4 +30,4 @@ pub use value::Value;
 /// Redis' default `databases`.
 pub const DATABASES: usize = 16;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
