@@ -51,6 +51,9 @@ struct Cli {
     /// Replaces every HTTP listener of the config with this one.
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// Overrides cluster.metrics (Prometheus listener), e.g. 127.0.0.1:9382.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
     /// Overrides cluster.advertiseGrpc: the host:port peers dial for this node's gRPC.
     #[arg(long)]
     advertise_grpc: Option<String>,
@@ -210,6 +213,7 @@ fn load_config(cli: &Cli) -> Result<Config, config::ConfigError> {
         resp: cli.resp,
         grpc: cli.grpc,
         http: cli.http,
+        metrics: cli.metrics,
         join: cli.join.clone(),
     });
     if cli.advertise_grpc.is_some() {

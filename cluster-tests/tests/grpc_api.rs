@@ -39,7 +39,7 @@ async fn admin_api_end_to_end() {
     assert_eq!(err.code(), Code::Unauthenticated);
 
     let put = PutFrontendRequest {
-        frontend: Some(frontend("www.example.com", "app", &["http://10.0.0.1:80", "http://10.0.0.2:80"])),
+        frontend: Some(frontend("www.example.com", "app", &["http://127.0.0.1:80", "http://127.0.0.2:80"])),
         options: Some(WriteOptions { wait_for_nodes: 2, wait_timeout_ms: 2000 }),
     };
     let written = api.put_frontend(request(put)).await.unwrap().into_inner();
@@ -47,20 +47,20 @@ async fn admin_api_end_to_end() {
     let first_index = written.applied_index;
 
     let got = api.get_frontend(request(GetFrontendRequest { host: "WWW.example.com".into() })).await.unwrap().into_inner();
-    assert_eq!(got, frontend("www.example.com", "app", &["http://10.0.0.1:80", "http://10.0.0.2:80"]));
+    assert_eq!(got, frontend("www.example.com", "app", &["http://127.0.0.1:80", "http://127.0.0.2:80"]));
 
     // Put replaces identifier and backends atomically.
-    let put = PutFrontendRequest { frontend: Some(frontend("www.example.com", "app2", &["http://10.0.0.3:80"])), options: None };
+    let put = PutFrontendRequest { frontend: Some(frontend("www.example.com", "app2", &["http://127.0.0.3:80"])), options: None };
     api.put_frontend(request(put)).await.unwrap();
-    api.add_backend(request(AddBackendRequest { host: "www.example.com".into(), backend: "https://10.0.0.4:443".into(), options: None }))
+    api.add_backend(request(AddBackendRequest { host: "www.example.com".into(), backend: "https://127.0.0.4:443".into(), options: None }))
         .await
         .unwrap();
     let got = api.get_frontend(request(GetFrontendRequest { host: "www.example.com".into() })).await.unwrap().into_inner();
-    assert_eq!(got, frontend("www.example.com", "app2", &["http://10.0.0.3:80", "https://10.0.0.4:443"]));
-    api.remove_backend(request(RemoveBackendRequest { host: "www.example.com".into(), backend: "http://10.0.0.3:80".into(), options: None }))
+    assert_eq!(got, frontend("www.example.com", "app2", &["http://127.0.0.3:80", "https://127.0.0.4:443"]));
+    api.remove_backend(request(RemoveBackendRequest { host: "www.example.com".into(), backend: "http://127.0.0.3:80".into(), options: None }))
         .await
         .unwrap();
-    api.put_frontend(request(PutFrontendRequest { frontend: Some(frontend("*.example.com", "wild", &["http://10.0.0.9"])), options: None }))
+    api.put_frontend(request(PutFrontendRequest { frontend: Some(frontend("*.example.com", "wild", &["http://127.0.0.9"])), options: None }))
         .await
         .unwrap();
     let listed = api.list_frontends(request(ListFrontendsRequest { pattern: String::new() })).await.unwrap().into_inner();
@@ -75,7 +75,7 @@ async fn admin_api_end_to_end() {
     assert_eq!(missing.code(), Code::NotFound);
     let missing = api.delete_frontend(request(DeleteFrontendRequest { host: "nope.example.com".into(), options: None })).await;
     assert_eq!(missing.unwrap_err().code(), Code::NotFound);
-    let orphan = AddBackendRequest { host: "nope.example.com".into(), backend: "http://10.0.0.1".into(), options: None };
+    let orphan = AddBackendRequest { host: "nope.example.com".into(), backend: "http://127.0.0.1".into(), options: None };
     assert_eq!(api.add_backend(request(orphan)).await.unwrap_err().code(), Code::NotFound);
 
     // Dead marks written the Hipache way are listed and cleared.
@@ -101,7 +101,7 @@ async fn admin_api_end_to_end() {
     let mut watch = api.watch(request(WatchRequest { from_index: first_index - 1 })).await.unwrap().into_inner();
     let first = watch.next().await.unwrap().unwrap();
     assert_eq!((first.applied_index, first.key.as_str(), first.exists), (first_index, "frontend:www.example.com", true));
-    assert_eq!(first.values, vec!["app2", "https://10.0.0.4:443"]);
+    assert_eq!(first.values, vec!["app2", "https://127.0.0.4:443"]);
     let mut last = first.applied_index;
     let mut keys = vec![first.key.clone()];
     // Replay: put, put, add, remove, wildcard put, SADD, EXPIRE, DEL(dead); then silence.

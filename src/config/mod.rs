@@ -234,6 +234,7 @@ pub struct Overrides {
     pub grpc: Option<SocketAddr>,
     /// Replaces every HTTP listener of the file.
     pub http: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
     pub join: Option<Vec<String>>,
 }
 
@@ -305,6 +306,9 @@ impl Config {
         }
         if let Some(addr) = o.http {
             self.http = vec![Listen { addr }];
+        }
+        if let Some(addr) = o.metrics {
+            self.cluster.metrics = Some(addr);
         }
         if let Some(join) = o.join {
             self.cluster.join = join;

@@ -196,7 +196,7 @@ fn master_bind_forms() {
         "master binds loopback by default"
     );
     let c = parse(
-        r#"{"http": {"port": 81, "bind": ["::", "[::1]", "localhost", "10.0.0.1:9000",
+        r#"{"http": {"port": 81, "bind": ["::", "[::1]", "localhost", "127.0.0.1:9000",
             {"address": "127.0.0.2"}, {"address": "127.0.0.3", "port": 0}]}}"#,
     )
     .config;
@@ -204,7 +204,7 @@ fn master_bind_forms() {
         "[::]:81",
         "[::1]:81",
         "127.0.0.1:81",
-        "10.0.0.1:9000",
+        "127.0.0.1:9000",
         "127.0.0.2:81",
         "127.0.0.3:0",
     ];
@@ -220,10 +220,10 @@ fn https_per_bind_overrides() {
         r#"{"https": {"port": 443, "key": "g.key", "cert": "g.crt", "ca": ["a.pem", "b.pem"],
              "passphrase": "gpw", "honorCipherOrder": false, "ciphers": "HIGH",
              "bind": ["0.0.0.0",
-                      {"address": "10.0.0.2", "port": 8443, "cert": "two.crt"},
-                      {"address": "10.0.0.3", "key": "three.key", "cert": "three.crt",
+                      {"address": "127.0.0.2", "port": 8443, "cert": "two.crt"},
+                      {"address": "127.0.0.3", "key": "three.key", "cert": "three.crt",
                        "ca": "three-ca.pem", "honorCipherOrder": true},
-                      {"address": "10.0.0.4", "key": "four.key", "passphrase": "fpw"}]}}"#,
+                      {"address": "127.0.0.4", "key": "four.key", "passphrase": "fpw"}]}}"#,
     );
     let h = &loaded.config.https;
     assert_eq!(h.len(), 4);
@@ -235,7 +235,7 @@ fn https_per_bind_overrides() {
     assert_eq!(h[0].ca.len(), 2);
     assert_eq!(h[0].passphrase.as_deref(), Some("gpw"));
     assert!(!h[0].honor_cipher_order);
-    assert_eq!(h[1].addr, sa("10.0.0.2:8443"));
+    assert_eq!(h[1].addr, sa("127.0.0.2:8443"));
     assert_eq!(h[1].cert, PathBuf::from("two.crt"));
     assert_eq!(
         h[1].passphrase.as_deref(),
@@ -455,7 +455,7 @@ fn privileges_follow_master() {
 fn cluster_section() {
     let c = parse(
         r#"{"cluster": {"nodeId": 3, "resp": "[::1]:0", "grpc": "localhost:0", "metrics": null,
-            "requirepass": "", "secret": "s3", "join": ["node1:7380", "10.0.0.1:7380"],
+            "requirepass": "", "secret": "s3", "join": ["node1:7380", "127.0.0.1:7380"],
             "snapshotThreshold": 10, "tls": {"cert": "n.crt", "key": "n.key", "ca": "ca.pem"},
             "advertiseGrpc": "hr-2.hr.default.svc:7380", "advertiseResp": "hr-2.hr.default.svc:6380"}}"#,
     )
@@ -476,7 +476,7 @@ fn cluster_section() {
         "empty requirepass means no AUTH, as in Redis"
     );
     assert_eq!(c.secret.as_deref(), Some("s3"));
-    assert_eq!(c.join, ["node1:7380", "10.0.0.1:7380"]);
+    assert_eq!(c.join, ["node1:7380", "127.0.0.1:7380"]);
     assert_eq!(c.snapshot_threshold, 10);
     let tls = c.tls.unwrap();
     assert_eq!(
@@ -494,9 +494,11 @@ fn overrides_win() {
         resp: Some(sa("127.0.0.1:16380")),
         grpc: Some(sa("127.0.0.1:17380")),
         http: Some(sa("127.0.0.1:0")),
+        metrics: Some(sa("127.0.0.1:19382")),
         join: Some(vec!["b:2".into()]),
         data_dir: None,
     });
+    assert_eq!(c.cluster.metrics, Some(sa("127.0.0.1:19382")));
     assert_eq!(c.cluster.node_id, 2);
     assert_eq!(
         c.cluster.data_dir,

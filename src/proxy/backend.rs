@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn parses_backend_urls() {
-        assert_eq!(target("http://10.0.0.1:8080"), Some(("http".into(), "10.0.0.1:8080".into())));
+        assert_eq!(target("http://127.0.0.1:8080"), Some(("http".into(), "127.0.0.1:8080".into())));
         assert_eq!(target("http://a.example/path?q"), Some(("http".into(), "a.example".into())));
         assert_eq!(target("https://a.example"), Some(("https".into(), "a.example".into())));
         assert_eq!(target("WSS://a:1"), Some(("https".into(), "a:1".into())));
@@ -98,7 +98,7 @@ mod tests {
         assert_eq!(target("http://"), None);
         assert_eq!(target("/just/a/path"), None);
         assert_eq!(target("not a url"), None);
-        assert_eq!(target("10.0.0.1:8080"), None);
+        assert_eq!(target("127.0.0.1:8080"), None);
     }
 
     #[test]

@@ -58,7 +58,7 @@ mod tests {
 
     fn frontend(id: &str, backends: usize) -> Arc<Frontend> {
         let items: Vec<Bytes> = std::iter::once(Bytes::copy_from_slice(id.as_bytes()))
-            .chain((0..backends).map(|i| Bytes::from(format!("http://10.0.0.{i}:80"))))
+            .chain((0..backends).map(|i| Bytes::from(format!("http://127.0.0.{i}:80"))))
             .collect();
         Arc::new(Frontend::from_list(&items, None).unwrap())
     }

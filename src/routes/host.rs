@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(norm("example.com:8080").unwrap(), "example.com");
         assert_eq!(norm("EXAMPLE.com.:80").unwrap(), "example.com");
         assert_eq!(norm("example.com.").unwrap(), "example.com");
-        assert_eq!(norm("10.0.0.1:80").unwrap(), "10.0.0.1");
+        assert_eq!(norm("127.0.0.1:80").unwrap(), "127.0.0.1");
     }
 
     #[test]
