@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Benchmarks hipache-raft's proxy against the peers of ../shared/bench (direct, nginx, HAProxy,
+# Benchmarks hipache-raft's proxy against the peers of the benchmark rig in $BENCH (direct, nginx, HAProxy,
 # Node Hipache 0.3.1), interleaved in the same run, at 1, 64 and 256 connections.
 #
 # Usage: scripts/bench-proxy.sh            (from the repository root; ~5 min)
 #        ROUNDS=1 DURATION=3 scripts/bench-proxy.sh   (smoke)
-# Needs: ../shared/bench set up once (`bash ../shared/bench/setup.sh`), and a release build
+# Needs: the rig set up once (`bash "$BENCH/setup.sh"`), and a release build
 # (built here if missing). Starts one hipache-raft node on 127.0.0.1:${RAFT_PORT:-8084} routing
 # bench.local to the rig's backends, and stops it (by its own PID) on exit.
 # Results: the rig's table on stdout and under /tmp/proxybench-results/.

@@ -3,6 +3,9 @@
 //!
 //! The write path reads top to bottom: `resp`/`grpc` → `raft` (forward to the leader, log,
 //! apply through the pure `routes` core) → a new routing snapshot → `proxy` reads it.
+//!
+//! Section numbers (§) in comments refer to `docs/hipache-behaviour.md`, our account of the
+//! Hipache behaviour we keep or fix, unless a comment names another document (an RFC).
 
 pub mod config;
 pub mod grpc;

@@ -285,7 +285,7 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
     let resp_opts = RespOptions { requirepass: config.cluster.requirepass.clone(), max_bulk_len: None };
     let resp_task = tokio::spawn(resp::serve(resp_listener, node.clone(), resp_opts, shutdown_rx.clone()));
 
-    // --- proxy wiring (issue 4): bind the data plane, report its addresses, drain on shutdown ---
+    // --- proxy wiring: bind the data plane, report its addresses, drain on shutdown ---
     let driver = &config.driver;
     tracing::info!(
         db = driver.db,

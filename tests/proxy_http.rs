@@ -1,5 +1,5 @@
 //! The HTTP data plane over real sockets: the real binary, real backends, routes written over
-//! RESP (issue 4, "What must be true").
+//! RESP.
 
 mod common;
 mod proxy_support;

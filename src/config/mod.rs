@@ -1,14 +1,14 @@
 //! The configuration file: Hipache's `config.json`, read once at start-up.
 //!
 //! Users swap the Hipache binary for ours and keep their file, so both of Hipache's layouts are
-//! accepted (`hipache-behaviour.md` §1):
+//! accepted (docs/hipache-behaviour.md §1):
 //! - **0.3.1** (the last npm release): `server.port`, `server.address`, `server.https`;
 //! - **master** (0.4.0-dev, never released): top-level `http`, `https`, `user`, `group`.
 //!
 //! Every key gets master's default (§1.1), because 0.3.1 had no defaults at all and a missing key
 //! there only produced `undefined` behaviour nobody relies on. Our own additions are the timeouts
-//! `server.connectTimeout`, `server.backendTimeout`, `server.shutdownTimeout` and the `cluster`
-//! section (architecture.md "Ports").
+//! `server.connectTimeout`, `server.backendTimeout`, `server.shutdownTimeout` the `cluster`
+//! section, and the `--metrics`-style flags (the README's "Configuration").
 //!
 //! Hipache ignored unknown keys silently; we still accept them but return a warning naming each
 //! one, so a typo (`tcpTimout`) does not go unnoticed. A value of the wrong type is an error that

@@ -1,7 +1,7 @@
 //! The backend connection pool: one hyper-util client shared by every runtime thread.
 //!
-//! Sharing one pool across threads is what gave Pingora its connection reuse
-//! (`rust-anchors.md` §5.1); Hipache opened a new backend connection per request whatever
+//! Sharing one pool across threads is what gives Pingora its connection reuse (a pool per
+//! thread would open a connection per thread and backend); Hipache opened a new backend connection per request whatever
 //! `httpKeepAlive` said (§1.1). Here `httpKeepAlive: true` keeps up to `maxSockets` idle
 //! connections per backend, and `false` closes each after its request.
 

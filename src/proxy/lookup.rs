@@ -1,4 +1,4 @@
-//! Choosing a backend for a request host (`hipache-behaviour.md` §3.2–§3.4).
+//! Choosing a backend for a request host (docs/hipache-behaviour.md §3.2–§3.4).
 
 use std::sync::Arc;
 

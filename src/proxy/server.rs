@@ -2,8 +2,8 @@
 //!
 //! [`Proxy::bind`] does everything that can fail (ports, certificates, access log, metrics
 //! listener) so `main` can report the bound addresses (port 0 in tests) before serving;
-//! [`Proxy::serve`] accepts until the shutdown signal, then drains (§12 of issue 4; Hipache
-//! had no drain at all, §4.1).
+//! [`Proxy::serve`] accepts until the shutdown signal, then drains for at most
+//! `server.shutdownTimeout` (Hipache had no drain at all, §4.1).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

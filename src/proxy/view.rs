@@ -1,7 +1,8 @@
 //! The routing view: everything a request (or a TLS handshake) reads, behind ONE `ArcSwap`.
 //!
-//! Why one swap: frontends, dead marks and certificates must be seen together (Pingora's
-//! admitted mistake was two swaps updated apart, `style.md` §2). Why persistent maps: the
+//! Why one swap: frontends, dead marks and certificates must be seen together (two swaps
+//! updated apart let a reader see a frontend with another state's dead marks; Pingora's
+//! authors describe that mistake in their own design notes). Why persistent maps: the
 //! view is republished after every applied Raft batch, and the scale target is 1,000,000
 //! frontends, so an update must cost O(changed keys) — `imbl` maps share structure, so
 //! cloning the view is O(1) and each changed key is O(log n).
@@ -168,7 +169,7 @@ impl RoutingView {
                 Some(Value::Hash(fields)) => match tls::certified_key_from_hash(fields) {
                     Ok(c) => Some(Arc::new(c)),
                     Err(e) => {
-                        // Skipped, never fatal: other names keep their handshakes (issue 4 §9).
+                        // Skipped, never fatal: other names keep their handshakes.
                         tracing::warn!(key = %String::from_utf8_lossy(&key), error = %e, "ignoring unusable TLS certificate");
                         None
                     }

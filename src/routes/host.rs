@@ -1,4 +1,4 @@
-//! Host header normalisation and the frontend candidate order (`hipache-behaviour.md` §3.1, §3.2).
+//! Host header normalisation and the frontend candidate order (docs/hipache-behaviour.md §3.1, §3.2).
 //!
 //! Pure: no IO, no allocation on the request path. The proxy normalises the `Host` value into a
 //! stack buffer and asks the routing view for each [`Candidate`] in order; the first frontend
