@@ -1,9 +1,10 @@
 //! The Raft log and vote in sled.
 //!
 //! Durability rule (openraft's contract, and the bug its maintainers keep finding in
-//! downstream stores): an append is reported complete only after sled has fsync'd it, and a
-//! vote is on disk before `save_vote` returns. One `flush_async` covers every tree of the
-//! database, so a flush here also persists state-machine writes made before it.
+//! downstream stores): an append is reported complete only after it is on stable storage, and
+//! a vote is before `save_vote` returns. Both wait for [`Durable::flush`] (a real `fdatasync`,
+//! which sled's own flush is not). One flush covers every tree of the database, so a flush
+//! here also persists state-machine writes made before it.
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
@@ -16,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use super::durable::Durable;
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// The tree of vote, commit and purge points and the data format, beside the log itself.
@@ -32,21 +34,21 @@ const FORMAT: &[u8] = b"format";
 pub const DATA_FORMAT: u32 = 1;
 
 /// The data format recorded in `db`, recording [`DATA_FORMAT`] (durably) when there is none.
-pub fn data_format(db: &sled::Db) -> Result<u32, sled::Error> {
-    let meta = db.open_tree(META_TREE)?;
+pub fn data_format(durable: &Durable) -> Result<u32, sled::Error> {
+    let meta = durable.db().open_tree(META_TREE)?;
     if let Some(v) = meta.get(FORMAT)? {
         let bytes: [u8; 4] = v.as_ref().try_into().map_err(|_| sled::Error::Unsupported("malformed data format record".into()))?;
         return Ok(u32::from_be_bytes(bytes));
     }
     meta.insert(FORMAT, &DATA_FORMAT.to_be_bytes())?;
-    db.flush()?;
+    durable.flush()?;
     Ok(DATA_FORMAT)
 }
 
 /// Log entries keyed by big-endian index (so sled's order is log order), plus a meta tree.
 #[derive(Clone)]
 pub struct LogStore {
-    db: sled::Db,
+    durable: Durable,
     log: sled::Tree,
     meta: sled::Tree,
     flusher: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
@@ -76,12 +78,13 @@ fn read_err(e: impl std::error::Error + 'static) -> StorageError {
 
 impl LogStore {
     /// Opens the trees and starts the group-commit flusher; needs a tokio runtime.
-    pub fn open(db: &sled::Db) -> Result<LogStore, sled::Error> {
+    pub fn open(durable: &Durable) -> Result<LogStore, sled::Error> {
+        let db = durable.db();
         let (flusher, rx) = mpsc::unbounded_channel();
-        let flush_db = db.clone();
+        let flush_to = durable.clone();
         std::thread::Builder::new()
             .name("raft-log-flush".into())
-            .spawn(move || group_commit(flush_db, rx))
+            .spawn(move || group_commit(flush_to, rx))
             .map_err(sled::Error::Io)?;
         let meta = db.open_tree(META_TREE)?;
         let purged: Option<LogId> = match meta.get(LAST_PURGED)? {
@@ -89,7 +92,7 @@ impl LogStore {
             None => None,
         };
         Ok(LogStore {
-            db: db.clone(),
+            durable: durable.clone(),
             log: db.open_tree("raft_log")?,
             meta,
             flusher,
@@ -123,14 +126,14 @@ impl LogStore {
 
 /// Completes append callbacks in order, one fsync for everything queued while the previous
 /// fsync ran. This is what turns 50 concurrent RPUSH clients into a few fsyncs, not 50.
-fn group_commit(db: sled::Db, mut rx: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
+fn group_commit(durable: Durable, mut rx: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
     let mut pending = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         pending.push(first);
         while let Ok(more) = rx.try_recv() {
             pending.push(more);
         }
-        let res = db.flush();
+        let res = durable.flush();
         for callback in pending.drain(..) {
             let res = match &res {
                 Ok(_) => Ok(()),
@@ -207,7 +210,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.meta_put(VOTE, vote)?;
-        self.db.flush_async().await.map_err(|e| StorageError::from(StorageIOError::write_vote(&e)))?;
+        self.durable.flush_async().await.map_err(|e| StorageError::from(StorageIOError::write_vote(&e)))?;
         Ok(())
     }
 
@@ -245,7 +248,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         delete_entries(&self.log, log_id.index.to_be_bytes()..).map_err(write_err)?;
-        self.db.flush_async().await.map_err(write_err)?;
+        self.durable.flush_async().await.map_err(write_err)?;
         Ok(())
     }
 
@@ -256,7 +259,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// them.
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.meta_put(LAST_PURGED, &log_id)?;
-        self.db.flush_async().await.map_err(write_err)?;
+        self.durable.flush_async().await.map_err(write_err)?;
         self.first_kept.fetch_max(log_id.index + 1, Ordering::AcqRel);
         let log = self.log.clone();
         tokio::task::spawn_blocking(move || {
@@ -287,8 +290,10 @@ mod tests {
     #[tokio::test]
     async fn purged_entries_not_yet_deleted_are_invisible() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path().join("raft.sled")).unwrap();
-        let mut store = LogStore::open(&db).unwrap();
+        let path = dir.path().join("raft.sled");
+        let db = sled::open(&path).unwrap();
+        let durable = Durable::open(&db, &path).unwrap();
+        let mut store = LogStore::open(&durable).unwrap();
         for i in 1..=10 {
             put(&store, i);
         }
@@ -314,7 +319,7 @@ mod tests {
 
         // The purge point survives a reopen, with the leftovers still hidden.
         drop(store);
-        let mut store = LogStore::open(&db).unwrap();
+        let mut store = LogStore::open(&durable).unwrap();
         put(&store, 8);
         assert!(store.try_get_log_entries(0..100).await.unwrap().is_empty());
     }

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 
+use super::durable::Durable;
 use super::forward::{Answer, Forwarded};
 use super::log_store::{self, LogStore};
 use super::network::{decode, encode, Channels, Network};
@@ -151,15 +152,16 @@ impl RaftNode {
             .flush_every_ms(Some(1000))
             .open()
             .map_err(open_err)?;
-        let found = log_store::data_format(&db).map_err(open_err)?;
+        let durable = Durable::open(&db, &path).map_err(|e| open_err(sled::Error::Io(e)))?;
+        let found = log_store::data_format(&durable).map_err(open_err)?;
         if found > log_store::DATA_FORMAT {
             return Err(NodeError::NewerFormat { path: path.clone(), found, supported: log_store::DATA_FORMAT });
         }
-        let log = LogStore::open(&db).map_err(open_err)?;
+        let log = LogStore::open(&durable).map_err(open_err)?;
         let replay_upto = log.last_index().map_err(open_err)?.unwrap_or(0);
         let committed = log.committed_index();
         let applied = Applied::new(pubsub, opts.node_id);
-        let sm = StateMachine::open(&db, applied.clone(), replay_upto).map_err(|e| NodeError::Storage(e.to_string()))?;
+        let sm = StateMachine::open(&durable, applied.clone(), replay_upto).map_err(|e| NodeError::Storage(e.to_string()))?;
 
         let config = Config {
             cluster_name: "hipache-raft".into(),

@@ -22,6 +22,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
+use super::durable::Durable;
 use super::types::{Entry, LogId, Op, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::pubsub::PubSub;
 use crate::routes::{ApplyCtx, Change, Keyspace, Publisher, Reply, Watch};
@@ -156,7 +157,7 @@ impl SnapshotBody {
 }
 
 pub struct StateMachine {
-    db: sled::Db,
+    durable: Durable,
     snapshots: sled::Tree,
     keyspace: Keyspace,
     tags: Tags,
@@ -194,15 +195,15 @@ impl Publisher for Delivery<'_> {
 impl StateMachine {
     /// Loads the latest snapshot (openraft re-applies the log after it); `replay_upto` is the
     /// last log index on disk at start-up.
-    pub fn open(db: &sled::Db, out: Arc<Applied>, replay_upto: u64) -> Result<StateMachine, StorageError> {
-        let snapshots = db.open_tree("snapshot").map_err(read_err)?;
+    pub fn open(durable: &Durable, out: Arc<Applied>, replay_upto: u64) -> Result<StateMachine, StorageError> {
+        let snapshots = durable.db().open_tree("snapshot").map_err(read_err)?;
         let (body, last_applied, membership) = match load_snapshot(&snapshots)? {
             Some((meta, data)) => (SnapshotBody::decode(&data).map_err(read_err)?, meta.last_log_id, meta.last_membership),
             None => (Keyspace::new().into(), None, StoredMembership::default()),
         };
         let SnapshotBody { keyspace, tags } = body;
         out.publish(keyspace.clone(), last_applied, &[], true);
-        Ok(StateMachine { db: db.clone(), snapshots, keyspace, tags, last_applied, membership, out, replay_upto })
+        Ok(StateMachine { durable: durable.clone(), snapshots, keyspace, tags, last_applied, membership, out, replay_upto })
     }
 
     fn apply_one(&mut self, entry: &Entry) -> Reply {
@@ -280,7 +281,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder {
-            db: self.db.clone(),
+            durable: self.durable.clone(),
             snapshots: self.snapshots.clone(),
             keyspace: self.keyspace.clone(),
             tags: self.tags.clone(),
@@ -302,7 +303,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         save_snapshot(&self.snapshots, meta, &snapshot)?;
-        self.db.flush_async().await.map_err(sm_err)?;
+        self.durable.flush_async().await.map_err(sm_err)?;
         self.out.publish(self.keyspace.clone(), self.last_applied, &[], true);
         Ok(())
     }
@@ -330,7 +331,7 @@ fn save_snapshot(tree: &sled::Tree, meta: &SnapshotMeta, data: &[u8]) -> Result<
 
 /// A consistent, immutable view of the state machine at one applied index.
 pub struct SnapshotBuilder {
-    db: sled::Db,
+    durable: Durable,
     snapshots: sled::Tree,
     keyspace: Keyspace,
     tags: Tags,
@@ -345,7 +346,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     /// thread. The CPU burst itself still slows writes while it runs (docs/benchmarks.md).
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let body = SnapshotBody { keyspace: self.keyspace.clone(), tags: self.tags.clone() };
-        let (db, tree) = (self.db.clone(), self.snapshots.clone());
+        let (durable, tree) = (self.durable.clone(), self.snapshots.clone());
         let (last_log_id, last_membership) = (self.last_applied, self.membership.clone());
         let build = move || {
             let data = encode(&body)?;
@@ -356,7 +357,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
             save_snapshot(&tree, &meta, &data)?;
             // openraft purges the log right after this returns: the snapshot must be durable.
-            db.flush().map_err(sm_err)?;
+            durable.flush().map_err(sm_err)?;
             Ok(Snapshot { meta, snapshot: Box::new(data) })
         };
         tokio::task::spawn_blocking(build).await.map_err(sm_err)?
@@ -388,8 +389,10 @@ mod tests {
     #[test]
     fn a_retried_tagged_op_is_answered_again_not_applied_again() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path().join("raft.sled")).open().unwrap();
-        let mut sm = StateMachine::open(&db, Applied::new(Arc::new(PubSub::default()), 1), 0).unwrap();
+        let path = dir.path().join("raft.sled");
+        let db = sled::Config::new().path(&path).open().unwrap();
+        let durable = Durable::open(&db, &path).unwrap();
+        let mut sm = StateMachine::open(&durable, Applied::new(Arc::new(PubSub::default()), 1), 0).unwrap();
         // The leader died after committing #1; the proposer sent #1 again to the next leader.
         assert_eq!(sm.apply_one(&entry(1, tagged(1, &["RPUSH", "l", "a"]))), Reply::Int(1));
         assert_eq!(sm.apply_one(&entry(2, tagged(1, &["RPUSH", "l", "a"]))), Reply::Int(1), "same reply");

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageIOError;
 
+use super::durable::Durable;
 use super::log_store::LogStore;
 use super::state_machine::{Applied, StateMachine};
 use super::types::{StorageError, TypeConfig};
@@ -25,9 +26,11 @@ fn io_err(e: impl std::error::Error + 'static) -> StorageError {
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for SledStores {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
         let dir = tempfile::tempdir().map_err(io_err)?;
-        let db = sled::Config::new().path(dir.path().join("raft.sled")).open().map_err(io_err)?;
-        let log = LogStore::open(&db).map_err(io_err)?;
-        let sm = StateMachine::open(&db, Applied::new(Arc::new(PubSub::default()), 1), 0)?;
+        let path = dir.path().join("raft.sled");
+        let db = sled::Config::new().path(&path).open().map_err(io_err)?;
+        let durable = Durable::open(&db, &path).map_err(io_err)?;
+        let log = LogStore::open(&durable).map_err(io_err)?;
+        let sm = StateMachine::open(&durable, Applied::new(Arc::new(PubSub::default()), 1), 0)?;
         Ok((dir, log, sm))
     }
 }
