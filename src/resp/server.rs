@@ -17,6 +17,14 @@ use super::encode::encode;
 use super::session::{Flow, Session};
 use crate::raft::RaftNode;
 
+/// Most commands taken from the read buffer at once: the proposer's batch size, so one chunk
+/// of a long pipeline is one Raft entry, and the replies held in memory stay bounded.
+const PIPELINE_CHUNK: usize = 1024;
+
+/// Bytes read per call, and most buffered before a chunk of the pipeline is run.
+const READ_SIZE: usize = 16 * 1024;
+const PIPELINE_BYTES: usize = 1024 * 1024;
+
 /// Listener settings from the `cluster` config section.
 #[derive(Debug, Clone, Default)]
 pub struct RespOptions {
@@ -76,24 +84,28 @@ async fn run(mut stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
     let mut session = Session::new(id, shared, tx);
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
-    let result = loop {
-        // Run every complete command already buffered, then flush their replies at once.
-        let mut flow = Flow::Continue;
-        loop {
+    // The peer closed after sending: what it sent is still answered, then the loop ends.
+    let mut eof = false;
+    let result = 'conn: loop {
+        // Run every complete command already buffered (a pipeline: its writes go to the log
+        // together), then flush their replies at once.
+        let mut commands = Vec::new();
+        let mut malformed = None;
+        while commands.len() < PIPELINE_CHUNK {
             match decode(&mut input, &limits) {
-                Ok(Some(argv)) => {
-                    flow = session.handle(argv, &mut output).await;
-                    if flow == Flow::Close {
-                        break;
-                    }
-                }
+                Ok(Some(argv)) => commands.push(argv),
                 Ok(None) => break,
                 Err(e) => {
-                    encode(&e.reply(), session.protocol(), &mut output);
-                    flow = Flow::Close;
+                    malformed = Some(e);
                     break;
                 }
             }
+        }
+        let more = commands.len() == PIPELINE_CHUNK;
+        let mut flow = session.handle_pipeline(commands, &mut output).await;
+        if let (Flow::Continue, Some(e)) = (flow, malformed) {
+            encode(&e.reply(), session.protocol(), &mut output);
+            flow = Flow::Close;
         }
         if !output.is_empty() {
             if let Err(e) = stream.write_all(&output).await {
@@ -104,6 +116,13 @@ async fn run(mut stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
         if flow == Flow::Close {
             break Ok(());
         }
+        if more {
+            continue;
+        }
+        if eof {
+            break Ok(());
+        }
+        input.reserve(READ_SIZE);
         tokio::select! {
             read = stream.read_buf(&mut input) => match read {
                 Ok(0) => break Ok(()),
@@ -111,6 +130,19 @@ async fn run(mut stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                 Err(e) => break Err(e),
             },
             Some(msg) = messages.recv() => session.deliver(msg, &mut output),
+        }
+        // Take whatever else of the pipeline has already arrived, so its writes share entries.
+        while input.len() < PIPELINE_BYTES {
+            input.reserve(READ_SIZE);
+            match stream.try_read_buf(&mut input) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => break 'conn Err(e),
+            }
         }
     };
     session.close();

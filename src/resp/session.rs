@@ -1,9 +1,9 @@
 //! One RESP connection's state and command dispatch.
 //!
 //! Connection-level commands (AUTH, HELLO, SELECT, MULTI/EXEC, WATCH, pub/sub, INFO …) are
-//! answered here; keyspace commands go to the pure core through the node: replicated ones as
-//! one Raft entry each (`MULTI … EXEC` as ONE entry), reads after a ReadIndex check so they
-//! are linearizable.
+//! answered here; keyspace commands go to the pure core through the node: replicated ones
+//! through the log (a pipeline's consecutive writes together, `MULTI … EXEC` as ONE entry),
+//! reads after a ReadIndex check so they are linearizable.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -197,6 +197,65 @@ impl Session {
         Flow::Continue
     }
 
+    /// Runs the commands a client had pipelined, in order, appending each reply to `out`.
+    /// Consecutive plain writes (outside MULTI, not refused) are proposed together through
+    /// [`RaftNode::write_many`](crate::raft::RaftNode::write_many): a pipeline of 1,000 RPUSH
+    /// costs a Raft round or two, not 1,000, and a client's read timeout no longer fires
+    /// halfway through (go-redis then re-sent the whole pipeline, duplicating backends). Any
+    /// other command first waits for the writes before it, so a read in the pipeline sees
+    /// them and MULTI/WATCH/SELECT behave exactly as when sent one at a time.
+    pub async fn handle_pipeline(&mut self, commands: Vec<Vec<Bytes>>, out: &mut BytesMut) -> Flow {
+        let mut writes = Vec::new();
+        for argv in commands {
+            if self.is_plain_write(&argv) {
+                writes.push(argv);
+                continue;
+            }
+            self.propose_writes(std::mem::take(&mut writes), out).await;
+            if self.handle(argv, out).await == Flow::Close {
+                return Flow::Close;
+            }
+        }
+        self.propose_writes(writes, out).await;
+        Flow::Continue
+    }
+
+    /// Whether `handle` would send `argv` straight to the log as one `Op::Command`.
+    fn is_plain_write(&self, argv: &[Bytes]) -> bool {
+        let Some(spec) = argv.first().and_then(|name| routes::lookup(name)) else { return false };
+        spec.replicated
+            && routes::commands::arity_matches(spec.arity, argv.len())
+            && self.authenticated
+            && self.tx.is_none()
+            && !(self.proto == Protocol::Resp2 && self.subscriptions() > 0)
+    }
+
+    async fn propose_writes(&mut self, writes: Vec<Vec<Bytes>>, out: &mut BytesMut) {
+        if writes.is_empty() {
+            return;
+        }
+        for r in self.write_all(writes).await {
+            encode(&r, self.proto, out);
+        }
+    }
+
+    /// Writes through the log, in order, one reply each; remembers the last index for WAIT.
+    async fn write_all(&mut self, writes: Vec<Vec<Bytes>>) -> Vec<Reply> {
+        let db = self.db as u8;
+        let ops = writes.into_iter().map(|argv| Op::Command { db, argv }).collect();
+        let replies = self.shared.node.write_many(ops).await;
+        replies
+            .into_iter()
+            .map(|r| match r {
+                Ok(w) => {
+                    self.last_write = self.last_write.max(w.index);
+                    w.reply
+                }
+                Err(e) => node_error(e),
+            })
+            .collect()
+    }
+
     /// Redis refuses an unknown command or a wrong argument count before anything else, even
     /// before NOAUTH. Inside MULTI the refusal dooms the transaction, and a refused EXEC
     /// discards it. Commands answered by this session must be listed in
@@ -226,16 +285,10 @@ impl Session {
 
     async fn keyspace_command(&mut self, argv: Vec<Bytes>) -> Reply {
         let Some(spec) = routes::lookup(&argv[0]) else { return routes::unknown_command(&argv) };
-        let node = &self.shared.node;
         if spec.replicated {
-            return match node.write(Op::Command { db: self.db as u8, argv }).await {
-                Ok(w) => {
-                    self.last_write = w.index;
-                    w.reply
-                }
-                Err(e) => node_error(e),
-            };
+            return self.write_all(vec![argv]).await.pop().unwrap_or_else(|| Reply::err("ERR the write got no reply"));
         }
+        let node = &self.shared.node;
         if self.local_reads {
             return node.local().read(self.db, &argv, now_ms());
         }
