@@ -17,4 +17,5 @@ pub mod pubsub;
 pub mod raft;
 pub mod resp;
 pub mod routes;
+pub mod routing;
 pub mod secret;

@@ -274,7 +274,8 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
     let node = RaftNode::start(opts, Arc::new(PubSub::default())).await.context("cannot start the Raft node")?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let grpc_task = tokio::spawn(grpc::serve(grpc_listener, node.clone(), secret, tls, shutdown_rx.clone()));
+    let keys = config.driver.routing_keys();
+    let grpc_task = tokio::spawn(grpc::serve(grpc_listener, node.clone(), secret, tls, keys, shutdown_rx.clone()));
     if !config.cluster.join.is_empty() && !node.is_initialized().await {
         let leader = node
             .join(&config.cluster.join, &info, join_timeout)

@@ -318,6 +318,21 @@ async fn driver_database_and_prefix_choose_the_routing_keys() {
     assert!(marked, "the mark is written as hip_dead:<host> in database 3");
     assert_eq!(resp(&node, &["EXISTS", "dead:mark.test"]), Reply::Int(0));
 
+    // The gRPC admin API reads and writes the same keys.
+    use hipache_raft::proto::admin_v1::{admin_client::AdminClient, Frontend, ListDeadRequest, ListFrontendsRequest, PutFrontendRequest};
+    let grpc = node.listening["grpc"].as_str().unwrap().to_string();
+    let mut api = AdminClient::connect(format!("http://{grpc}")).await.unwrap();
+    let put = Frontend { host: "grpc.test".into(), identifier: "app".into(), backends: vec![be.url.clone()] };
+    api.put_frontend(PutFrontendRequest { frontend: Some(put), options: None }).await.unwrap();
+    assert_eq!(db3.cmd(&["LLEN", "hip_frontend:grpc.test"]), Reply::Int(2));
+    assert_eq!(get(&c, addr, "grpc.test", &[]).await.body, "be");
+    let listed = api.list_frontends(ListFrontendsRequest { pattern: String::new() }).await.unwrap().into_inner();
+    let mut hosts: Vec<String> = listed.frontends.into_iter().map(|f| f.host).collect();
+    hosts.sort();
+    assert_eq!(hosts, ["drv.test", "grpc.test", "mark.test"], "prefixed keys of database 3 only");
+    let dead = api.list_dead(ListDeadRequest { host: String::new() }).await.unwrap().into_inner();
+    assert_eq!(dead.dead.iter().map(|d| d.host.as_str()).collect::<Vec<_>>(), ["mark.test"]);
+
     // A password in the URL becomes requirepass, so the same tools authenticate unchanged.
     let dir2 = tempfile::tempdir().unwrap();
     let locked = start_node(dir2.path(), json!({ "driver": ["redis://:s3cret@127.0.0.1:6379/3#hip_"] }));

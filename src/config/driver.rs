@@ -7,11 +7,13 @@
 //! `url.parse`, which accepts forms WHATWG URL parsing rejects or reads differently
 //! (`redis:`, `redis://:7001/#pfx` with a port and no host), and users' files hold those forms.
 
+use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
 use super::ConfigError;
 use crate::routes::DATABASES;
+use crate::routing::RoutingKeys;
 
 /// What the first `driver` URL says about where routes live.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -25,6 +27,11 @@ pub struct Driver {
 }
 
 impl Driver {
+    /// Where the proxy and the admin API find the routing keys.
+    pub fn routing_keys(&self) -> RoutingKeys {
+        RoutingKeys { db: self.db, prefix: Bytes::from(self.prefix.clone()) }
+    }
+
     /// Parses one URL; `key` names it in errors (`driver`, `driver[0]`).
     pub fn parse(url: &str, key: &str) -> Result<Driver, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid { key: key.to_owned(), message };

@@ -18,22 +18,30 @@ use crate::proto::admin_v1::admin_server::Admin;
 use crate::proto::admin_v1::*;
 use crate::raft::{now_ms, status_of, NodeInfo, Op, RaftNode, Status as NodeStatusView};
 use crate::routes::Reply;
+use crate::routing::RoutingKeys;
 
 pub struct AdminService {
     node: Arc<RaftNode>,
     changes: Arc<ChangeLog>,
+    /// The routing database and key prefix (`driver`), as the proxy reads them.
+    keys: RoutingKeys,
 }
 
 impl AdminService {
-    pub fn new(node: Arc<RaftNode>, changes: Arc<ChangeLog>) -> AdminService {
-        AdminService { node, changes }
+    pub fn new(node: Arc<RaftNode>, changes: Arc<ChangeLog>, keys: RoutingKeys) -> AdminService {
+        AdminService { node, changes, keys }
+    }
+
+    fn db(&self) -> u8 {
+        // The config accepts databases 0 to 15 only.
+        self.keys.db as u8
     }
 
     /// One write (a single command or an atomic group), then the optional wait for replicas.
     async fn write(&self, cmds: Vec<Vec<Bytes>>, options: Option<WriteOptions>) -> Result<(Reply, WriteResponse), Status> {
         let op = match cmds.len() {
-            1 => Op::Command { db: 0, argv: cmds.into_iter().next().unwrap_or_default() },
-            _ => Op::Exec { db: 0, queued: cmds, watched: Vec::new() },
+            1 => Op::Command { db: self.db(), argv: cmds.into_iter().next().unwrap_or_default() },
+            _ => Op::Exec { db: self.db(), queued: cmds, watched: Vec::new() },
         };
         let written = self.node.write(op).await.map_err(status_of)?;
         if let Reply::Error(e) = &written.reply {
@@ -51,7 +59,7 @@ impl AdminService {
     }
 
     async fn read(&self, cmds: Vec<Vec<Bytes>>) -> Result<Vec<Reply>, Status> {
-        self.node.read_many(0, cmds).await.map_err(status_of)
+        self.node.read_many(self.keys.db, cmds).await.map_err(status_of)
     }
 
     fn status(&self) -> ClusterStatusResponse {
@@ -64,11 +72,11 @@ fn cmd(parts: &[&[u8]]) -> Vec<Bytes> {
     parts.iter().map(|p| Bytes::copy_from_slice(p)).collect()
 }
 
-fn frontend_key(host: &str) -> Result<Bytes, Status> {
+fn frontend_key(keys: &RoutingKeys, host: &str) -> Result<Bytes, Status> {
     if host.is_empty() || host.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
         return Err(Status::invalid_argument(format!("invalid host {host:?}: it must be non-empty, without spaces")));
     }
-    Ok(Bytes::from(format!("frontend:{}", host.to_ascii_lowercase())))
+    Ok(keys.frontend_key(host.to_ascii_lowercase().as_bytes()))
 }
 
 /// A backend must be an absolute http(s) URL with a host, as the proxy needs one.
@@ -123,21 +131,21 @@ impl Admin for AdminService {
     async fn list_frontends(&self, req: Request<ListFrontendsRequest>) -> Result<Response<ListFrontendsResponse>, Status> {
         let pattern = req.into_inner().pattern;
         let pattern = if pattern.is_empty() { "*".to_string() } else { pattern };
-        let keys = self.read(vec![cmd(&[b"KEYS", format!("frontend:{pattern}").as_bytes()])]).await?;
+        let keys = self.read(vec![cmd(&[b"KEYS", &self.keys.pattern(false, pattern.as_bytes())])]).await?;
         let keys = keys.first().map(strings).unwrap_or_default();
         let ranges = keys.iter().map(|k| cmd(&[b"LRANGE", k, b"0", b"-1"])).collect();
         let lists = self.read(ranges).await?;
         let frontends = keys
             .iter()
             .zip(&lists)
-            .filter_map(|(k, l)| frontend(text(k).trim_start_matches("frontend:").to_string(), &strings(l)))
+            .filter_map(|(k, l)| frontend(String::from_utf8_lossy(self.keys.frontend_name(k)?).into_owned(), &strings(l)))
             .collect();
         Ok(Response::new(ListFrontendsResponse { frontends }))
     }
 
     async fn get_frontend(&self, req: Request<GetFrontendRequest>) -> Result<Response<Frontend>, Status> {
         let host = req.into_inner().host;
-        let key = frontend_key(&host)?;
+        let key = frontend_key(&self.keys, &host)?;
         let list = self.read(vec![cmd(&[b"LRANGE", &key, b"0", b"-1"])]).await?;
         let list = list.first().map(strings).unwrap_or_default();
         frontend(host.to_ascii_lowercase(), &list)
@@ -148,7 +156,7 @@ impl Admin for AdminService {
     async fn put_frontend(&self, req: Request<PutFrontendRequest>) -> Result<Response<WriteResponse>, Status> {
         let req = req.into_inner();
         let f = req.frontend.ok_or_else(|| Status::invalid_argument("frontend is required"))?;
-        let key = frontend_key(&f.host)?;
+        let key = frontend_key(&self.keys, &f.host)?;
         if f.identifier.is_empty() {
             return Err(Status::invalid_argument("identifier must not be empty"));
         }
@@ -164,7 +172,7 @@ impl Admin for AdminService {
 
     async fn delete_frontend(&self, req: Request<DeleteFrontendRequest>) -> Result<Response<WriteResponse>, Status> {
         let req = req.into_inner();
-        let key = frontend_key(&req.host)?;
+        let key = frontend_key(&self.keys, &req.host)?;
         let (reply, resp) = self.write(vec![cmd(&[b"DEL", &key])], req.options).await?;
         match reply {
             Reply::Int(0) => Err(Status::not_found(format!("no frontend for {}", req.host))),
@@ -174,7 +182,7 @@ impl Admin for AdminService {
 
     async fn add_backend(&self, req: Request<AddBackendRequest>) -> Result<Response<WriteResponse>, Status> {
         let req = req.into_inner();
-        let key = frontend_key(&req.host)?;
+        let key = frontend_key(&self.keys, &req.host)?;
         check_backend(&req.backend)?;
         // RPUSHX: never turn a backend URL into the identifier of a new list.
         let (reply, resp) = self.write(vec![cmd(&[b"RPUSHX", &key, req.backend.as_bytes()])], req.options).await?;
@@ -186,7 +194,7 @@ impl Admin for AdminService {
 
     async fn remove_backend(&self, req: Request<RemoveBackendRequest>) -> Result<Response<WriteResponse>, Status> {
         let req = req.into_inner();
-        let key = frontend_key(&req.host)?;
+        let key = frontend_key(&self.keys, &req.host)?;
         let (reply, resp) = self.write(vec![cmd(&[b"LREM", &key, b"0", req.backend.as_bytes()])], req.options).await?;
         match reply {
             Reply::Int(0) => Err(Status::not_found(format!("{} has no backend {}", req.host, req.backend))),
@@ -197,10 +205,10 @@ impl Admin for AdminService {
     async fn list_dead(&self, req: Request<ListDeadRequest>) -> Result<Response<ListDeadResponse>, Status> {
         let host = req.into_inner().host;
         let keys = if host.is_empty() {
-            let keys = self.read(vec![cmd(&[b"KEYS", b"dead:*"])]).await?;
+            let keys = self.read(vec![cmd(&[b"KEYS", &self.keys.pattern(true, b"*")])]).await?;
             keys.first().map(strings).unwrap_or_default()
         } else {
-            vec![Bytes::from(format!("dead:{host}"))]
+            vec![self.keys.dead_key(host.as_bytes())]
         };
         let cmds = keys.iter().flat_map(|k| [cmd(&[b"SMEMBERS", k]), cmd(&[b"PTTL", k])]).collect();
         let replies = self.read(cmds).await?;
@@ -213,7 +221,8 @@ impl Admin for AdminService {
                     Some(Reply::Int(ms)) if *ms > 0 => *ms as u64,
                     _ => 0,
                 };
-                (!indexes.is_empty()).then(|| DeadMarks { host: text(k).trim_start_matches("dead:").to_string(), backend_indexes: indexes, ttl_ms })
+                let host = String::from_utf8_lossy(self.keys.dead_host(k)?).into_owned();
+                (!indexes.is_empty()).then_some(DeadMarks { host, backend_indexes: indexes, ttl_ms })
             })
             .collect();
         Ok(Response::new(ListDeadResponse { dead }))
@@ -224,8 +233,8 @@ impl Admin for AdminService {
         if req.host.is_empty() {
             return Err(Status::invalid_argument("host is required"));
         }
-        let key = format!("dead:{}", req.host);
-        let (_, resp) = self.write(vec![cmd(&[b"DEL", key.as_bytes()])], req.options).await?;
+        let key = self.keys.dead_key(req.host.as_bytes());
+        let (_, resp) = self.write(vec![cmd(&[b"DEL", &key])], req.options).await?;
         Ok(Response::new(resp))
     }
 
@@ -260,13 +269,13 @@ impl Admin for AdminService {
         let start = self.changes.start(req.into_inner().from_index);
         let after = start.after;
         let backlog = futures::stream::iter(start.backlog.into_iter().map(Ok));
-        let node = self.node.clone();
+        let (node, db) = (self.node.clone(), self.keys.db);
         let live = BroadcastStream::new(start.live).flat_map(move |batch| {
             let items: Vec<Result<WatchEvent, Status>> = match batch {
                 Ok(b) if b.index > after => {
                     let ks = node.local();
                     let now = now_ms();
-                    b.keys.iter().map(|k| Ok(watch::event(b.index, k, ks.get(0, k), now, false))).collect()
+                    b.keys.iter().map(|k| Ok(watch::event(b.index, k, ks.get(db, k), now, false))).collect()
                 }
                 Ok(_) => Vec::new(),
                 Err(BroadcastStreamRecvError::Lagged(n)) => vec![Err(Status::resource_exhausted(format!(

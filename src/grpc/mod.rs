@@ -17,6 +17,7 @@ pub use watch::ChangeLog;
 use crate::proto::admin_v1::admin_server::AdminServer;
 use crate::proto::admin_v1::FILE_DESCRIPTOR_SET;
 use crate::raft::{self, RaftNode};
+use crate::routing::RoutingKeys;
 use crate::peer_tls::PeerTls;
 use crate::secret::Secret;
 
@@ -34,10 +35,11 @@ pub async fn serve(
     node: Arc<RaftNode>,
     secret: Secret,
     tls: Option<PeerTls>,
+    keys: RoutingKeys,
     mut shutdown: signal::Receiver<bool>,
 ) -> Result<(), GrpcError> {
-    let changes = ChangeLog::attach(&node);
-    let admin = AdminServer::new(AdminService::new(node.clone(), changes));
+    let changes = ChangeLog::attach(&node, keys.db);
+    let admin = AdminServer::new(AdminService::new(node.clone(), changes, keys));
     let check = secret.clone();
     let admin = tonic::service::interceptor::InterceptedService::new(admin, move |req| check.check(req));
     // Both reflection versions: older grpcurl releases and other clients ask only for v1alpha.

@@ -1,4 +1,5 @@
-//! The admin API's `Watch`: a bounded in-memory log of which keys of database 0 each applied
+//! The admin API's `Watch`: a bounded in-memory log of which keys of the routing database (0,
+//! or the `driver` URL's) each applied
 //! batch changed, so a client can resume from the applied index it last saw. Older positions
 //! get a full dump of the current keys first (`snapshot = true`), then live changes.
 //!
@@ -22,7 +23,7 @@ const RETAINED_KEYS: usize = 100_000;
 /// Batches a slow watcher may fall behind before its stream ends (it can resume).
 const LAGGING: usize = 4096;
 
-/// The keys of database 0 one applied batch changed.
+/// The keys of the watched database one applied batch changed.
 #[derive(Debug)]
 pub struct Batch {
     pub index: u64,
@@ -38,6 +39,8 @@ struct Retained {
 
 pub struct ChangeLog {
     node: Arc<RaftNode>,
+    /// The database watched: where the routing keys live.
+    pub db: usize,
     retained: Mutex<Retained>,
     live: broadcast::Sender<Arc<Batch>>,
 }
@@ -70,9 +73,10 @@ pub fn event(index: u64, key: &[u8], entry: Option<&Entry>, now: u64, snapshot: 
 
 impl ChangeLog {
     /// Creates the log and registers it with the node's state machine.
-    pub fn attach(node: &Arc<RaftNode>) -> Arc<ChangeLog> {
+    pub fn attach(node: &Arc<RaftNode>, db: usize) -> Arc<ChangeLog> {
         let log = Arc::new(ChangeLog {
             node: node.clone(),
+            db,
             retained: Mutex::new(Retained { batches: VecDeque::new(), keys: 0, complete_after: u64::MAX }),
             live: broadcast::channel(LAGGING).0,
         });
@@ -91,7 +95,7 @@ impl ChangeLog {
                 .batches
                 .iter()
                 .filter(|b| b.index > from_index)
-                .flat_map(|b| b.keys.iter().map(|k| event(b.index, k, ks.get(0, k), now, false)))
+                .flat_map(|b| b.keys.iter().map(|k| event(b.index, k, ks.get(self.db, k), now, false)))
                 .collect();
             let after = retained.batches.back().map_or(from_index, |b| b.index.max(from_index));
             return Start { backlog, after, live };
@@ -99,14 +103,14 @@ impl ChangeLog {
         drop(retained);
         let index = self.node.applied().index();
         let ks = self.node.local();
-        Start { backlog: dump(&ks, index), after: index, live }
+        Start { backlog: dump(&ks, self.db, index), after: index, live }
     }
 }
 
-fn dump(ks: &Keyspace, index: u64) -> Vec<WatchEvent> {
+fn dump(ks: &Keyspace, watched: usize, index: u64) -> Vec<WatchEvent> {
     let now = now_ms();
     ks.iter()
-        .filter(|(db, _, e)| *db == 0 && e.expire_at_ms.is_none_or(|d| d > now))
+        .filter(|(db, _, e)| *db == watched && e.expire_at_ms.is_none_or(|d| d > now))
         .map(|(_, key, e)| event(index, key, Some(e), now, true))
         .collect()
 }
@@ -122,7 +126,7 @@ impl ApplyListener for ChangeLog {
             retained.complete_after = index;
             return;
         }
-        let keys: Vec<Bytes> = changes.iter().filter(|c| c.db == 0).map(|c| c.key.clone()).collect();
+        let keys: Vec<Bytes> = changes.iter().filter(|c| c.db == self.db).map(|c| c.key.clone()).collect();
         if keys.is_empty() {
             return;
         }

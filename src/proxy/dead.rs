@@ -14,8 +14,9 @@ use bytes::Bytes;
 use super::backend::Frontend;
 use super::metrics::{BackendError, Metrics};
 use super::now_ms;
-use super::view::{RoutingKeys, SharedView};
+use super::view::SharedView;
 use crate::raft::{Op, RaftNode};
+use crate::routing::RoutingKeys;
 
 /// Backend statuses that count as dead: 501, 502, 504–599. 500 and 503 are relayed without
 /// marking (Hipache 0.3.x behaviour, kept: §3.7, §9.2).

@@ -5,10 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::access_log;
-use super::view::RoutingKeys;
+use crate::routing::RoutingKeys;
 use crate::config::{AccessLog, Config};
 
 #[derive(Debug, Clone)]
@@ -91,7 +89,7 @@ impl ProxyOptions {
             static_dir: s.static_dir.clone(),
             shutdown_timeout: s.shutdown_timeout,
             metrics: config.cluster.metrics,
-            routing: RoutingKeys { db: config.driver.db, prefix: Bytes::from(config.driver.prefix.clone()) },
+            routing: config.driver.routing_keys(),
         }
     }
 }

@@ -22,28 +22,7 @@ use super::tls;
 use crate::raft::ApplyListener;
 use crate::routes::host::Candidate;
 use crate::routes::{Change, Keyspace, Value};
-
-const FRONTEND_PREFIX: &[u8] = b"frontend:";
-const DEAD_PREFIX: &[u8] = b"dead:";
-const TLS_PREFIX: &[u8] = b"tls:";
-const HCHECKER_PING: &[u8] = b"hchecker_ping";
-
-/// Where the routing keys live: Hipache's `driver` URL `redis://…/DB#prefix` (first URL) picks
-/// the database its tools `SELECT` and a prefix in front of `frontend:` and `dead:` keys
-/// (docs/hipache-behaviour.md §2.1, §5.1). We put the prefix in front of `tls:` too (our own key,
-/// per tenant like `frontend:`); `hchecker_ping` is never prefixed, as in Hipache and hchecker.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoutingKeys {
-    pub db: usize,
-    pub prefix: Bytes,
-}
-
-impl RoutingKeys {
-    /// `<prefix>dead:<host>`: the key a passive mark writes.
-    pub fn dead_key(&self, host: &[u8]) -> Bytes {
-        Bytes::from([self.prefix.as_ref(), DEAD_PREFIX, host].concat())
-    }
-}
+use crate::routing::{RoutingKeys, HCHECKER_PING};
 
 pub type Map<V> = imbl::GenericHashMap<Bytes, V, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
 
@@ -129,8 +108,7 @@ impl RoutingView {
             };
             return;
         }
-        let Some(key) = key.strip_prefix(keys.prefix.as_ref()).map(|k| key.slice_ref(k)) else { return };
-        if let Some(name) = key.strip_prefix(FRONTEND_PREFIX) {
+        if let Some(name) = keys.frontend_name(key) {
             let frontend = match value {
                 Some(Value::List(items)) => Frontend::from_list(items.iter(), expire_at_ms).map(Arc::new),
                 _ => None,
@@ -152,7 +130,7 @@ impl RoutingView {
                     set_or_remove(&mut self.exact, name, frontend)
                 }
             }
-        } else if let Some(host) = key.strip_prefix(DEAD_PREFIX) {
+        } else if let Some(host) = keys.dead_host(key) {
             let dead = match value {
                 Some(Value::Set(members)) => Some(DeadSet {
                     members: members.iter().filter_map(|m| std::str::from_utf8(m).ok()?.parse().ok()).collect(),
@@ -163,14 +141,14 @@ impl RoutingView {
             let host = key.slice_ref(host);
             self.local_dead.remove(&host);
             set_or_remove(&mut self.dead, host, dead);
-        } else if let Some(name) = key.strip_prefix(TLS_PREFIX) {
+        } else if let Some(name) = keys.tls_name(key) {
             let name = std::str::from_utf8(name).unwrap_or_default().to_ascii_lowercase();
             let cert = match value {
                 Some(Value::Hash(fields)) => match tls::certified_key_from_hash(fields) {
                     Ok(c) => Some(Arc::new(c)),
                     Err(e) => {
                         // Skipped, never fatal: other names keep their handshakes.
-                        tracing::warn!(key = %String::from_utf8_lossy(&key), error = %e, "ignoring unusable TLS certificate");
+                        tracing::warn!(key = %String::from_utf8_lossy(key), error = %e, "ignoring unusable TLS certificate");
                         None
                     }
                 },
@@ -378,7 +356,6 @@ mod tests {
         let view = shared.load();
         assert!(view.exact.contains_key(b"a.com".as_slice()));
         assert_eq!(view.frontends(), 1, "only <prefix>frontend: keys of the configured database");
-        assert_eq!(keys.dead_key(b"a.com"), Bytes::from("hip_dead:a.com"));
     }
 
     #[test]
