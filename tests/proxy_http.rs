@@ -340,3 +340,56 @@ async fn driver_database_and_prefix_choose_the_routing_keys() {
     assert!(matches!(r.cmd(&["GET", "x"]), Reply::Error(e) if e.starts_with("NOAUTH")));
     assert_eq!(r.cmd(&["AUTH", "s3cret"]), Reply::Status("OK".into()));
 }
+
+/// `/metrics` as a map from `name{labels}` to value.
+fn scrape(addr: std::net::SocketAddr) -> std::collections::HashMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: metrics\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(k, v)| Some((k.to_string(), v.parse().ok()?))))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_known_traffic() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({ "cluster": { "metrics": metrics.to_string() } }));
+    let (addr, c) = (http_addr(&node), client());
+    let live = Backend::start("live").await;
+    resp(&node, &["RPUSH", "frontend:m.test", "app", &live.url]);
+    let refused = refused_url();
+    resp(&node, &["RPUSH", "frontend:r.test", "app", &refused, &live.url]);
+    let metric = |m: &std::collections::HashMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
+    let before = tokio::task::spawn_blocking(move || scrape(metrics)).await.unwrap();
+    for _ in 0..5 {
+        assert_eq!(get(&c, addr, "m.test", &[]).await.status, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(get(&c, addr, "unknown.test", &[]).await.status, 400);
+    }
+    // Until the proxy picks the refused backend once: each such request fails over to the
+    // live one (a retry), marks the refused one dead, and still answers 200.
+    let mut extra = 0;
+    while resp(&node, &["EXISTS", "dead:r.test"]) == Reply::Int(0) {
+        assert_eq!(get(&c, addr, "r.test", &[]).await.status, 200);
+        extra += 1;
+        assert!(extra < 200, "the refused backend was never picked");
+    }
+    let after = tokio::task::spawn_blocking(move || scrape(metrics)).await.unwrap();
+    let delta = |k: &str| metric(&after, k) - metric(&before, k);
+    assert_eq!(delta(r#"hipache_requests_total{class="2xx"}"#), (5 + extra) as f64, "{after:?}");
+    assert_eq!(delta(r#"hipache_requests_total{class="4xx"}"#), 3.0);
+    assert_eq!(delta("hipache_response_head_seconds_count"), (8 + extra) as f64, "one latency sample per response");
+    assert!(delta("hipache_response_head_seconds_sum") > 0.0);
+    assert_eq!(delta(r#"hipache_backend_errors_total{kind="connect"}"#), 1.0);
+    assert_eq!(delta("hipache_dead_marks_total"), 1.0);
+    assert_eq!(delta("hipache_retries_total"), 1.0);
+    assert_eq!(metric(&after, r#"hipache_response_head_seconds_bucket{le="+Inf"}"#), metric(&after, "hipache_response_head_seconds_count"));
+}

@@ -28,12 +28,22 @@ fn cert(name: &str) -> Cert {
 
 /// Connects with SNI `name`, accepting any certificate, and returns the one served.
 async fn handshake(addr: std::net::SocketAddr, name: &str) -> (tokio_rustls::client::TlsStream<TcpStream>, CertificateDer<'static>) {
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    handshake_offering(addr, name, &[]).await
+}
+
+/// `handshake`, offering these ALPN protocols.
+async fn handshake_offering(
+    addr: std::net::SocketAddr,
+    name: &str,
+    alpn: &[&[u8]],
+) -> (tokio_rustls::client::TlsStream<TcpStream>, CertificateDer<'static>) {
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAny))
         .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(addr).await.unwrap();
     let tls = TlsConnector::from(Arc::new(config)).connect(ServerName::try_from(name.to_string()).unwrap(), tcp).await.unwrap();
     let served = tls.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned();
@@ -171,6 +181,40 @@ async fn secure_websocket_echo() {
     req.headers_mut().insert("host", "wss.test".parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::client_async(req, tls).await.unwrap();
     assert_eq!(ws_roundtrip(&mut ws, "hi").await, "secure:hi");
+}
+
+/// A client offering `h2` over TLS gets HTTP/2, and a WebSocket (HTTP/1.1) on the same
+/// listener still works beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_over_tls_by_alpn_beside_websockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _) = tls_node(dir.path());
+    let addr = https_addr(&node);
+    let be = Backend::start("h2-be").await;
+    let echo = ws_echo("ws-beside").await;
+    resp(&node, &["RPUSH", "frontend:h2.test", "app", &be.url]);
+    resp(&node, &["RPUSH", "frontend:wsh2.test", "app", &echo]);
+
+    let (tls, _) = handshake_offering(addr, "h2.test", &[b"h2", b"http/1.1"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(b"h2".as_slice()), "the server picks h2");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    for _ in 0..3 {
+        let req = http::Request::get("https://h2.test/x").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!((resp.version(), resp.status().as_u16()), (http::Version::HTTP_2, 200));
+        let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+        assert_eq!(body, "h2-be");
+    }
+    assert_eq!(be.last_headers()["x-forwarded-proto"], "https");
+
+    let (tls, _) = handshake_offering(addr, "wsh2.test", &[b"http/1.1"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(b"http/1.1".as_slice()));
+    let mut req = "wss://wsh2.test/socket".into_client_request().unwrap();
+    req.headers_mut().insert("host", "wsh2.test".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(req, tls).await.unwrap();
+    assert_eq!(ws_roundtrip(&mut ws, "hi").await, "ws-beside:hi");
 }
 
 /// A backend behind TLS with a certificate from its own CA, for 127.0.0.1 and `localhost`.

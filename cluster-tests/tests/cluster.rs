@@ -186,16 +186,28 @@ fn dead_mark_by_one_proxy_reaches_subscribers_on_another_node() {
 fn publish_reaches_subscribers_on_every_node_once() {
     let c = Cluster::start(3, json!({}));
     c.leader(Duration::from_secs(20)).expect("a leader");
-    let mut subscriber = c.members[2].resp();
-    subscriber.cmd(&["SUBSCRIBE", "dead"]);
-    let mut publisher = c.members[0].resp();
-    publisher.cmd(&["PUBLISH", "dead", "www.example.com;http://127.0.0.1:80;0;2"]);
-    assert_eq!(
-        subscriber.read_reply(),
-        Reply::Array(vec![bulk("message"), bulk("dead"), bulk("www.example.com;http://127.0.0.1:80;0;2")])
-    );
-    publisher.cmd(&["PUBLISH", "dead", "second"]);
-    assert_eq!(subscriber.read_reply(), Reply::Array(vec![bulk("message"), bulk("dead"), bulk("second")]));
+    let mut subscribers: Vec<Resp> = c.members.iter().map(|m| m.resp()).collect();
+    for s in &mut subscribers {
+        assert_eq!(s.cmd(&["SUBSCRIBE", "dead"]), Reply::Array(vec![bulk("subscribe"), bulk("dead"), Reply::Int(1)]));
+    }
+    // Through each node in turn, twice: every subscriber, wherever it is connected, gets
+    // every message once, in the order they were published.
+    let mut sent = Vec::new();
+    for round in 0..2 {
+        for (i, m) in c.members.iter().enumerate() {
+            let message = format!("www.example.com;http://127.0.0.{}:80;{round};3", i + 1);
+            assert_eq!(m.resp().cmd(&["PUBLISH", "dead", &message]), Reply::Int(1), "one subscriber on the node that took it");
+            sent.push(message);
+        }
+    }
+    for (n, s) in subscribers.iter_mut().enumerate() {
+        for message in &sent {
+            assert_eq!(s.read_reply(), Reply::Array(vec![bulk("message"), bulk("dead"), bulk(message)]), "subscriber on node {}", n + 1);
+        }
+        // Nothing more was queued for it: a duplicate would arrive before the PING's answer.
+        s.send_raw(&cluster_tests::node::encode_command(&["PING"]));
+        assert_eq!(s.read_reply(), Reply::Array(vec![bulk("pong"), bulk("")]), "subscriber on node {} got a duplicate", n + 1);
+    }
 
     // PUBLISH answers how many clients of the node that took it received the message, as in
     // Redis Cluster; not how many the leader, which applied it first, has.
