@@ -393,3 +393,92 @@ async fn metrics_count_known_traffic() {
     assert_eq!(delta("hipache_retries_total"), 1.0);
     assert_eq!(metric(&after, r#"hipache_response_head_seconds_bucket{le="+Inf"}"#), metric(&after, "hipache_response_head_seconds_count"));
 }
+
+/// A backend that never completes the TCP handshake, on loopback: a listener with the smallest
+/// backlog that never accepts, its queue filled by our own connections, so the kernel drops
+/// further SYNs. The proxy gives up after `connectTimeout`, marks it dead and retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_timeout_marks_a_silent_backend_dead_and_retries() {
+    let silent = tokio::net::TcpSocket::new_v4().unwrap();
+    silent.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let _listener = silent.listen(0).unwrap();
+    let mut held = Vec::new();
+    let full = tokio::task::spawn_blocking(move || {
+        for _ in 0..16 {
+            match std::net::TcpStream::connect_timeout(&silent_addr, Duration::from_millis(300)) {
+                Ok(s) => held.push(s),
+                Err(_) => return Some(held),
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    let _held = full.expect("the accept queue never filled");
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({ "server": { "connectTimeout": 1, "deadBackendTTL": 60 } }));
+    let (addr, c) = (http_addr(&node), client());
+    let live = Backend::start("live").await;
+    resp(&node, &["RPUSH", "frontend:silent.test", "app", &format!("http://{silent_addr}"), &live.url]);
+    let mut timed = None;
+    for _ in 0..50 {
+        let started = Instant::now();
+        let a = get(&c, addr, "silent.test", &[("x-debug", "1")]).await;
+        assert_eq!((a.status, a.body.as_str()), (200, "live"), "the client never sees the silent backend");
+        if started.elapsed() >= Duration::from_millis(900) {
+            timed = Some(started.elapsed());
+            break;
+        }
+    }
+    let waited = timed.expect("the silent backend was never tried");
+    assert!(waited < Duration::from_secs(10), "gave up after connectTimeout, not the OS's own timeout: {waited:?}");
+    let marked = eventually(Duration::from_secs(5), || resp(&node, &["SMEMBERS", "dead:silent.test"]) == Reply::Array(vec![bulk("0")]));
+    assert!(marked, "a connect timeout marks the backend dead");
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// While a health checker keeps `hchecker_ping` fresh (≤ 30 s old) it owns `dead:*`: the proxy
+/// only publishes its finding. Once the ping is stale, the proxy marks again (§2.3.4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_hchecker_ping_leaves_marks_to_the_checker() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({ "server": { "deadBackendTTL": 60 } }));
+    let (addr, c) = (http_addr(&node), client());
+    let live = Backend::start("live").await;
+    let refused = refused_url();
+    resp(&node, &["SET", "hchecker_ping", &unix_now().to_string()]);
+    resp(&node, &["RPUSH", "frontend:checked.test", "app", &refused, &live.url]);
+    let mut sub = node.resp();
+    sub.cmd(&["SUBSCRIBE", "dead"]);
+    let expected = Reply::Array(vec![bulk("message"), bulk("dead"), bulk(&format!("checked.test;{refused};0;2"))]);
+
+    // Each time the refused backend is picked it is published, never marked: with the checker
+    // in charge the proxy keeps trying it (and retrying to the live one).
+    for _ in 0..2 {
+        loop {
+            assert_eq!(get(&c, addr, "checked.test", &[]).await.body, "live");
+            if sub.has_pending() {
+                break;
+            }
+        }
+        assert_eq!(sub.read_reply(), expected);
+    }
+    assert_eq!(resp(&node, &["EXISTS", "dead:checked.test"]), Reply::Int(0), "no dead: write while the ping is fresh");
+
+    // The checker went quiet 31 s ago: passive checks are back.
+    resp(&node, &["SET", "hchecker_ping", &(unix_now() - 31).to_string()]);
+    let mut marked = false;
+    for _ in 0..200 {
+        assert_eq!(get(&c, addr, "checked.test", &[]).await.body, "live");
+        marked = eventually(Duration::from_millis(50), || resp(&node, &["SMEMBERS", "dead:checked.test"]) == Reply::Array(vec![bulk("0")]));
+        if marked {
+            break;
+        }
+    }
+    assert!(marked, "a stale ping lets the proxy mark again");
+}

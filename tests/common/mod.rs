@@ -248,6 +248,18 @@ impl Resp {
     }
 
     /// True when the server closed the connection.
+    /// Whether (part of) a reply has arrived, without blocking.
+    pub fn has_pending(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        self.stream.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        let peeked = self.stream.peek(&mut b);
+        self.stream.set_nonblocking(false).unwrap();
+        matches!(peeked, Ok(n) if n > 0)
+    }
+
     pub fn is_closed(&mut self) -> bool {
         let mut b = [0u8; 1];
         matches!(self.stream.read(&mut b), Ok(0))
