@@ -83,6 +83,14 @@ impl Cluster {
 
     /// Starts one more node that joins the cluster through node 1 (or initialises it).
     pub fn add_member(&mut self) -> usize {
+        let i = self.reserve_member();
+        let join = if i == 0 { vec![] } else { vec![self.members[0].grpc()] };
+        self.launch(i, join);
+        i
+    }
+
+    /// Picks the ports and data dir of one more member without starting it; returns its index.
+    pub fn reserve_member(&mut self) -> usize {
         let id = self.members.len() as u64 + 1;
         let dir = self.dir.path().join(format!("n{id}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -94,10 +102,7 @@ impl Cluster {
             http_port: free_port(),
             process: None,
         });
-        let i = self.members.len() - 1;
-        let join = if i == 0 { vec![] } else { vec![self.members[0].grpc()] };
-        self.launch(i, join);
-        i
+        self.members.len() - 1
     }
 
     pub fn config(&self, i: usize, join: Vec<String>) -> Value {

@@ -277,3 +277,49 @@ fn dead_mark_cleared_through_another_node_revives_the_backend_on_the_marking_nod
     assert!(cleared_on_1, "node 1 applied the checker's change");
     assert_eq!(http_get(&c.members[0].http(), "revive.example.com"), (200, "flaky".to_string()));
 }
+
+/// The README's `cluster add-node` / `status` / `remove-node`, through the real CLI: a fourth
+/// node started with an empty data dir and a `--join` target it cannot reach is added from
+/// outside, catches up, and is removed again.
+#[test]
+fn cli_adds_and_removes_a_node_as_the_readme_shows() {
+    let mut c = Cluster::start(3, json!({}));
+    let leader = c.leader(Duration::from_secs(20)).expect("a leader");
+    c.members[leader].resp().cmd(&["RPUSH", "frontend:cli.test", "app", "http://127.0.0.1:9"]);
+    let fourth = c.reserve_member();
+    let unreachable = format!("127.0.0.1:{}", cluster_tests::cluster::free_port());
+    let config = c.config(fourth, vec![unreachable]);
+    let dir = c.members[fourth].dir.clone();
+    // It prints its listeners only once it is a member: start it on a thread.
+    let starting = std::thread::spawn(move || cluster_tests::node::Node::start(&dir, &config));
+    let cli = |args: &[&str]| {
+        let out = Command::new(binary()).args(["cluster", "--addr", &c.members[0].grpc()]).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (grpc, resp) = (c.members[fourth].grpc(), format!("127.0.0.1:{}", c.members[fourth].resp_port));
+    let mut added = String::new();
+    for _ in 0..50 {
+        let out = Command::new(binary())
+            .args(["cluster", "--addr", &c.members[0].grpc(), "add-node", "--id", "4", "--grpc", &grpc, "--resp", &resp])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            added = String::from_utf8_lossy(&out.stdout).into_owned();
+            break;
+        }
+        // The node may not be listening on its gRPC port yet.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(added.contains(&grpc), "add-node printed the new membership: {added}");
+    let node4 = starting.join().expect("node 4 started once added");
+    let mut n4 = node4.resp();
+    readonly(&mut n4);
+    assert!(eventually(Duration::from_secs(10), || lrange(&mut n4, "frontend:cli.test") != Reply::Array(vec![])), "node 4 caught up");
+    let status = cli(&["status"]);
+    assert_eq!(status.lines().filter(|l| l.starts_with(|ch: char| ch.is_ascii_digit())).count(), 4, "{status}");
+    cli(&["remove-node", "--id", "4"]);
+    let status = cli(&["status"]);
+    assert_eq!(status.lines().filter(|l| l.starts_with(|ch: char| ch.is_ascii_digit())).count(), 3, "{status}");
+    drop(node4);
+}

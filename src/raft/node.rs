@@ -501,7 +501,13 @@ impl RaftNode {
                     Err(e) => return Err(NodeError::Refused(e.to_string())),
                 };
                 let req = JoinRequest { node_id: self.id, grpc_addr: info.grpc.clone(), resp_addr: info.resp.clone() };
-                match client.join(self.channels.request(req, Duration::from_secs(60))).await {
+                let asked = tokio::select! {
+                    asked = client.join(self.channels.request(req, Duration::from_secs(60))) => asked,
+                    // Added from outside meanwhile (`cluster add-node` on a member, when the
+                    // join targets are out of reach): nothing left to ask.
+                    leader = self.added() => return Ok(leader),
+                };
+                match asked {
                     Ok(resp) => return Ok(resp.into_inner().leader_id),
                     Err(s) if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::InvalidArgument) => {
                         return Err(NodeError::Refused(format!("{addr} refused to add node {}: {}", self.id, s.message())));
@@ -512,6 +518,19 @@ impl RaftNode {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         Err(NodeError::Refused(format!("could not join the cluster: {last}")))
+    }
+
+    /// Resolves once this node is a member with a known leader (polling: openraft has no
+    /// membership notification that a learner could await).
+    async fn added(&self) -> u64 {
+        loop {
+            if self.is_initialized().await {
+                if let Some(leader) = self.status().leader {
+                    return leader;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// How many OTHER members have applied at least `index` (WAIT), polling until `count`
