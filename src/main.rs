@@ -248,6 +248,14 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
     // replaces the default action (terminate) for the whole process lifetime, so the signal is
     // harmless even when the access log is off.
     let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
+    // SIGHUP (terminal hang-up, and many logrotate recipes) means the same as SIGUSR1 instead of
+    // killing the node; the configuration is read once and is not reloaded.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: the access log is reopened, as on SIGUSR1; the config file is not reloaded");
+        }
+    });
     let resp_listener = bind(config.cluster.resp, "cluster.resp").await?;
     let resp_addr = resp_listener.local_addr()?;
     let grpc_listener = bind(config.cluster.grpc, "cluster.grpc").await?;

@@ -482,3 +482,28 @@ async fn a_fresh_hchecker_ping_leaves_marks_to_the_checker() {
     }
     assert!(marked, "a stale ping lets the proxy mark again");
 }
+
+/// SIGHUP reopens the access log, as SIGUSR1 does (logrotate moves the file, then signals);
+/// it no longer kills the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_and_sigusr1_reopen_the_access_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let node = start_node(dir.path(), json!({ "server": { "accessLog": log } }));
+    let (addr, c) = (http_addr(&node), client());
+    let be = Backend::start("be").await;
+    resp(&node, &["RPUSH", "frontend:log.test", "app", &be.url]);
+    let lines = |p: &std::path::Path| std::fs::read_to_string(p).map(|t| t.lines().count()).unwrap_or(0);
+    for (n, signal) in ["HUP", "USR1"].into_iter().enumerate() {
+        assert_eq!(get(&c, addr, "log.test", &[]).await.status, 200);
+        assert!(eventually(Duration::from_secs(5), || lines(&log) == 1), "logged before {signal}");
+        let rotated = dir.path().join(format!("access.log.{n}"));
+        std::fs::rename(&log, &rotated).unwrap();
+        common::signal(node.pid(), signal);
+        assert!(eventually(Duration::from_secs(5), || log.exists()), "SIG{signal} reopened the log");
+        assert_eq!(resp(&node, &["PING"]), Reply::Status("PONG".into()), "alive after SIG{signal}");
+        assert_eq!(lines(&rotated), 1);
+    }
+    assert_eq!(get(&c, addr, "log.test", &[]).await.status, 200);
+    assert!(eventually(Duration::from_secs(5), || lines(&log) == 1), "the new file gets the next line");
+}

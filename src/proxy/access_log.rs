@@ -118,13 +118,17 @@ fn open(target: &Target) -> Result<Box<dyn Write + Send>, AccessLogError> {
 
 async fn write_loop(target: Target, out: Box<dyn Write + Send>, mut rx: mpsc::Receiver<Record>) {
     let mut out = std::io::BufWriter::new(out);
-    let mut reopen = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+    // SIGUSR1 is Hipache's reopen signal; SIGHUP, which Hipache did not handle (it killed the
+    // process), means the same here, as it does for most daemons' logrotate recipes.
+    let handler = |kind: tokio::signal::unix::SignalKind, name: &str| match tokio::signal::unix::signal(kind) {
         Ok(s) => Some(s),
         Err(e) => {
-            tracing::warn!(error = %e, "SIGUSR1 handler not installed; the access log cannot be reopened");
+            tracing::warn!(error = %e, "{name} handler not installed; it cannot reopen the access log");
             None
         }
     };
+    let mut usr1 = handler(tokio::signal::unix::SignalKind::user_defined1(), "SIGUSR1");
+    let mut hup = handler(tokio::signal::unix::SignalKind::hangup(), "SIGHUP");
     let mut line = String::with_capacity(256);
     loop {
         tokio::select! {
@@ -138,19 +142,31 @@ async fn write_loop(target: Target, out: Box<dyn Write + Send>, mut rx: mpsc::Re
                     tracing::warn!("access log write failed");
                 }
             }
-            Some(()) = async { match reopen.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
-                let _ = out.flush();
-                match open(&target) {
-                    Ok(f) => {
-                        out = std::io::BufWriter::new(f);
-                        tracing::info!("access log reopened");
-                    }
-                    Err(e) => tracing::warn!(error = %e, "access log reopen failed; keeping the old file"),
-                }
-            }
+            Some(()) = next(&mut usr1) => reopen(&target, &mut out),
+            Some(()) = next(&mut hup) => reopen(&target, &mut out),
         }
     }
     let _ = out.flush();
+}
+
+/// The next delivery of a signal, or never when its handler could not be installed.
+async fn next(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal.as_mut() {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Opens the destination again (logrotate has moved the old file away).
+fn reopen(target: &Target, out: &mut std::io::BufWriter<Box<dyn Write + Send>>) {
+    let _ = out.flush();
+    match open(target) {
+        Ok(f) => {
+            *out = std::io::BufWriter::new(f);
+            tracing::info!("access log reopened");
+        }
+        Err(e) => tracing::warn!(error = %e, "access log reopen failed; keeping the old file"),
+    }
 }
 
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];

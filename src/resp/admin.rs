@@ -34,6 +34,7 @@ const CONNECTION_COMMANDS: &[(&str, i32, &str)] = &[
     ("quit", -1, "Closes the connection."),
     ("readonly", 1, "Serves reads from this node's replica (fast, possibly stale)."),
     ("readwrite", 1, "Serves reads linearizably again (the default)."),
+    ("reset", 1, "Resets the connection."),
     ("role", 1, "Returns the replication role (and the node's Raft view)."),
     ("select", 2, "Changes the selected database."),
     ("subscribe", -2, "Listens for messages published to channels."),
@@ -77,7 +78,9 @@ pub fn hello_reply(id: u64, proto: Protocol) -> Reply {
     ])
 }
 
-/// CLIENT ID | GETNAME | SETNAME name | SETINFO LIB-NAME|LIB-VER value | INFO
+/// CLIENT ID | GETNAME | SETNAME name | INFO. `SETINFO` (Redis 7.2) is unknown, as in the
+/// Redis 7.0 that INFO advertises; clients that send it (redis-py, go-redis, node-redis)
+/// ignore the error, as they must with any 7.0 server.
 pub fn client(session: &mut Session, argv: &[Bytes]) -> Reply {
     let Some(sub) = argv.get(1) else {
         return Reply::err("ERR wrong number of arguments for 'client' command");
@@ -97,15 +100,6 @@ pub fn client(session: &mut Session, argv: &[Bytes]) -> Reply {
             let name = &argv[2];
             check_client_name(name)?;
             session.name = (!name.is_empty()).then(|| name.clone());
-            Ok(Reply::ok())
-        }),
-        "setinfo" => arity(4).and_then(|_| {
-            let value = argv[3].clone();
-            match String::from_utf8_lossy(&argv[2]).to_ascii_lowercase().as_str() {
-                "lib-name" => session.lib.0 = Some(value),
-                "lib-ver" => session.lib.1 = Some(value),
-                other => return Err(Reply::err(format!("ERR Unrecognized option '{other}'"))),
-            }
             Ok(Reply::ok())
         }),
         "info" => arity(2).map(|_| {

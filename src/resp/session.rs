@@ -40,7 +40,6 @@ pub struct Session {
     db: usize,
     authenticated: bool,
     pub(super) name: Option<Bytes>,
-    pub(super) lib: (Option<Bytes>, Option<Bytes>),
     tx: Option<Transaction>,
     watched: Vec<WatchedKey>,
     /// READONLY: reads come from this node's replica (fast, possibly stale).
@@ -93,7 +92,6 @@ impl Session {
             db: 0,
             authenticated,
             name: None,
-            lib: (None, None),
             tx: None,
             watched: Vec::new(),
             local_reads: false,
@@ -128,7 +126,7 @@ impl Session {
             return Flow::Continue;
         }
         let mut reply = |r: Reply| encode(&r, self.proto, out);
-        if !self.authenticated && !matches!(name.as_str(), "auth" | "hello" | "quit") {
+        if !self.authenticated && !matches!(name.as_str(), "auth" | "hello" | "quit" | "reset") {
             reply(Reply::err("NOAUTH Authentication required."));
             return Flow::Continue;
         }
@@ -151,6 +149,7 @@ impl Session {
                 encode(&Reply::ok(), self.proto, out);
                 return Flow::Close;
             }
+            "reset" => self.reset(),
             "subscribe" | "psubscribe" => return self.subscribe(&name, &argv, out),
             "unsubscribe" | "punsubscribe" => return self.unsubscribe(&name, &argv, out),
             "ping" => self.ping(&argv),
@@ -312,6 +311,21 @@ impl Session {
         let timeout = (timeout > 0).then(|| std::time::Duration::from_millis(timeout as u64));
         let n = self.shared.node.replicas_applied(self.last_write, count.max(0) as usize, timeout).await;
         Reply::Int(n as i64)
+    }
+
+    /// RESET (Redis 6.2): what connection pools send before reusing a connection. Back to a
+    /// fresh connection's state: no transaction or watched keys, no subscriptions, database 0,
+    /// RESP2, linearizable reads, no name, and authenticated only when no password is set.
+    fn reset(&mut self) -> Reply {
+        self.tx = None;
+        self.watched.clear();
+        self.close();
+        self.db = 0;
+        self.proto = Protocol::Resp2;
+        self.local_reads = false;
+        self.name = None;
+        self.authenticated = self.shared.opts.requirepass.is_none();
+        Reply::Status("RESET".into())
     }
 
     fn ping(&self, argv: &[Bytes]) -> Reply {
