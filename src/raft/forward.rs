@@ -3,8 +3,10 @@
 //! redis-cli cannot follow redirects, so a follower forwards on the client's behalf: the
 //! operation travels to the leader's gRPC `Forward` call (a channel pool apart from Raft
 //! replication, as openraft's maintainers advise), the leader runs it and the follower relays
-//! the answer. A forwarded write is never re-sent after an ambiguous failure (timeout, reset):
-//! the client gets an error and decides, so a write cannot be applied twice by us.
+//! the answer. After an ambiguous failure (the leader died, the call timed out or broke after
+//! sending) a write is sent again, to the next leader, only when it is tagged (`Op::Tagged`,
+//! what the proposer sends): the state machine answers a tag it already applied with its first
+//! reply, so a retried write is applied once. Untagged writes are never re-sent.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

@@ -44,7 +44,8 @@ pub struct Entry {
     pub value: Value,
     /// Absolute deadline in leader milliseconds; the key is gone once `now >= deadline`.
     pub expire_at_ms: Option<u64>,
-    /// Log index of the last modification (value or TTL).
+    /// Log index of the last modification (value or TTL); `Keyspace::version` adds one, so a
+    /// live key's version is never 0, the version of a never-touched missing key.
     pub version: u64,
 }
 
@@ -86,7 +87,9 @@ impl Publisher for NullPublisher {
 }
 
 pub struct ApplyCtx<'a> {
-    /// Raft log index of the entry being applied; becomes the version of what it writes.
+    /// Raft log index of the entry being applied: stored as `Entry::version` of each key it
+    /// writes, and (plus one) as the stamp of each touched key's bucket; `version()` of a live
+    /// key is that index plus one (module docs).
     pub index: u64,
     /// The leader's wall clock when it proposed the entry.
     pub now_ms: u64,
