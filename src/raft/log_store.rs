@@ -6,6 +6,9 @@
 //! which sled's own flush is not). One flush covers every tree of the database, so a flush
 //! here also persists state-machine writes made before it.
 
+// openraft's StorageError is large, and it is the error type openraft's storage traits require.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::sync::atomic::{AtomicU64, Ordering};

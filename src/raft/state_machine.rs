@@ -12,6 +12,9 @@
 //! - Pub/sub messages are delivered on apply, except for entries that were already in the log
 //!   when the process started: a restart replays the log and must not replay messages.
 
+// openraft's StorageError is large, and it is the error type openraft's storage traits require.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
