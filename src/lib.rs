@@ -9,9 +9,9 @@
 
 pub mod config;
 pub mod grpc;
-pub mod proto;
 pub mod peer_tls;
 pub mod privileges;
+pub mod proto;
 pub mod proxy;
 pub mod pubsub;
 pub mod raft;

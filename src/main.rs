@@ -10,11 +10,11 @@ use anyhow::Context;
 use clap::Parser;
 use hipache_raft::config::{self, Config, Overrides};
 use hipache_raft::grpc::{self, cli};
+use hipache_raft::peer_tls::PeerTls;
+use hipache_raft::privileges::Account;
 use hipache_raft::pubsub::PubSub;
 use hipache_raft::raft::{NodeInfo, NodeOptions, RaftNode};
 use hipache_raft::resp::{self, RespOptions};
-use hipache_raft::peer_tls::PeerTls;
-use hipache_raft::privileges::Account;
 use hipache_raft::secret::Secret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -118,7 +118,9 @@ enum ClusterAction {
 fn cluster_command(addr: &str, secret: Option<&str>, tls: Option<PeerTls>, action: &ClusterAction) -> ExitCode {
     let action = match action {
         ClusterAction::Status => cli::Action::Status,
-        ClusterAction::AddNode { id, grpc, resp } => cli::Action::AddNode { id: *id, grpc: grpc.clone(), resp: resp.clone() },
+        ClusterAction::AddNode { id, grpc, resp } => {
+            cli::Action::AddNode { id: *id, grpc: grpc.clone(), resp: resp.clone() }
+        }
         ClusterAction::RemoveNode { id } => cli::Action::RemoveNode { id: *id },
     };
     let secret = Secret::new(secret);
@@ -149,7 +151,8 @@ const IO_EVENTS_PER_TICK: usize = 32;
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sled=warn,openraft=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sled=warn,openraft=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -232,7 +235,9 @@ fn advertised(configured: Option<&str>, bound: SocketAddr, bind_key: &str, adver
         return a.to_string();
     }
     if bound.ip().is_unspecified() {
-        tracing::warn!("{bind_key} binds {bound}, which other nodes cannot dial: set {advertise_key} before adding nodes");
+        tracing::warn!(
+            "{bind_key} binds {bound}, which other nodes cannot dial: set {advertise_key} before adding nodes"
+        );
     }
     bound.to_string()
 }
@@ -247,10 +252,12 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
     // SIGUSR1 means "reopen the access log" (logrotate, `systemctl reload`). Registering it here
     // replaces the default action (terminate) for the whole process lifetime, so the signal is
     // harmless even when the access log is off.
-    let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
+    let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .context("cannot handle SIGUSR1")?;
     // SIGHUP (terminal hang-up, and many logrotate recipes) means the same as SIGUSR1 instead of
     // killing the node; the configuration is read once and is not reloaded.
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let mut hangup =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("cannot handle SIGHUP")?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
             tracing::info!("SIGHUP: the access log is reopened, as on SIGUSR1; the config file is not reloaded");
@@ -285,10 +292,7 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
     let keys = config.driver.routing_keys();
     let grpc_task = tokio::spawn(grpc::serve(grpc_listener, node.clone(), secret, tls, keys, shutdown_rx.clone()));
     if !config.cluster.join.is_empty() && !node.is_initialized().await {
-        let leader = node
-            .join(&config.cluster.join, &info, join_timeout)
-            .await
-            .context("cannot join the cluster")?;
+        let leader = node.join(&config.cluster.join, &info, join_timeout).await.context("cannot join the cluster")?;
         tracing::info!(leader, "joined the cluster");
     }
     let resp_opts = RespOptions { requirepass: config.cluster.requirepass.clone(), max_bulk_len: None };

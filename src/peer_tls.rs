@@ -47,7 +47,10 @@ impl PeerTls {
     /// Client side towards `addr` (host:port): verify the server against the CA for that host
     /// name or IP, and present our certificate.
     pub fn client(&self, addr: &str) -> ClientTlsConfig {
-        ClientTlsConfig::new().ca_certificate(self.ca.clone()).identity(self.identity.clone()).domain_name(host_of(addr))
+        ClientTlsConfig::new()
+            .ca_certificate(self.ca.clone())
+            .identity(self.identity.clone())
+            .domain_name(host_of(addr))
     }
 }
 
@@ -74,7 +77,8 @@ mod tests {
 
     #[test]
     fn missing_files_name_the_path() {
-        let err = PeerTls::load(Path::new("/nonexistent/cert.pem"), Path::new("/x"), &[PathBuf::from("/y")]).unwrap_err();
+        let err =
+            PeerTls::load(Path::new("/nonexistent/cert.pem"), Path::new("/x"), &[PathBuf::from("/y")]).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
         assert!(matches!(PeerTls::load(Path::new("a"), Path::new("b"), &[]), Err(PeerTlsError::NoCa)));
     }

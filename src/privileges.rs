@@ -51,12 +51,18 @@ impl Account {
                     Some(id) => User::from_uid(Uid::from_raw(id)),
                     None => User::from_name(u),
                 }
-                .map_err(|source| PrivilegeError::Lookup { key: "user", name: u.to_owned(), source })?;
+                .map_err(|source| PrivilegeError::Lookup {
+                    key: "user",
+                    name: u.to_owned(),
+                    source,
+                })?;
                 match (found, by_id) {
                     (Some(found), _) => (found.name, found.uid, Some(found.gid)),
                     // A numeric id needs no passwd entry (containers often run as bare ids).
                     (None, Some(id)) => (u.to_owned(), Uid::from_raw(id), None),
-                    (None, None) => return Err(PrivilegeError::Unknown { key: "user", what: "user", name: u.to_owned() }),
+                    (None, None) => {
+                        return Err(PrivilegeError::Unknown { key: "user", what: "user", name: u.to_owned() })
+                    }
                 }
             }
             None => ("root".to_owned(), Uid::from_raw(0), None),
@@ -64,10 +70,12 @@ impl Account {
         let gid = match group {
             Some(g) => match g.parse::<u32>() {
                 Ok(id) => Gid::from_raw(id),
-                Err(_) => Group::from_name(g)
-                    .map_err(|source| PrivilegeError::Lookup { key: "group", name: g.to_owned(), source })?
-                    .ok_or_else(|| PrivilegeError::Unknown { key: "group", what: "group", name: g.to_owned() })?
-                    .gid,
+                Err(_) => {
+                    Group::from_name(g)
+                        .map_err(|source| PrivilegeError::Lookup { key: "group", name: g.to_owned(), source })?
+                        .ok_or_else(|| PrivilegeError::Unknown { key: "group", what: "group", name: g.to_owned() })?
+                        .gid
+                }
             },
             None => primary.unwrap_or_else(|| Gid::from_raw(uid.as_raw())),
         };
@@ -107,9 +115,9 @@ impl Account {
             });
         }
         let probe = data_dir.join(".hipache-raft-write-check");
-        std::fs::write(&probe, b"")
-            .and_then(|()| std::fs::remove_file(&probe))
-            .map_err(|source| PrivilegeError::NotWritable { user: self.user.clone(), path: data_dir.to_path_buf(), source })
+        std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe)).map_err(|source| {
+            PrivilegeError::NotWritable { user: self.user.clone(), path: data_dir.to_path_buf(), source }
+        })
     }
 }
 

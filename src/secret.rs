@@ -34,7 +34,9 @@ impl Secret {
     pub fn check<T>(&self, req: Request<T>) -> Result<Request<T>, Status> {
         let Some(expected) = &self.0 else { return Ok(req) };
         match req.metadata().get(HEADER) {
-            None => Err(Status::unauthenticated("this cluster requires a secret (cluster.secret) and the call carried none")),
+            None => Err(Status::unauthenticated(
+                "this cluster requires a secret (cluster.secret) and the call carried none",
+            )),
             Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => Ok(req),
             Some(_) => Err(Status::unauthenticated("wrong cluster secret: check cluster.secret on both nodes")),
         }

@@ -29,8 +29,7 @@ fn yaml_docs(rel: &str) -> Vec<Value> {
     let text = read(rel);
     serde_yaml_ng::Deserializer::from_str(&text)
         .map(|doc| {
-            let mut v = <Value as serde::Deserialize>::deserialize(doc)
-                .unwrap_or_else(|e| panic!("{rel}: {e}"));
+            let mut v = <Value as serde::Deserialize>::deserialize(doc).unwrap_or_else(|e| panic!("{rel}: {e}"));
             v.apply_merge().unwrap_or_else(|e| panic!("{rel}: {e}"));
             v
         })
@@ -49,26 +48,18 @@ fn by_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
 }
 
 fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
-    v.as_str()
-        .unwrap_or_else(|| panic!("{what}: expected a string, got {v:?}"))
+    v.as_str().unwrap_or_else(|| panic!("{what}: expected a string, got {v:?}"))
 }
 
 fn seq<'a>(v: &'a Value, what: &str) -> &'a [Value] {
-    v.as_sequence()
-        .map(Vec::as_slice)
-        .unwrap_or_else(|| panic!("{what}: expected a list, got {v:?}"))
+    v.as_sequence().map(Vec::as_slice).unwrap_or_else(|| panic!("{what}: expected a list, got {v:?}"))
 }
 
 /// Parses a config the way the binary does and insists on zero warnings (a typo in a key
 /// would otherwise only show up in a container's log).
 fn parse_config(text: &str, origin: &str) -> Config {
-    let loaded =
-        Config::from_json(text, Path::new(origin)).unwrap_or_else(|e| panic!("{origin}: {e}"));
-    assert!(
-        loaded.warnings.is_empty(),
-        "{origin}: {:?}",
-        loaded.warnings
-    );
+    let loaded = Config::from_json(text, Path::new(origin)).unwrap_or_else(|e| panic!("{origin}: {e}"));
+    assert!(loaded.warnings.is_empty(), "{origin}: {:?}", loaded.warnings);
     loaded.config
 }
 
@@ -96,9 +87,7 @@ fn compose_duration(s: &str) -> Duration {
         }
     }
     if !num.is_empty() {
-        total += num
-            .parse::<u64>()
-            .unwrap_or_else(|_| panic!("bad duration {s:?}"));
+        total += num.parse::<u64>().unwrap_or_else(|_| panic!("bad duration {s:?}"));
     }
     Duration::from_secs(total)
 }
@@ -112,12 +101,8 @@ fn compose_runs_three_nodes_with_distinct_ids_volumes_and_a_join_to_node1() {
     let services = compose["services"].as_mapping().expect("services");
     let names: Vec<&str> = services.keys().map(|k| str_of(k, "service name")).collect();
     assert_eq!(names, ["node1", "node2", "node3"]);
-    let declared_volumes: BTreeSet<&str> = compose["volumes"]
-        .as_mapping()
-        .expect("top-level volumes")
-        .keys()
-        .map(|k| str_of(k, "volume"))
-        .collect();
+    let declared_volumes: BTreeSet<&str> =
+        compose["volumes"].as_mapping().expect("top-level volumes").keys().map(|k| str_of(k, "volume")).collect();
     let shutdown = default_shutdown_timeout();
 
     let mut ids = BTreeSet::new();
@@ -130,10 +115,7 @@ fn compose_runs_three_nodes_with_distinct_ids_volumes_and_a_join_to_node1() {
         // Build: the Dockerfile named relative to the context must exist.
         let build = &svc["build"];
         let context = repo().join("deploy").join(str_of(&build["context"], &ctx));
-        assert!(
-            context.join(str_of(&build["dockerfile"], &ctx)).is_file(),
-            "{ctx}: dockerfile not found"
-        );
+        assert!(context.join(str_of(&build["dockerfile"], &ctx)).is_file(), "{ctx}: dockerfile not found");
 
         // One named data volume per node, at the data dir; the config file mounted read-only.
         let mut data = None;
@@ -147,94 +129,42 @@ fn compose_runs_three_nodes_with_distinct_ids_volumes_and_a_join_to_node1() {
             }
         }
         let data = data.unwrap_or_else(|| panic!("{ctx}: no volume at {DATA_DIR}"));
-        assert!(
-            declared_volumes.contains(data),
-            "{ctx}: volume {data} not declared"
-        );
-        assert!(
-            data_volumes.insert(data),
-            "{ctx}: volume {data} shared with another node"
-        );
+        assert!(declared_volumes.contains(data), "{ctx}: volume {data} not declared");
+        assert!(data_volumes.insert(data), "{ctx}: volume {data} shared with another node");
 
         // The node's own config, parsed like the binary does.
         let rel = format!(
             "deploy/{}",
-            config_file
-                .unwrap_or_else(|| panic!("{ctx}: no config mount"))
-                .trim_start_matches("./")
+            config_file.unwrap_or_else(|| panic!("{ctx}: no config mount")).trim_start_matches("./")
         );
         let cfg = parse_config(&read(&rel), &rel);
-        assert!(
-            ids.insert(cfg.cluster.node_id),
-            "{rel}: duplicate nodeId {}",
-            cfg.cluster.node_id
-        );
+        assert!(ids.insert(cfg.cluster.node_id), "{rel}: duplicate nodeId {}", cfg.cluster.node_id);
         assert_eq!(cfg.cluster.data_dir, Path::new(DATA_DIR), "{rel}: dataDir");
-        assert_eq!(
-            cfg.http
-                .iter()
-                .map(|l| l.addr.to_string())
-                .collect::<Vec<_>>(),
-            ["0.0.0.0:8080"],
-            "{rel}: http"
-        );
+        assert_eq!(cfg.http.iter().map(|l| l.addr.to_string()).collect::<Vec<_>>(), ["0.0.0.0:8080"], "{rel}: http");
 
         // A node advertises the address it binds: RESP/gRPC must be the container's static
         // address on the compose network, never 0.0.0.0.
         let ip = str_of(&svc["networks"]["raft"]["ipv4_address"], &ctx);
-        assert_eq!(
-            cfg.cluster.grpc.to_string(),
-            format!("{ip}:7380"),
-            "{rel}: grpc"
-        );
-        assert_eq!(
-            cfg.cluster.resp.to_string(),
-            format!("{ip}:6380"),
-            "{rel}: resp"
-        );
+        assert_eq!(cfg.cluster.grpc.to_string(), format!("{ip}:7380"), "{rel}: grpc");
+        assert_eq!(cfg.cluster.resp.to_string(), format!("{ip}:6380"), "{rel}: resp");
 
         if name == "node1" {
-            assert!(
-                cfg.cluster.join.is_empty(),
-                "{rel}: node1 initialises, it must not join"
-            );
+            assert!(cfg.cluster.join.is_empty(), "{rel}: node1 initialises, it must not join");
         } else {
-            assert_eq!(
-                cfg.cluster.join,
-                ["node1:7380"],
-                "{rel}: must join node1's gRPC"
-            );
-            assert!(
-                svc["depends_on"]["node1"].is_mapping(),
-                "{ctx}: must start after node1"
-            );
+            assert_eq!(cfg.cluster.join, ["node1:7380"], "{rel}: must join node1's gRPC");
+            assert!(svc["depends_on"]["node1"].is_mapping(), "{ctx}: must start after node1");
         }
 
-        let health = seq(&svc["healthcheck"]["test"], &ctx)
-            .iter()
-            .map(|v| str_of(v, &ctx))
-            .collect::<Vec<_>>()
-            .join(" ");
-        assert!(
-            health.contains("Host: __ping__"),
-            "{ctx}: healthcheck {health}"
-        );
+        let health =
+            seq(&svc["healthcheck"]["test"], &ctx).iter().map(|v| str_of(v, &ctx)).collect::<Vec<_>>().join(" ");
+        assert!(health.contains("Host: __ping__"), "{ctx}: healthcheck {health}");
         let grace = compose_duration(str_of(&svc["stop_grace_period"], &ctx));
-        assert!(
-            grace > shutdown,
-            "{ctx}: stop_grace_period {grace:?} must exceed shutdownTimeout {shutdown:?}"
-        );
+        assert!(grace > shutdown, "{ctx}: stop_grace_period {grace:?} must exceed shutdownTimeout {shutdown:?}");
 
         for p in seq(&svc["ports"], &ctx) {
             let p = str_of(p, &ctx);
-            let host = p
-                .rsplit(':')
-                .nth(1)
-                .unwrap_or_else(|| panic!("{ctx}: port {p}"));
-            assert!(
-                host_ports.insert(host.to_owned()),
-                "{ctx}: host port {host} published twice"
-            );
+            let host = p.rsplit(':').nth(1).unwrap_or_else(|| panic!("{ctx}: port {p}"));
+            assert!(host_ports.insert(host.to_owned()), "{ctx}: host port {host} published twice");
         }
     }
     assert_eq!(ids, BTreeSet::from([1, 2, 3]));
@@ -246,32 +176,15 @@ fn compose_runs_three_nodes_with_distinct_ids_volumes_and_a_join_to_node1() {
 #[test]
 fn dockerfile_is_multi_stage_non_root_and_copies_files_that_exist() {
     let text = read("deploy/Dockerfile");
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
-    let froms: Vec<&str> = lines
-        .iter()
-        .filter(|l| l.starts_with("FROM "))
-        .copied()
-        .collect();
-    assert_eq!(
-        froms,
-        ["FROM rust:1-bookworm AS build", "FROM debian:bookworm-slim"]
-    );
-    assert!(
-        lines.contains(&"USER hipache:hipache"),
-        "runtime must not run as root"
-    );
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let froms: Vec<&str> = lines.iter().filter(|l| l.starts_with("FROM ")).copied().collect();
+    assert_eq!(froms, ["FROM rust:1-bookworm AS build", "FROM debian:bookworm-slim"]);
+    assert!(lines.contains(&"USER hipache:hipache"), "runtime must not run as root");
     assert!(lines.contains(&"ENTRYPOINT [\"hipache-raft\"]"));
     assert!(lines.contains(&"EXPOSE 8080 6380 7380 9380"));
     assert!(lines.contains(&format!("VOLUME [\"{DATA_DIR}\"]").as_str()));
     // Every COPY from the build context names something that exists (context = repo root).
-    for l in lines
-        .iter()
-        .filter(|l| l.starts_with("COPY ") && !l.contains("--from="))
-    {
+    for l in lines.iter().filter(|l| l.starts_with("COPY ") && !l.contains("--from=")) {
         let words: Vec<&str> = l.split_whitespace().collect();
         for src in &words[1..words.len() - 1] {
             assert!(repo().join(src).exists(), "Dockerfile: {l}: {src} missing");
@@ -280,30 +193,17 @@ fn dockerfile_is_multi_stage_non_root_and_copies_files_that_exist() {
     // cargo refuses to load a workspace whose member manifests are missing, so every member
     // other than the root package must be copied into the build stage.
     let manifest = read("Cargo.toml");
-    let members_line = manifest
-        .lines()
-        .find(|l| l.trim_start().starts_with("members"))
-        .expect("workspace members");
-    let members = members_line
-        .split('"')
-        .skip(1)
-        .step_by(2)
-        .filter(|m| *m != ".");
+    let members_line = manifest.lines().find(|l| l.trim_start().starts_with("members")).expect("workspace members");
+    let members = members_line.split('"').skip(1).step_by(2).filter(|m| *m != ".");
     for m in members {
-        assert!(
-            lines.contains(&format!("COPY {m} {m}").as_str()),
-            "Dockerfile must COPY workspace member {m}"
-        );
+        assert!(lines.contains(&format!("COPY {m} {m}").as_str()), "Dockerfile must COPY workspace member {m}");
     }
     // The image's default config is a valid single-node config on the volume.
     let cfg = parse_config(&read("deploy/config.json"), "deploy/config.json");
     assert_eq!(cfg.cluster.data_dir, Path::new(DATA_DIR));
     assert!(cfg.cluster.join.is_empty());
     let ignore = read(".dockerignore");
-    assert!(
-        ignore.lines().any(|l| l.trim() == "target"),
-        ".dockerignore must keep target/ out of the context"
-    );
+    assert!(ignore.lines().any(|l| l.trim() == "target"), ".dockerignore must keep target/ out of the context");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -328,45 +228,24 @@ fn statefulset_has_stable_storage_and_matches_the_headless_service() {
     assert_eq!(headless["spec"]["publishNotReadyAddresses"], true);
     let pod_labels = &spec["template"]["metadata"]["labels"];
     for (k, v) in headless["spec"]["selector"].as_mapping().expect("selector") {
-        assert_eq!(
-            &pod_labels[str_of(k, "selector")],
-            v,
-            "Service selector does not match the pods"
-        );
+        assert_eq!(&pod_labels[str_of(k, "selector")], v, "Service selector does not match the pods");
     }
-    for (k, v) in spec["selector"]["matchLabels"]
-        .as_mapping()
-        .expect("matchLabels")
-    {
-        assert_eq!(
-            &pod_labels[str_of(k, "matchLabels")],
-            v,
-            "StatefulSet selector does not match its pods"
-        );
+    for (k, v) in spec["selector"]["matchLabels"].as_mapping().expect("matchLabels") {
+        assert_eq!(&pod_labels[str_of(k, "matchLabels")], v, "StatefulSet selector does not match its pods");
     }
-    let svc_ports: BTreeSet<u64> = seq(&headless["spec"]["ports"], "Service ports")
-        .iter()
-        .filter_map(|p| p["port"].as_u64())
-        .collect();
+    let svc_ports: BTreeSet<u64> =
+        seq(&headless["spec"]["ports"], "Service ports").iter().filter_map(|p| p["port"].as_u64()).collect();
 
     let containers = seq(&spec["template"]["spec"]["containers"], "containers");
     assert_eq!(containers.len(), 1);
     let c = &containers[0];
     let ports: BTreeMap<&str, u64> = seq(&c["ports"], "container ports")
         .iter()
-        .map(|p| {
-            (
-                str_of(&p["name"], "port name"),
-                p["containerPort"].as_u64().expect("containerPort"),
-            )
-        })
+        .map(|p| (str_of(&p["name"], "port name"), p["containerPort"].as_u64().expect("containerPort")))
         .collect();
     for (name, port) in [("http", 8080), ("resp", 6380), ("grpc", 7380)] {
         assert_eq!(ports.get(name), Some(&port), "container port {name}");
-        assert!(
-            svc_ports.contains(&port),
-            "headless Service lacks port {port}"
-        );
+        assert!(svc_ports.contains(&port), "headless Service lacks port {port}");
     }
 
     // Storage: a claim template mounted at the data dir.
@@ -374,20 +253,13 @@ fn statefulset_has_stable_storage_and_matches_the_headless_service() {
     assert_eq!(claims.len(), 1);
     let claim = str_of(&claims[0]["metadata"]["name"], "claim name");
     let mounts = seq(&c["volumeMounts"], "volumeMounts");
-    let mount_of = |name: &str| {
-        mounts
-            .iter()
-            .find(|m| m["name"] == name)
-            .map(|m| str_of(&m["mountPath"], "mountPath"))
-    };
+    let mount_of = |name: &str| mounts.iter().find(|m| m["name"] == name).map(|m| str_of(&m["mountPath"], "mountPath"));
     assert_eq!(mount_of(claim), Some(DATA_DIR));
 
     // Readiness is Hipache's `Host: __ping__` request on the HTTP port.
     let probe = &c["readinessProbe"]["httpGet"];
     assert_eq!(probe["port"], "http");
-    assert!(seq(&probe["httpHeaders"], "httpHeaders")
-        .iter()
-        .any(|h| h["name"] == "Host" && h["value"] == "__ping__"));
+    assert!(seq(&probe["httpHeaders"], "httpHeaders").iter().any(|h| h["name"] == "Host" && h["value"] == "__ping__"));
 
     // The ConfigMap mounted at /etc/hipache-raft exists and holds a valid config whose dataDir
     // is the claim's mount (explicit, so --node-id does not move it).
@@ -399,25 +271,12 @@ fn statefulset_has_stable_storage_and_matches_the_headless_service() {
     let cm = yaml("deploy/k8s/configmap.yaml");
     assert_eq!(cm["kind"], "ConfigMap");
     assert_eq!(cm["metadata"]["name"], cm_name);
-    let cfg = parse_config(
-        str_of(&cm["data"]["config.json"], "config.json"),
-        "configmap.yaml config.json",
-    );
+    let cfg = parse_config(str_of(&cm["data"]["config.json"], "config.json"), "configmap.yaml config.json");
     assert_eq!(cfg.cluster.data_dir, Path::new(DATA_DIR));
 
-    let grace = Duration::from_secs(
-        spec["template"]["spec"]["terminationGracePeriodSeconds"]
-            .as_u64()
-            .expect("grace"),
-    );
-    assert!(
-        grace > cfg.server.shutdown_timeout,
-        "terminationGracePeriodSeconds must exceed shutdownTimeout"
-    );
-    assert_eq!(
-        spec["template"]["spec"]["securityContext"]["runAsNonRoot"],
-        true
-    );
+    let grace = Duration::from_secs(spec["template"]["spec"]["terminationGracePeriodSeconds"].as_u64().expect("grace"));
+    assert!(grace > cfg.server.shutdown_timeout, "terminationGracePeriodSeconds must exceed shutdownTimeout");
+    assert_eq!(spec["template"]["spec"]["securityContext"]["runAsNonRoot"], true);
 }
 
 /// Runs the container's start-up snippet with `sh`, the binary replaced by `echo`, for a few
@@ -430,17 +289,11 @@ fn statefulset_entrypoint_derives_node_id_and_join_from_the_ordinal() {
     let service = str_of(&sts["spec"]["serviceName"], "serviceName");
     let c = &sts["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(
-        seq(&c["command"], "command")
-            .iter()
-            .map(|v| str_of(v, "command"))
-            .collect::<Vec<_>>(),
+        seq(&c["command"], "command").iter().map(|v| str_of(v, "command")).collect::<Vec<_>>(),
         ["/bin/sh", "-ec"]
     );
     let script = str_of(&seq(&c["args"], "args")[0], "args[0]");
-    assert!(
-        script.contains("exec hipache-raft "),
-        "the snippet must exec the binary (PID 1 gets SIGTERM)"
-    );
+    assert!(script.contains("exec hipache-raft "), "the snippet must exec the binary (PID 1 gets SIGTERM)");
     let dry = script.replace("exec hipache-raft ", "echo ");
 
     let run = |pod: &str, ip: &str| {
@@ -451,10 +304,7 @@ fn statefulset_entrypoint_derives_node_id_and_join_from_the_ordinal() {
             .env("POD_NAMESPACE", "prod")
             .output()
             .expect("run sh");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        )
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_owned())
     };
     let base = format!("--config {CONFIG_PATH}");
     // Each pod advertises its stable DNS name, so a new pod IP does not break the membership.
@@ -464,30 +314,18 @@ fn statefulset_entrypoint_derives_node_id_and_join_from_the_ordinal() {
     };
     assert_eq!(
         run(&format!("{name}-0"), "10.1.2.3"),
-        (
-            true,
-            format!("{base} --node-id 1 --resp 10.1.2.3:6380 --grpc 10.1.2.3:7380 {}", advertise(0))
-        )
+        (true, format!("{base} --node-id 1 --resp 10.1.2.3:6380 --grpc 10.1.2.3:7380 {}", advertise(0)))
     );
     let join = format!("--join {name}-0.{service}.prod.svc:7380");
     assert_eq!(
         run(&format!("{name}-2"), "10.1.2.4"),
-        (
-            true,
-            format!("{base} --node-id 3 --resp 10.1.2.4:6380 --grpc 10.1.2.4:7380 {} {join}", advertise(2))
-        )
+        (true, format!("{base} --node-id 3 --resp 10.1.2.4:6380 --grpc 10.1.2.4:7380 {} {join}", advertise(2)))
     );
     assert_eq!(
         run(&format!("{name}-1"), "fd00::7"),
-        (
-            true,
-            format!("{base} --node-id 2 --resp [fd00::7]:6380 --grpc [fd00::7]:7380 {} {join}", advertise(1))
-        )
+        (true, format!("{base} --node-id 2 --resp [fd00::7]:6380 --grpc [fd00::7]:7380 {} {join}", advertise(1)))
     );
-    assert!(
-        !run("no-ordinal", "10.1.2.3").0,
-        "a pod name without an ordinal must fail"
-    );
+    assert!(!run("no-ordinal", "10.1.2.3").0, "a pod name without an ordinal must fail");
 }
 
 #[test]
@@ -498,9 +336,7 @@ fn kustomization_lists_existing_files_and_the_pdb_keeps_a_majority() {
         assert!(repo().join(&f).is_file(), "{f} missing");
         for doc in yaml_docs(&f) {
             assert!(
-                doc["apiVersion"].is_string()
-                    && doc["kind"].is_string()
-                    && doc["metadata"]["name"].is_string(),
+                doc["apiVersion"].is_string() && doc["kind"].is_string() && doc["metadata"]["name"].is_string(),
                 "{f}"
             );
         }
@@ -524,15 +360,9 @@ fn unit_file(text: &str) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
             section = name.to_owned();
             continue;
         }
-        let (k, v) = line
-            .split_once('=')
-            .unwrap_or_else(|| panic!("unit: not key=value: {line}"));
+        let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("unit: not key=value: {line}"));
         assert!(!section.is_empty(), "unit: {line} outside a section");
-        out.entry(section.clone())
-            .or_default()
-            .entry(k.trim().to_owned())
-            .or_default()
-            .push(v.trim().to_owned());
+        out.entry(section.clone()).or_default().entry(k.trim().to_owned()).or_default().push(v.trim().to_owned());
     }
     out
 }
@@ -543,9 +373,7 @@ fn systemd_unit_is_hardened() {
     let unit = unit_file(&text);
     let svc = &unit["Service"];
     let one = |k: &str| -> &str {
-        let v = svc
-            .get(k)
-            .unwrap_or_else(|| panic!("[Service] {k} missing"));
+        let v = svc.get(k).unwrap_or_else(|| panic!("[Service] {k} missing"));
         assert_eq!(v.len(), 1, "[Service] {k} set more than once");
         &v[0]
     };
@@ -564,31 +392,15 @@ fn systemd_unit_is_hardened() {
         assert_eq!(one(k), v, "[Service] {k}");
     }
     let exec = one("ExecStart");
-    assert!(
-        exec.starts_with('/') && exec.contains(" --config /etc/hipache-raft/"),
-        "ExecStart: {exec}"
-    );
-    assert!(
-        one("ExecReload").contains("-USR1"),
-        "ExecReload must send SIGUSR1 (reopen the access log)"
-    );
+    assert!(exec.starts_with('/') && exec.contains(" --config /etc/hipache-raft/"), "ExecStart: {exec}");
+    assert!(one("ExecReload").contains("-USR1"), "ExecReload must send SIGUSR1 (reopen the access log)");
     let rw: Vec<&str> = one("ReadWritePaths").split_whitespace().collect();
-    assert!(
-        rw.contains(&DATA_DIR) && rw.contains(&"/var/log/hipache-raft"),
-        "ReadWritePaths: {rw:?}"
-    );
+    assert!(rw.contains(&DATA_DIR) && rw.contains(&"/var/log/hipache-raft"), "ReadWritePaths: {rw:?}");
     let families: BTreeSet<&str> = one("RestrictAddressFamilies").split_whitespace().collect();
     assert_eq!(families, BTreeSet::from(["AF_INET", "AF_INET6", "AF_UNIX"]));
     assert!(one("LimitNOFILE").parse::<u64>().expect("LimitNOFILE") >= 65536);
-    let stop = Duration::from_secs(
-        one("TimeoutStopSec")
-            .parse()
-            .expect("TimeoutStopSec in seconds"),
-    );
-    assert!(
-        stop > default_shutdown_timeout(),
-        "TimeoutStopSec must exceed server.shutdownTimeout"
-    );
+    let stop = Duration::from_secs(one("TimeoutStopSec").parse().expect("TimeoutStopSec in seconds"));
+    assert!(stop > default_shutdown_timeout(), "TimeoutStopSec must exceed server.shutdownTimeout");
     assert_eq!(unit["Install"]["WantedBy"], ["multi-user.target"]);
 }
 
@@ -603,22 +415,13 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         "systemd-analyze is not installed: install Debian's systemd package (bash .ci/run does)"
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let unit = read("deploy/hipache-raft.service").replace(
-        "ExecStart=/usr/local/bin/hipache-raft",
-        "ExecStart=/bin/true",
-    );
+    let unit =
+        read("deploy/hipache-raft.service").replace("ExecStart=/usr/local/bin/hipache-raft", "ExecStart=/bin/true");
     let path = dir.path().join("hipache-raft.service");
     std::fs::write(&path, unit).expect("write unit");
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&path)
-        .output()
-        .expect("systemd-analyze");
+    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().expect("systemd-analyze");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && !stderr.contains("hipache-raft.service:"),
-        "systemd-analyze verify:\n{stderr}"
-    );
+    assert!(out.status.success() && !stderr.contains("hipache-raft.service:"), "systemd-analyze verify:\n{stderr}");
 }
 
 /// The Dockerfile's build stage, as a list of (sources, destination) COPYs from the context and
@@ -667,7 +470,10 @@ fn copy_tree(from: &Path, to: &Path) {
 #[test]
 fn dockerfile_build_stage_builds_the_binary_from_what_it_copies() {
     let (copies, cargo) = build_stage();
-    assert!(cargo.contains(&"--locked".to_string()) && cargo.contains(&"--bin".to_string()), "cargo build in the build stage: {cargo:?}");
+    assert!(
+        cargo.contains(&"--locked".to_string()) && cargo.contains(&"--bin".to_string()),
+        "cargo build in the build stage: {cargo:?}"
+    );
     let context = tempfile::tempdir().expect("tempdir");
     for (sources, dest) in &copies {
         for src in sources {
@@ -700,31 +506,16 @@ fn dockerfile_build_stage_builds_the_binary_from_what_it_copies() {
 #[test]
 fn cluster_script_parses_and_passes_shellcheck_when_available() {
     let script = repo().join("scripts/cluster.sh");
-    let out = Command::new("bash")
-        .arg("-n")
-        .arg(&script)
-        .output()
-        .expect("bash");
-    assert!(
-        out.status.success(),
-        "bash -n: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("bash").arg("-n").arg(&script).output().expect("bash");
+    assert!(out.status.success(), "bash -n: {}", String::from_utf8_lossy(&out.stderr));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&script)
-            .expect("stat")
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(&script).expect("stat").permissions().mode();
         assert!(mode & 0o111 != 0, "scripts/cluster.sh must be executable");
     }
     match Command::new("shellcheck").arg(&script).output() {
-        Ok(out) => assert!(
-            out.status.success(),
-            "shellcheck:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        ),
+        Ok(out) => assert!(out.status.success(), "shellcheck:\n{}", String::from_utf8_lossy(&out.stdout)),
         Err(_) => eprintln!("shellcheck not installed: skipped"),
     }
 }

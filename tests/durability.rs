@@ -49,7 +49,12 @@ fn assert_all_keys(conn: &mut Resp) {
             conn.read_raw() != format!("${}\r\n{value}\r\n", value.len()).into_bytes()
         })
         .collect();
-    assert!(missing.is_empty(), "{} acknowledged keys lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged keys lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
     assert_eq!(conn.raw(&["DBSIZE"]), format!(":{KEYS}\r\n").into_bytes());
 }
 
@@ -151,11 +156,16 @@ fn a_data_dir_from_a_newer_format_is_refused() {
     {
         let db = sled::open(&db_path).unwrap();
         let meta = db.open_tree("raft_meta").unwrap();
-        assert_eq!(meta.get("format").unwrap().as_deref(), Some(&1u32.to_be_bytes()[..]), "this build records its format");
+        assert_eq!(
+            meta.get("format").unwrap().as_deref(),
+            Some(&1u32.to_be_bytes()[..]),
+            "this build records its format"
+        );
         meta.insert("format", &2u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
-    let out = std::process::Command::new(binary()).arg("--config").arg(dir.path().join("config.json")).output().unwrap();
+    let out =
+        std::process::Command::new(binary()).arg("--config").arg(dir.path().join("config.json")).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "started on a newer data format: {stderr}");
     assert!(stderr.contains("data format 2") && stderr.contains("up to 1") && stderr.contains("raft.sled"), "{stderr}");

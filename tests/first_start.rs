@@ -78,9 +78,14 @@ fn is_root() -> bool {
 /// Creates (once) a system user for the test; `useradd` comes with Debian's `passwd`.
 fn test_user(name: &str) -> (u32, u32) {
     if nix::unistd::User::from_name(name).unwrap().is_none() {
-        let status = Command::new("useradd").args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name]).status();
+        let status = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name])
+            .status();
         // Another test binary may have created it meanwhile.
-        assert!(status.is_ok_and(|s| s.success()) || nix::unistd::User::from_name(name).unwrap().is_some(), "useradd {name}");
+        assert!(
+            status.is_ok_and(|s| s.success()) || nix::unistd::User::from_name(name).unwrap().is_some(),
+            "useradd {name}"
+        );
     }
     let user = nix::unistd::User::from_name(name).unwrap().unwrap();
     (user.uid.as_raw(), user.gid.as_raw())
@@ -99,7 +104,10 @@ fn ids(pid: u32) -> (Vec<u32>, Vec<u32>) {
 #[test]
 fn root_is_dropped_to_the_configured_user_after_binding() {
     if !is_root() {
-        eprintln!("SKIPPED: dropping privileges needs a test run as root (this run has uid {})", nix::unistd::Uid::effective());
+        eprintln!(
+            "SKIPPED: dropping privileges needs a test run as root (this run has uid {})",
+            nix::unistd::Uid::effective()
+        );
         return;
     }
     let (uid, gid) = test_user("hipache-raft-test");
@@ -115,11 +123,18 @@ fn root_is_dropped_to_the_configured_user_after_binding() {
     assert_eq!(ids(node.pid()), (vec![uid; 4], vec![gid; 4]), "every uid and gid of the process");
     let groups = std::fs::read_to_string(format!("/proc/{}/status", node.pid())).unwrap();
     let groups = groups.lines().find(|l| l.starts_with("Groups:")).unwrap().to_owned();
-    assert_eq!(groups.split_whitespace().skip(1).collect::<Vec<_>>(), vec![gid.to_string()], "supplementary groups: {groups}");
+    assert_eq!(
+        groups.split_whitespace().skip(1).collect::<Vec<_>>(),
+        vec![gid.to_string()],
+        "supplementary groups: {groups}"
+    );
     // The store keeps working as the new user, snapshots (new files in the data dir) included.
     let mut r = node.resp();
     for i in 0..60 {
-        assert_eq!(r.cmd(&["RPUSH", "frontend:drop.test", &format!("http://127.0.0.1:{}", 1000 + i)]), Reply::Int(i + 1));
+        assert_eq!(
+            r.cmd(&["RPUSH", "frontend:drop.test", &format!("http://127.0.0.1:{}", 1000 + i)]),
+            Reply::Int(i + 1)
+        );
     }
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(&log).unwrap().uid(), uid, "the access log it reopens on SIGUSR1 is the user's");

@@ -55,9 +55,15 @@ fn serve_backend(conn: TcpStream) {
         let reply: Vec<u8> = match path.as_str() {
             "/length" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-From: backend\r\n\r\nhello".to_vec(),
             "/chunked" => format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{CHUNKED_BODY}").into_bytes(),
-            "/early" => b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
-            "/echo" => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{head}{body}", head.len() + body.len()).into_bytes(),
-            "/big" => [format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n").into_bytes(), vec![b'x'; BIG]].concat(),
+            "/early" => {
+                b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                    .to_vec()
+            }
+            "/echo" => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{head}{body}", head.len() + body.len())
+                .into_bytes(),
+            "/big" => {
+                [format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n").into_bytes(), vec![b'x'; BIG]].concat()
+            }
             "/close" | "/oneshot" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
             _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
         };
@@ -213,7 +219,6 @@ fn every_framing_is_relayed_byte_for_byte_on_one_kept_alive_connection() {
     assert_eq!(c.rest_until_eof(), "until close");
 }
 
-
 #[test]
 fn backend_sees_forwarded_headers_and_no_hop_by_hop_ones() {
     let backend = Scripted::start();
@@ -244,7 +249,11 @@ fn pooled_connections_the_backend_closed_are_retried_without_marking_it_dead() {
     }
     // Every request after the first on a backend found its pooled connection closed.
     assert_eq!(a.accepted() + b.accepted(), 10, "one fresh connection per request");
-    assert_eq!(resp(&node, &["SMEMBERS", "dead:h1.test"]), Reply::Array(vec![]), "a stale connection is not a dead backend");
+    assert_eq!(
+        resp(&node, &["SMEMBERS", "dead:h1.test"]),
+        Reply::Array(vec![]),
+        "a stale connection is not a dead backend"
+    );
 }
 
 #[test]

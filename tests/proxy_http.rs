@@ -19,8 +19,13 @@ async fn routing_precedence_and_live_route_changes() {
     let node = start_node(dir.path(), json!({}));
     let addr = http_addr(&node);
     let c = client();
-    let [exact, wild, five, six, all] =
-        [Backend::start("exact").await, Backend::start("wild").await, Backend::start("five").await, Backend::start("six").await, Backend::start("all").await];
+    let [exact, wild, five, six, all] = [
+        Backend::start("exact").await,
+        Backend::start("wild").await,
+        Backend::start("five").await,
+        Backend::start("six").await,
+        Backend::start("all").await,
+    ];
     resp(&node, &["RPUSH", "frontend:www.example.com", "exact-id", &exact.url]);
     resp(&node, &["RPUSH", "frontend:*.example.com", "wild-id", &wild.url]);
     resp(&node, &["RPUSH", "frontend:*.a.b.c.d.e", "five-id", &five.url]);
@@ -121,7 +126,8 @@ async fn status_502_marks_dead_but_500_and_503_do_not() {
         }
         assert!(relayed, "{status} is passed through to the client");
         let key = format!("dead:{host}");
-        let marked = eventually(Duration::from_secs(5), || resp(&node, &["SMEMBERS", &key]) == Reply::Array(vec![bulk("0")]));
+        let marked =
+            eventually(Duration::from_secs(5), || resp(&node, &["SMEMBERS", &key]) == Reply::Array(vec![bulk("0")]));
         assert_eq!(marked, marks, "status {status}");
     }
 }
@@ -241,7 +247,13 @@ async fn sigterm_drains_in_flight_requests() {
 
 /// Sends requests for `host` through `addr` until the proxy has tried `flaky` (which answers
 /// 502) once, then waits until its passive mark of backend 0 is applied.
-async fn mark_backend_zero(node: &common::Node, c: &HttpClient, addr: std::net::SocketAddr, host: &str, flaky: &Backend) {
+async fn mark_backend_zero(
+    node: &common::Node,
+    c: &HttpClient,
+    addr: std::net::SocketAddr,
+    host: &str,
+    flaky: &Backend,
+) {
     for _ in 0..200 {
         if flaky.hits() > 0 {
             break;
@@ -250,7 +262,8 @@ async fn mark_backend_zero(node: &common::Node, c: &HttpClient, addr: std::net::
     }
     assert!(flaky.hits() > 0, "the proxy never picked backend 0");
     let key = format!("dead:{host}");
-    let marked = eventually(Duration::from_secs(5), || resp(node, &["SMEMBERS", &key]) == Reply::Array(vec![bulk("0")]));
+    let marked =
+        eventually(Duration::from_secs(5), || resp(node, &["SMEMBERS", &key]) == Reply::Array(vec![bulk("0")]));
     assert!(marked, "backend 0 of {host} is marked dead");
 }
 
@@ -281,7 +294,8 @@ async fn a_rewritten_frontend_forgets_marks_of_the_old_list() {
     let dir = tempfile::tempdir().unwrap();
     let node = start_node(dir.path(), json!({ "server": { "deadBackendTTL": 120 } }));
     let (addr, c) = (http_addr(&node), client());
-    let (flaky, other, fresh) = (Backend::start("flaky").await, Backend::start("other").await, Backend::start("fresh").await);
+    let (flaky, other, fresh) =
+        (Backend::start("flaky").await, Backend::start("other").await, Backend::start("fresh").await);
     flaky.set_status(502);
     resp(&node, &["RPUSH", "frontend:rewrite.test", "app", &flaky.url, &other.url]);
     mark_backend_zero(&node, &c, addr, "rewrite.test", &flaky).await;
@@ -314,12 +328,16 @@ async fn driver_database_and_prefix_choose_the_routing_keys() {
     for _ in 0..20 {
         assert_eq!(get(&c, addr, "mark.test", &[]).await.body, "live");
     }
-    let marked = eventually(Duration::from_secs(5), || db3.cmd(&["SMEMBERS", "hip_dead:mark.test"]) == Reply::Array(vec![bulk("0")]));
+    let marked = eventually(Duration::from_secs(5), || {
+        db3.cmd(&["SMEMBERS", "hip_dead:mark.test"]) == Reply::Array(vec![bulk("0")])
+    });
     assert!(marked, "the mark is written as hip_dead:<host> in database 3");
     assert_eq!(resp(&node, &["EXISTS", "dead:mark.test"]), Reply::Int(0));
 
     // The gRPC admin API reads and writes the same keys.
-    use hipache_raft::proto::admin_v1::{admin_client::AdminClient, Frontend, ListDeadRequest, ListFrontendsRequest, PutFrontendRequest};
+    use hipache_raft::proto::admin_v1::{
+        admin_client::AdminClient, Frontend, ListDeadRequest, ListFrontendsRequest, PutFrontendRequest,
+    };
     let grpc = node.listening["grpc"].as_str().unwrap().to_string();
     let mut api = AdminClient::connect(format!("http://{grpc}")).await.unwrap();
     let put = Frontend { host: "grpc.test".into(), identifier: "app".into(), backends: vec![be.url.clone()] };
@@ -391,7 +409,10 @@ async fn metrics_count_known_traffic() {
     assert_eq!(delta(r#"hipache_backend_errors_total{kind="connect"}"#), 1.0);
     assert_eq!(delta("hipache_dead_marks_total"), 1.0);
     assert_eq!(delta("hipache_retries_total"), 1.0);
-    assert_eq!(metric(&after, r#"hipache_response_head_seconds_bucket{le="+Inf"}"#), metric(&after, "hipache_response_head_seconds_count"));
+    assert_eq!(
+        metric(&after, r#"hipache_response_head_seconds_bucket{le="+Inf"}"#),
+        metric(&after, "hipache_response_head_seconds_count")
+    );
 }
 
 /// A backend that never completes the TCP handshake, on loopback: a listener with the smallest
@@ -419,7 +440,10 @@ async fn connect_timeout_marks_a_silent_backend_dead_and_retries() {
 
     let dir = tempfile::tempdir().unwrap();
     // backendTimeout far above connectTimeout: only the connect timer can end the attempt soon.
-    let node = start_node(dir.path(), json!({ "server": { "connectTimeout": 1, "backendTimeout": 30, "deadBackendTTL": 60 } }));
+    let node = start_node(
+        dir.path(),
+        json!({ "server": { "connectTimeout": 1, "backendTimeout": 30, "deadBackendTTL": 60 } }),
+    );
     let (addr, c) = (http_addr(&node), client());
     let live = Backend::start("live").await;
     resp(&node, &["RPUSH", "frontend:silent.test", "app", &format!("http://{silent_addr}"), &live.url]);
@@ -434,8 +458,13 @@ async fn connect_timeout_marks_a_silent_backend_dead_and_retries() {
         }
     }
     let waited = timed.expect("the silent backend was never tried");
-    assert!(waited < Duration::from_secs(5), "gave up after connectTimeout (1 s), not backendTimeout (30 s): {waited:?}");
-    let marked = eventually(Duration::from_secs(5), || resp(&node, &["SMEMBERS", "dead:silent.test"]) == Reply::Array(vec![bulk("0")]));
+    assert!(
+        waited < Duration::from_secs(5),
+        "gave up after connectTimeout (1 s), not backendTimeout (30 s): {waited:?}"
+    );
+    let marked = eventually(Duration::from_secs(5), || {
+        resp(&node, &["SMEMBERS", "dead:silent.test"]) == Reply::Array(vec![bulk("0")])
+    });
     assert!(marked, "a connect timeout marks the backend dead");
 }
 
@@ -476,7 +505,9 @@ async fn a_fresh_hchecker_ping_leaves_marks_to_the_checker() {
     let mut marked = false;
     for _ in 0..200 {
         assert_eq!(get(&c, addr, "checked.test", &[]).await.body, "live");
-        marked = eventually(Duration::from_millis(50), || resp(&node, &["SMEMBERS", "dead:checked.test"]) == Reply::Array(vec![bulk("0")]));
+        marked = eventually(Duration::from_millis(50), || {
+            resp(&node, &["SMEMBERS", "dead:checked.test"]) == Reply::Array(vec![bulk("0")])
+        });
         if marked {
             break;
         }

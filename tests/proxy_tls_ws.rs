@@ -27,7 +27,10 @@ fn cert(name: &str) -> Cert {
 }
 
 /// Connects with SNI `name`, accepting any certificate, and returns the one served.
-async fn handshake(addr: std::net::SocketAddr, name: &str) -> (tokio_rustls::client::TlsStream<TcpStream>, CertificateDer<'static>) {
+async fn handshake(
+    addr: std::net::SocketAddr,
+    name: &str,
+) -> (tokio_rustls::client::TlsStream<TcpStream>, CertificateDer<'static>) {
     handshake_offering(addr, name, &[]).await
 }
 
@@ -45,7 +48,10 @@ async fn handshake_offering(
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let tls = TlsConnector::from(Arc::new(config)).connect(ServerName::try_from(name.to_string()).unwrap(), tcp).await.unwrap();
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(name.to_string()).unwrap(), tcp)
+        .await
+        .unwrap();
     let served = tls.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned();
     (tls, served)
 }
@@ -119,7 +125,8 @@ async fn sni_certificates_from_the_store_including_runtime_additions() {
     let (tls, _) = handshake(addr, "a.test").await;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.unwrap();
     tokio::spawn(conn);
-    let req = http::Request::get("/").header("host", "a.test").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    let req =
+        http::Request::get("/").header("host", "a.test").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
     assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
     let seen = be.last_headers();
     assert_eq!(seen["x-forwarded-proto"], "https");
@@ -198,7 +205,9 @@ async fn h2_over_tls_by_alpn_beside_websockets() {
     let (tls, _) = handshake_offering(addr, "h2.test", &[b"h2", b"http/1.1"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(b"h2".as_slice()), "the server picks h2");
     let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls)).await.unwrap();
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     for _ in 0..3 {
         let req = http::Request::get("https://h2.test/x").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
@@ -251,9 +260,13 @@ async fn tls_backend(dir: &std::path::Path) -> (String, std::path::PathBuf) {
                 let service = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
                     let proto = req.headers().get("x-forwarded-proto").cloned();
                     let body = format!("tls-backend {}", proto.as_ref().and_then(|p| p.to_str().ok()).unwrap_or("-"));
-                    Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body))))
+                    Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from(body),
+                    )))
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tls), service).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
             });
         }
     });
@@ -282,4 +295,3 @@ async fn https_backends_are_reached_over_verified_tls() {
     let answer = get(&c, http_addr(&node), "secure.test", &[]).await;
     assert_eq!(answer.status, 502, "an untrusted backend certificate is a backend error");
 }
-

@@ -8,8 +8,8 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::script::split;
 use common::fresh_node;
+use common::script::split;
 
 const SECTION: &str = "## Managing routes with redis-cli";
 const PROMPT: &str = "$ redis-cli -p 6380 ";

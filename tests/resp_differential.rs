@@ -10,8 +10,8 @@
 
 mod common;
 
-use common::script::{compare, Flags, Script};
 use common::redis_and_node;
+use common::script::{compare, Flags, Script};
 
 #[test]
 fn script_replies_match_redis_byte_for_byte() {
@@ -38,7 +38,8 @@ fn comparison_rejects_real_differences() {
     assert!(compare(&approx, b":100\r\n", b":97\r\n").is_some());
     let hello = Flags { hello: true, ..Flags::default() };
     let hello_reply = |id: &str, proto: &str| {
-        format!("*6\r\n$2\r\nid\r\n:{id}\r\n$5\r\nproto\r\n:{proto}\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n").into_bytes()
+        format!("*6\r\n$2\r\nid\r\n:{id}\r\n$5\r\nproto\r\n:{proto}\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n")
+            .into_bytes()
     };
     assert!(compare(&hello, &hello_reply("5", "2"), &hello_reply("7", "2")).is_none());
     assert!(compare(&hello, &hello_reply("5", "2"), &hello_reply("5", "3")).is_some());

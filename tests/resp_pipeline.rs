@@ -40,13 +40,25 @@ fn script() -> Vec<Vec<String>> {
         };
         out.push(c);
         if i % 97 == 0 {
-            for c in [cmd(&["MULTI"]), cmd(&["RPUSH", &k, "in-multi"]), cmd(&["INCR", "counter"]), cmd(&["LLEN", &k]), cmd(&["EXEC"])] {
+            for c in [
+                cmd(&["MULTI"]),
+                cmd(&["RPUSH", &k, "in-multi"]),
+                cmd(&["INCR", "counter"]),
+                cmd(&["LLEN", &k]),
+                cmd(&["EXEC"]),
+            ] {
                 out.push(c);
             }
         }
         if i % 131 == 0 {
             // An EXEC aborted by a write of the same pipeline between WATCH and EXEC.
-            for c in [cmd(&["WATCH", "counter"]), cmd(&["INCR", "counter"]), cmd(&["MULTI"]), cmd(&["GET", "counter"]), cmd(&["EXEC"])] {
+            for c in [
+                cmd(&["WATCH", "counter"]),
+                cmd(&["INCR", "counter"]),
+                cmd(&["MULTI"]),
+                cmd(&["GET", "counter"]),
+                cmd(&["EXEC"]),
+            ] {
                 out.push(c);
             }
         }
@@ -99,8 +111,9 @@ fn a_pipeline_of_a_thousand_writes_is_one_log_entry() {
     let (_dir, node) = fresh_node();
     let mut r = node.resp();
     let before = applied_index(&mut r);
-    let commands: Vec<Vec<String>> =
-        (0..1000).map(|i| vec!["RPUSH".into(), "frontend:bulk.test".into(), format!("http://127.0.0.1:{}", 10_000 + i)]).collect();
+    let commands: Vec<Vec<String>> = (0..1000)
+        .map(|i| vec!["RPUSH".into(), "frontend:bulk.test".into(), format!("http://127.0.0.1:{}", 10_000 + i)])
+        .collect();
     let replies = pipelined(&mut r, &commands);
     for (i, reply) in replies.iter().enumerate() {
         assert_eq!(reply, format!(":{}\r\n", i + 1).as_bytes(), "reply {i} in order");

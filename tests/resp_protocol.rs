@@ -23,7 +23,11 @@ fn until_closed<S: Read + Write>(mut stream: S, bytes: &[u8]) -> Vec<u8> {
     stream.write_all(bytes).unwrap();
     let mut out = Vec::new();
     if let Err(e) = stream.read_to_end(&mut out) {
-        panic!("connection still open after {:?}: {e}; got {:?}", String::from_utf8_lossy(&bytes[..bytes.len().min(40)]), String::from_utf8_lossy(&out));
+        panic!(
+            "connection still open after {:?}: {e}; got {:?}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(40)]),
+            String::from_utf8_lossy(&out)
+        );
     }
     out
 }
@@ -97,7 +101,8 @@ fn bulk_length_limit_is_64_mib() {
 #[test]
 fn inline_commands_as_nc_sends_them() {
     let (_dir, redis, node) = redis_and_node(&[], |_| {});
-    let typed = b"PING\nSET greeting \"hello world\"\nGET greeting\n\nECHO 'it\\'s'\n  \r\nDEL greeting\r\nGET greeting\n";
+    let typed =
+        b"PING\nSET greeting \"hello world\"\nGET greeting\n\nECHO 'it\\'s'\n  \r\nDEL greeting\r\nGET greeting\n";
     let replies = 6; // blank lines get no reply
     let mut theirs = UnixResp::connect(&redis.socket);
     let mut ours = node.resp();
@@ -167,11 +172,7 @@ fn requirepass_refuses_every_other_command() {
     for (name, arity) in session_commands.into_iter().chain(core_commands) {
         let mut argv = vec![name];
         argv.resize(arity.unsigned_abs() as usize, "1");
-        assert_eq!(
-            String::from_utf8_lossy(&conn.raw(&argv)),
-            "-NOAUTH Authentication required.\r\n",
-            "{argv:?}"
-        );
+        assert_eq!(String::from_utf8_lossy(&conn.raw(&argv)), "-NOAUTH Authentication required.\r\n", "{argv:?}");
         checked += 1;
     }
     assert!(checked > 60, "only {checked} commands checked");

@@ -74,7 +74,13 @@ impl Cluster {
 
     /// Starts `n` nodes whose `cluster` and `server` sections get these keys.
     pub fn start_configured(n: usize, cluster_config: Value, server_config: Value, advertise_names: bool) -> Cluster {
-        let mut c = Cluster { dir: tempfile::tempdir().unwrap(), members: Vec::new(), cluster_config, advertise_names, server_config };
+        let mut c = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            members: Vec::new(),
+            cluster_config,
+            advertise_names,
+            server_config,
+        };
         for _ in 0..n {
             c.add_member();
         }
@@ -206,7 +212,8 @@ impl Backend {
                     }
                     h.fetch_add(1, Ordering::SeqCst);
                     let code = st.load(Ordering::SeqCst);
-                    let head = format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                    let head =
+                        format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
                     let _ = s.write_all(head.as_bytes());
                     let _ = s.write_all(body.as_bytes());
                 });

@@ -48,7 +48,12 @@ fn follower_write_is_read_linearizably_everywhere_and_wait_counts_replicas() {
     for m in &c.members {
         assert_eq!(lrange(&mut m.resp(), "frontend:www.example.com"), expected, "linearizable read on node {}", m.id);
         // After WAIT 2, every replica has applied it: local reads see it too.
-        assert_eq!(lrange(readonly(&mut m.resp()), "frontend:www.example.com"), expected, "local read on node {}", m.id);
+        assert_eq!(
+            lrange(readonly(&mut m.resp()), "frontend:www.example.com"),
+            expected,
+            "local read on node {}",
+            m.id
+        );
     }
     // A transaction through a follower is one entry: atomic and answered with EXEC's array.
     f.send_raw(b"MULTI\r\nRPUSH t 1\r\nLRANGE t 0 -1\r\nEXEC\r\n");
@@ -168,7 +173,11 @@ fn dead_mark_by_one_proxy_reaches_subscribers_on_another_node() {
     // Random choice: keep asking node 1's proxy until it has picked (and marked) the dead one.
     let mut marked = false;
     for _ in 0..50 {
-        assert_eq!(http_get(&c.members[0].http(), "dead.example.com"), (200, "live".to_string()), "retried to the live backend");
+        assert_eq!(
+            http_get(&c.members[0].http(), "dead.example.com"),
+            (200, "live".to_string()),
+            "retried to the live backend"
+        );
         // RESP2 connection: SMEMBERS answers a plain array.
         if c.members[0].resp().cmd(&["SMEMBERS", "dead:dead.example.com"]) == Reply::Array(vec![bulk("0")]) {
             marked = true;
@@ -196,17 +205,31 @@ fn publish_reaches_subscribers_on_every_node_once() {
     for round in 0..2 {
         for (i, m) in c.members.iter().enumerate() {
             let message = format!("www.example.com;http://127.0.0.{}:80;{round};3", i + 1);
-            assert_eq!(m.resp().cmd(&["PUBLISH", "dead", &message]), Reply::Int(1), "one subscriber on the node that took it");
+            assert_eq!(
+                m.resp().cmd(&["PUBLISH", "dead", &message]),
+                Reply::Int(1),
+                "one subscriber on the node that took it"
+            );
             sent.push(message);
         }
     }
     for (n, s) in subscribers.iter_mut().enumerate() {
         for message in &sent {
-            assert_eq!(s.read_reply(), Reply::Array(vec![bulk("message"), bulk("dead"), bulk(message)]), "subscriber on node {}", n + 1);
+            assert_eq!(
+                s.read_reply(),
+                Reply::Array(vec![bulk("message"), bulk("dead"), bulk(message)]),
+                "subscriber on node {}",
+                n + 1
+            );
         }
         // Nothing more was queued for it: a duplicate would arrive before the PING's answer.
         s.send_raw(&cluster_tests::node::encode_command(&["PING"]));
-        assert_eq!(s.read_reply(), Reply::Array(vec![bulk("pong"), bulk("")]), "subscriber on node {} got a duplicate", n + 1);
+        assert_eq!(
+            s.read_reply(),
+            Reply::Array(vec![bulk("pong"), bulk("")]),
+            "subscriber on node {} got a duplicate",
+            n + 1
+        );
     }
 
     // PUBLISH answers how many clients of the node that took it received the message, as in
@@ -301,7 +324,18 @@ fn cli_adds_and_removes_a_node_as_the_readme_shows() {
     let mut added = String::new();
     for _ in 0..50 {
         let out = Command::new(binary())
-            .args(["cluster", "--addr", &c.members[0].grpc(), "add-node", "--id", "4", "--grpc", &grpc, "--resp", &resp])
+            .args([
+                "cluster",
+                "--addr",
+                &c.members[0].grpc(),
+                "add-node",
+                "--id",
+                "4",
+                "--grpc",
+                &grpc,
+                "--resp",
+                &resp,
+            ])
             .output()
             .unwrap();
         if out.status.success() {
@@ -315,7 +349,10 @@ fn cli_adds_and_removes_a_node_as_the_readme_shows() {
     let node4 = starting.join().expect("node 4 started once added");
     let mut n4 = node4.resp();
     readonly(&mut n4);
-    assert!(eventually(Duration::from_secs(10), || lrange(&mut n4, "frontend:cli.test") != Reply::Array(vec![])), "node 4 caught up");
+    assert!(
+        eventually(Duration::from_secs(10), || lrange(&mut n4, "frontend:cli.test") != Reply::Array(vec![])),
+        "node 4 caught up"
+    );
     let status = cli(&["status"]);
     assert_eq!(status.lines().filter(|l| l.starts_with(|ch: char| ch.is_ascii_digit())).count(), 4, "{status}");
     cli(&["remove-node", "--id", "4"]);

@@ -24,7 +24,11 @@ async fn client(addr: &str) -> AdminClient<Channel> {
 }
 
 fn frontend(host: &str, identifier: &str, backends: &[&str]) -> Frontend {
-    Frontend { host: host.into(), identifier: identifier.into(), backends: backends.iter().map(|b| b.to_string()).collect() }
+    Frontend {
+        host: host.into(),
+        identifier: identifier.into(),
+        backends: backends.iter().map(|b| b.to_string()).collect(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -46,24 +50,41 @@ async fn admin_api_end_to_end() {
     assert_eq!(written.replicas_applied, 2);
     let first_index = written.applied_index;
 
-    let got = api.get_frontend(request(GetFrontendRequest { host: "WWW.example.com".into() })).await.unwrap().into_inner();
+    let got =
+        api.get_frontend(request(GetFrontendRequest { host: "WWW.example.com".into() })).await.unwrap().into_inner();
     assert_eq!(got, frontend("www.example.com", "app", &["http://127.0.0.1:80", "http://127.0.0.2:80"]));
 
     // Put replaces identifier and backends atomically.
-    let put = PutFrontendRequest { frontend: Some(frontend("www.example.com", "app2", &["http://127.0.0.3:80"])), options: None };
+    let put = PutFrontendRequest {
+        frontend: Some(frontend("www.example.com", "app2", &["http://127.0.0.3:80"])),
+        options: None,
+    };
     api.put_frontend(request(put)).await.unwrap();
-    api.add_backend(request(AddBackendRequest { host: "www.example.com".into(), backend: "https://127.0.0.4:443".into(), options: None }))
-        .await
-        .unwrap();
-    let got = api.get_frontend(request(GetFrontendRequest { host: "www.example.com".into() })).await.unwrap().into_inner();
+    api.add_backend(request(AddBackendRequest {
+        host: "www.example.com".into(),
+        backend: "https://127.0.0.4:443".into(),
+        options: None,
+    }))
+    .await
+    .unwrap();
+    let got =
+        api.get_frontend(request(GetFrontendRequest { host: "www.example.com".into() })).await.unwrap().into_inner();
     assert_eq!(got, frontend("www.example.com", "app2", &["http://127.0.0.3:80", "https://127.0.0.4:443"]));
-    api.remove_backend(request(RemoveBackendRequest { host: "www.example.com".into(), backend: "http://127.0.0.3:80".into(), options: None }))
-        .await
-        .unwrap();
-    api.put_frontend(request(PutFrontendRequest { frontend: Some(frontend("*.example.com", "wild", &["http://127.0.0.9"])), options: None }))
-        .await
-        .unwrap();
-    let listed = api.list_frontends(request(ListFrontendsRequest { pattern: String::new() })).await.unwrap().into_inner();
+    api.remove_backend(request(RemoveBackendRequest {
+        host: "www.example.com".into(),
+        backend: "http://127.0.0.3:80".into(),
+        options: None,
+    }))
+    .await
+    .unwrap();
+    api.put_frontend(request(PutFrontendRequest {
+        frontend: Some(frontend("*.example.com", "wild", &["http://127.0.0.9"])),
+        options: None,
+    }))
+    .await
+    .unwrap();
+    let listed =
+        api.list_frontends(request(ListFrontendsRequest { pattern: String::new() })).await.unwrap().into_inner();
     let mut hosts: Vec<_> = listed.frontends.iter().map(|f| f.host.clone()).collect();
     hosts.sort();
     assert_eq!(hosts, ["*.example.com", "www.example.com"]);
@@ -73,9 +94,11 @@ async fn admin_api_end_to_end() {
     assert_eq!(api.put_frontend(request(bad)).await.unwrap_err().code(), Code::InvalidArgument);
     let missing = api.get_frontend(request(GetFrontendRequest { host: "nope.example.com".into() })).await.unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
-    let missing = api.delete_frontend(request(DeleteFrontendRequest { host: "nope.example.com".into(), options: None })).await;
+    let missing =
+        api.delete_frontend(request(DeleteFrontendRequest { host: "nope.example.com".into(), options: None })).await;
     assert_eq!(missing.unwrap_err().code(), Code::NotFound);
-    let orphan = AddBackendRequest { host: "nope.example.com".into(), backend: "http://127.0.0.1".into(), options: None };
+    let orphan =
+        AddBackendRequest { host: "nope.example.com".into(), backend: "http://127.0.0.1".into(), options: None };
     assert_eq!(api.add_backend(request(orphan)).await.unwrap_err().code(), Code::NotFound);
 
     // Dead marks written the Hipache way are listed and cleared.
@@ -88,7 +111,13 @@ async fn admin_api_end_to_end() {
     assert_eq!(dead.dead[0].backend_indexes, [1]);
     assert!(dead.dead[0].ttl_ms > 0 && dead.dead[0].ttl_ms <= 30_000);
     api.clear_dead(request(ClearDeadRequest { host: "www.example.com".into(), options: None })).await.unwrap();
-    assert!(api.list_dead(request(ListDeadRequest { host: String::new() })).await.unwrap().into_inner().dead.is_empty());
+    assert!(api
+        .list_dead(request(ListDeadRequest { host: String::new() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .dead
+        .is_empty());
 
     // Cluster status from every node's own view.
     let status = api.cluster_status(request(ClusterStatusRequest {})).await.unwrap().into_inner();
@@ -100,7 +129,10 @@ async fn admin_api_end_to_end() {
     // as of sending), then goes live.
     let mut watch = api.watch(request(WatchRequest { from_index: first_index - 1 })).await.unwrap().into_inner();
     let first = watch.next().await.unwrap().unwrap();
-    assert_eq!((first.applied_index, first.key.as_str(), first.exists), (first_index, "frontend:www.example.com", true));
+    assert_eq!(
+        (first.applied_index, first.key.as_str(), first.exists),
+        (first_index, "frontend:www.example.com", true)
+    );
     assert_eq!(first.values, vec!["app2", "https://127.0.0.4:443"]);
     let mut last = first.applied_index;
     let mut keys = vec![first.key.clone()];
@@ -111,7 +143,10 @@ async fn admin_api_end_to_end() {
         last = e.applied_index;
         keys.push(e.key);
     }
-    assert!(keys.contains(&"frontend:*.example.com".to_string()) && keys.contains(&"dead:www.example.com".to_string()), "{keys:?}");
+    assert!(
+        keys.contains(&"frontend:*.example.com".to_string()) && keys.contains(&"dead:www.example.com".to_string()),
+        "{keys:?}"
+    );
     // Resuming from the last index seen gets only what comes after.
     let mut resumed = api.watch(request(WatchRequest { from_index: last })).await.unwrap().into_inner();
     api.delete_frontend(request(DeleteFrontendRequest { host: "*.example.com".into(), options: None })).await.unwrap();
@@ -139,7 +174,9 @@ macro_rules! reflect {
         ];
         let mut answers = client.server_reflection_info(futures::stream::iter(questions)).await.unwrap().into_inner();
         let services = match answers.next().await.unwrap().unwrap().message_response {
-            Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect::<Vec<_>>(),
+            Some(MessageResponse::ListServicesResponse(list)) => {
+                list.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
+            }
             other => panic!("expected a service list, got {other:?}"),
         };
         let file = match answers.next().await.unwrap().unwrap().message_response {
@@ -162,7 +199,9 @@ async fn server_reflection_describes_the_admin_api() {
     let (v1_services, v1_file, v1_unknown) = reflect!(v1, addr);
     let (alpha_services, alpha_file, alpha_unknown) = reflect!(v1alpha, addr);
     // Each version lists the API's services and itself.
-    let ours = |services: &[String]| services.iter().filter(|s| !s.starts_with("grpc.reflection.")).cloned().collect::<Vec<_>>();
+    let ours = |services: &[String]| {
+        services.iter().filter(|s| !s.starts_with("grpc.reflection.")).cloned().collect::<Vec<_>>()
+    };
     assert_eq!(ours(&v1_services), ["hipache.admin.v1.Admin", "hipache.raft.v1.RaftService"]);
     assert_eq!(ours(&alpha_services), ours(&v1_services));
     assert_eq!(v1_file, alpha_file);

@@ -35,9 +35,9 @@ impl Driver {
     /// Parses one URL; `key` names it in errors (`driver`, `driver[0]`).
     pub fn parse(url: &str, key: &str) -> Result<Driver, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid { key: key.to_owned(), message };
-        let (scheme, rest) = url
-            .split_once(':')
-            .ok_or_else(|| invalid(format!("expected a URL such as \"redis://:password@host:6379/0#prefix\", got {url:?}")))?;
+        let (scheme, rest) = url.split_once(':').ok_or_else(|| {
+            invalid(format!("expected a URL such as \"redis://:password@host:6379/0#prefix\", got {url:?}"))
+        })?;
         // Hipache strips the scheme to letters and a trailing "s" (TLS) except for redis.
         let name: String = scheme.chars().filter(char::is_ascii_alphabetic).collect::<String>().to_ascii_lowercase();
         if name != "redis" {
@@ -62,11 +62,9 @@ impl Driver {
             .map(|pw| percent_decode_str(pw).decode_utf8_lossy().into_owned());
         let db = match path.trim_end_matches('/') {
             "" => 0,
-            p => p
-                .parse::<usize>()
-                .ok()
-                .filter(|&n| n < DATABASES)
-                .ok_or_else(|| invalid(format!("the database in {url:?} must be a number from 0 to {}, got {p:?}", DATABASES - 1)))?,
+            p => p.parse::<usize>().ok().filter(|&n| n < DATABASES).ok_or_else(|| {
+                invalid(format!("the database in {url:?} must be a number from 0 to {}, got {p:?}", DATABASES - 1))
+            })?,
         };
         let prefix = percent_decode_str(prefix).decode_utf8_lossy().into_owned();
         Ok(Driver { db, prefix, password })

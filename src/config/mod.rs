@@ -242,16 +242,10 @@ pub struct Overrides {
 /// `config/config_<flavor>.json` when `SETTINGS_FLAVOR` is set and non-empty, else
 /// `config/config.json`. Hipache looked under its install directory; `main` passes the working
 /// directory as `base` so a checkout runs as-is.
-pub fn resolve_path(
-    explicit: Option<&Path>,
-    settings_flavor: Option<&str>,
-    base: &Path,
-) -> PathBuf {
+pub fn resolve_path(explicit: Option<&Path>, settings_flavor: Option<&str>, base: &Path) -> PathBuf {
     match (explicit, settings_flavor) {
         (Some(path), _) => path.to_path_buf(),
-        (None, Some(flavor)) if !flavor.is_empty() => {
-            base.join("config").join(format!("config_{flavor}.json"))
-        }
+        (None, Some(flavor)) if !flavor.is_empty() => base.join("config").join(format!("config_{flavor}.json")),
         _ => base.join("config").join("config.json"),
     }
 }
@@ -261,14 +255,9 @@ impl Config {
     pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
-                ConfigError::MissingFile {
-                    path: path.to_path_buf(),
-                }
+                ConfigError::MissingFile { path: path.to_path_buf() }
             } else {
-                ConfigError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                }
+                ConfigError::Read { path: path.to_path_buf(), source }
             }
         })?;
         Self::from_json(&text, path)
@@ -276,13 +265,12 @@ impl Config {
 
     /// Parses file contents; `path` is only used in error messages.
     pub fn from_json(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|source| ConfigError::Json {
-                path: path.to_path_buf(),
-                line: source.line(),
-                column: source.column(),
-                source,
-            })?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|source| ConfigError::Json {
+            path: path.to_path_buf(),
+            line: source.line(),
+            column: source.column(),
+            source,
+        })?;
         let (config, warnings) = parse::build(&value)?;
         Ok(Loaded { config, warnings })
     }

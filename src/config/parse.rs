@@ -9,15 +9,13 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::{
-    default_data_dir, Driver, AccessLog, ClusterOptions, ClusterTls, Config, ConfigError, Listen,
-    ServerOptions, TlsListen,
+    default_data_dir, AccessLog, ClusterOptions, ClusterTls, Config, ConfigError, Driver, Listen, ServerOptions,
+    TlsListen,
 };
 
 type Obj = Map<String, Value>;
 
-const TOP_KEYS: &[&str] = &[
-    "server", "http", "https", "driver", "user", "group", "cluster",
-];
+const TOP_KEYS: &[&str] = &["server", "http", "https", "driver", "user", "group", "cluster"];
 /// 0.2.x keys that 0.3.1 turned into a redis driver URL (§1.2).
 const LEGACY_REDIS_KEYS: &[&str] = &[
     "redisHost",
@@ -52,17 +50,8 @@ const SERVER_KEYS: &[&str] = &[
 const HTTP_KEYS: &[&str] = &["port", "bind"];
 const HTTP_BIND_KEYS: &[&str] = &["address", "port"];
 /// TLS settings allowed globally (`https`, 0.3.1 `server.https`) and per `https.bind` entry.
-const TLS_KEYS: &[&str] = &[
-    "port",
-    "key",
-    "cert",
-    "ca",
-    "passphrase",
-    "ciphers",
-    "honorCipherOrder",
-    "secureProtocol",
-    "secureOptions",
-];
+const TLS_KEYS: &[&str] =
+    &["port", "key", "cert", "ca", "passphrase", "ciphers", "honorCipherOrder", "secureProtocol", "secureOptions"];
 /// OpenSSL knobs that rustls has no equivalent for.
 const OPENSSL_ONLY_KEYS: &[&str] = &["ciphers", "secureProtocol", "secureOptions"];
 const CLUSTER_KEYS: &[&str] = &[
@@ -84,40 +73,24 @@ const CLUSTER_TLS_KEYS: &[&str] = &["cert", "key", "ca"];
 const RAFT_REPLACES: &str = "routing state is replicated by the embedded Raft cluster";
 
 pub(super) fn build(root: &Value) -> Result<(Config, Vec<String>), ConfigError> {
-    let top = root.as_object().ok_or_else(|| {
-        invalid(
-            "(top level)",
-            format!("expected a JSON object, got {}", show(root)),
-        )
-    })?;
+    let top = root
+        .as_object()
+        .ok_or_else(|| invalid("(top level)", format!("expected a JSON object, got {}", show(root))))?;
     let mut w = Warnings(Vec::new());
 
-    let legacy_redis: Vec<&str> = top
-        .keys()
-        .map(String::as_str)
-        .filter(|k| LEGACY_REDIS_KEYS.contains(k))
-        .collect();
+    let legacy_redis: Vec<&str> = top.keys().map(String::as_str).filter(|k| LEGACY_REDIS_KEYS.contains(k)).collect();
     if !legacy_redis.is_empty() {
-        w.push(format!(
-            "deprecated 0.2.x keys {} are ignored: {RAFT_REPLACES}",
-            legacy_redis.join(", ")
-        ));
+        w.push(format!("deprecated 0.2.x keys {} are ignored: {RAFT_REPLACES}", legacy_redis.join(", ")));
     }
-    let unknown_top: Vec<&str> = top
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !TOP_KEYS.contains(k) && !LEGACY_REDIS_KEYS.contains(k))
-        .collect();
+    let unknown_top: Vec<&str> =
+        top.keys().map(String::as_str).filter(|k| !TOP_KEYS.contains(k) && !LEGACY_REDIS_KEYS.contains(k)).collect();
     w.unknown("", unknown_top);
 
     let empty = Obj::new();
     let server = section(top, "server", &empty)?;
     w.check_keys(server, "server", SERVER_KEYS);
     if server.contains_key("address6") {
-        w.push(
-            "server.address6 (0.2.x) is ignored: list IPv6 addresses in server.address or http.bind"
-                .into(),
-        );
+        w.push("server.address6 (0.2.x) is ignored: list IPv6 addresses in server.address or http.bind".into());
     }
 
     let (http, https) = listeners(top, server, &mut w)?;
@@ -132,15 +105,7 @@ pub(super) fn build(root: &Value) -> Result<(Config, Vec<String>), ConfigError> 
     if cluster.requirepass.is_none() {
         cluster.requirepass = driver.password.clone();
     }
-    let config = Config {
-        http,
-        https,
-        server: server_options(server, &mut w)?,
-        cluster,
-        driver,
-        user,
-        group,
-    };
+    let config = Config { http, https, server: server_options(server, &mut w)?, cluster, driver, user, group };
     Ok((config, w.0))
 }
 
@@ -158,11 +123,7 @@ impl Warnings {
     }
 
     fn check_keys(&mut self, obj: &Obj, prefix: &str, known: &[&str]) {
-        let unknown = obj
-            .keys()
-            .map(String::as_str)
-            .filter(|k| !known.contains(k))
-            .collect();
+        let unknown = obj.keys().map(String::as_str).filter(|k| !known.contains(k)).collect();
         self.unknown(prefix, unknown);
     }
 }
@@ -172,11 +133,7 @@ impl Warnings {
 /// Master's `http`/`https` sections win; without them the 0.3.1 keys apply (§1.2). Where the
 /// 0.3.1 keys leave something out we follow 0.3.1, the release users actually ran: no
 /// `server.address` means every interface (`::`, dual stack on Linux).
-fn listeners(
-    top: &Obj,
-    server: &Obj,
-    w: &mut Warnings,
-) -> Result<(Vec<Listen>, Vec<TlsListen>), ConfigError> {
+fn listeners(top: &Obj, server: &Obj, w: &mut Warnings) -> Result<(Vec<Listen>, Vec<TlsListen>), ConfigError> {
     let legacy_port = get(server, "port");
     let legacy_https = get(server, "https");
     let legacy_addresses = match get(server, "address") {
@@ -201,21 +158,11 @@ fn listeners(
             http_listeners(as_object(v, "http")?, w)?
         }
         None if legacy_port.is_some() || legacy_addresses.is_some() => {
-            let port = legacy_port
-                .map(|v| port(v, "server.port"))
-                .transpose()?
-                .unwrap_or(80);
-            legacy_ips
-                .iter()
-                .map(|&(ip, own)| Listen {
-                    addr: SocketAddr::new(ip, own.unwrap_or(port)),
-                })
-                .collect()
+            let port = legacy_port.map(|v| port(v, "server.port")).transpose()?.unwrap_or(80);
+            legacy_ips.iter().map(|&(ip, own)| Listen { addr: SocketAddr::new(ip, own.unwrap_or(port)) }).collect()
         }
         // Neither layout names an HTTP listener: master's defaults, loopback port 80 (§1.1).
-        None => vec![Listen {
-            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 80),
-        }],
+        None => vec![Listen { addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 80) }],
     };
 
     let https = match (https_section, legacy_https) {
@@ -233,9 +180,7 @@ fn listeners(
             let obj = as_object(v, "server.https")?;
             w.check_keys(obj, "server.https", TLS_KEYS);
             let tls = tls_settings(obj, "server.https", None, w)?;
-            let port = get(obj, "port")
-                .map(|v| port(v, "server.https.port"))
-                .transpose()?;
+            let port = get(obj, "port").map(|v| port(v, "server.https.port")).transpose()?;
             legacy_ips
                 .iter()
                 // A port written into an address is the HTTP one; HTTPS keeps its own.
@@ -247,28 +192,19 @@ fn listeners(
         }
         (None, None) => Vec::new(),
     };
-    let address_unused =
-        http_section.is_some() && (https_section.is_some() || legacy_https.is_none());
+    let address_unused = http_section.is_some() && (https_section.is_some() || legacy_https.is_none());
     if address_unused && legacy_addresses.is_some() {
-        w.push(
-            "server.address is ignored: the `http` section is set and no server.https uses it"
-                .into(),
-        );
+        w.push("server.address is ignored: the `http` section is set and no server.https uses it".into());
     }
     Ok((http, https))
 }
 
 fn http_listeners(http: &Obj, w: &mut Warnings) -> Result<Vec<Listen>, ConfigError> {
     w.check_keys(http, "http", HTTP_KEYS);
-    let default_port = get(http, "port")
-        .map(|v| port(v, "http.port"))
-        .transpose()?
-        .unwrap_or(80);
+    let default_port = get(http, "port").map(|v| port(v, "http.port")).transpose()?.unwrap_or(80);
     let Some(bind) = get(http, "bind") else {
         // Master's default bind is loopback only (§1.1).
-        return Ok(vec![Listen {
-            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), default_port),
-        }]);
+        return Ok(vec![Listen { addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), default_port) }]);
     };
     one_or_many(bind, "http.bind")?
         .into_iter()
@@ -282,15 +218,10 @@ fn http_listeners(http: &Obj, w: &mut Warnings) -> Result<Vec<Listen>, ConfigErr
 fn https_listeners(https: &Obj, w: &mut Warnings) -> Result<Vec<TlsListen>, ConfigError> {
     w.check_keys(https, "https", &[TLS_KEYS, &["bind"]].concat());
     let global = tls_settings(https, "https", None, w)?;
-    let default_port = get(https, "port")
-        .map(|v| port(v, "https.port"))
-        .transpose()?
-        .unwrap_or(443);
+    let default_port = get(https, "port").map(|v| port(v, "https.port")).transpose()?.unwrap_or(443);
     let Some(bind) = get(https, "bind") else {
         if global.key.is_some() || global.cert.is_some() {
-            w.push(
-                "https.key/https.cert are set but https.bind is empty: no HTTPS listener".into(),
-            );
+            w.push("https.key/https.cert are set but https.bind is empty: no HTTPS listener".into());
         }
         return Ok(Vec::new());
     };
@@ -300,9 +231,7 @@ fn https_listeners(https: &Obj, w: &mut Warnings) -> Result<Vec<TlsListen>, Conf
         .map(|(entry, key)| {
             let (addr, obj) = bind_entry(entry, &key, default_port, &bind_keys, w)?;
             match obj {
-                Some(obj) => {
-                    tls_settings(obj, &key, Some(&global), w)?.listener(addr, &key, "https")
-                }
+                Some(obj) => tls_settings(obj, &key, Some(&global), w)?.listener(addr, &key, "https"),
                 None => global.listener(addr, &key, "https"),
             }
         })
@@ -322,9 +251,8 @@ fn bind_entry<'a>(
         Value::Object(obj) => {
             w.check_keys(obj, key, known);
             let address_key = format!("{key}.address");
-            let address = get(obj, "address").ok_or_else(|| {
-                invalid(&address_key, "missing: every bind object needs an address")
-            })?;
+            let address = get(obj, "address")
+                .ok_or_else(|| invalid(&address_key, "missing: every bind object needs an address"))?;
             let (ip, own_port) = bind_addr(address, &address_key)?;
             let port = match get(obj, "port") {
                 Some(v) => port(v, &format!("{key}.port"))?,
@@ -355,9 +283,7 @@ fn tls_settings(
     w: &mut Warnings,
 ) -> Result<TlsSettings, ConfigError> {
     let path_of = |name: &str| -> Result<Option<PathBuf>, ConfigError> {
-        get(obj, name)
-            .map(|v| string(v, &join_key(prefix, name)).map(PathBuf::from))
-            .transpose()
+        get(obj, name).map(|v| string(v, &join_key(prefix, name)).map(PathBuf::from)).transpose()
     };
     for name in OPENSSL_ONLY_KEYS {
         if obj.contains_key(*name) {
@@ -368,9 +294,8 @@ fn tls_settings(
         }
     }
     let own_key = path_of("key")?;
-    let own_passphrase = get(obj, "passphrase")
-        .map(|v| string(v, &join_key(prefix, "passphrase")).map(str::to_owned))
-        .transpose()?;
+    let own_passphrase =
+        get(obj, "passphrase").map(|v| string(v, &join_key(prefix, "passphrase")).map(str::to_owned)).transpose()?;
     // Hipache master hands the global passphrase only to an entry using the global key: a
     // passphrase belongs to one key file.
     let passphrase = match (own_passphrase, global) {
@@ -396,12 +321,7 @@ fn tls_settings(
 impl TlsSettings {
     /// Hipache refused a bind without key or cert (`MISSING_KEY`); so do we, naming the key
     /// to set at `fix_prefix` (the global section, where users usually put it).
-    fn listener(
-        &self,
-        addr: SocketAddr,
-        origin: &str,
-        fix_prefix: &str,
-    ) -> Result<TlsListen, ConfigError> {
+    fn listener(&self, addr: SocketAddr, origin: &str, fix_prefix: &str) -> Result<TlsListen, ConfigError> {
         let missing = |name: &str| {
             invalid(
                 join_key(fix_prefix, name),
@@ -432,8 +352,7 @@ fn server_options(s: &Obj, w: &mut Warnings) -> Result<ServerOptions, ConfigErro
     }
     let key = |name: &str| format!("server.{name}");
     let opt_secs = |name: &str| get(s, name).map(|v| seconds(v, &key(name))).transpose();
-    let flag =
-        |name: &str, default: bool| get(s, name).map_or(Ok(default), |v| boolean(v, &key(name)));
+    let flag = |name: &str, default: bool| get(s, name).map_or(Ok(default), |v| boolean(v, &key(name)));
     let disabled_if_zero = |d: Duration| (!d.is_zero()).then_some(d);
 
     let tcp_timeout = disabled_if_zero(opt_secs("tcpTimeout")?.unwrap_or(Duration::from_secs(30)));
@@ -441,12 +360,7 @@ fn server_options(s: &Obj, w: &mut Warnings) -> Result<ServerOptions, ConfigErro
         debug: flag("debug", false)?,
         workers: match get(s, "workers") {
             Some(v) => match integer(v, &key("workers"))? {
-                0 => {
-                    return Err(invalid(
-                        key("workers"),
-                        "expected at least 1 worker thread, got 0",
-                    ))
-                }
+                0 => return Err(invalid(key("workers"), "expected at least 1 worker thread, got 0")),
                 n => Some(to_usize(n, &key("workers"))?),
             },
             None => None,
@@ -465,12 +379,8 @@ fn server_options(s: &Obj, w: &mut Warnings) -> Result<ServerOptions, ConfigErro
         access_log: access_log(s.get("accessLog"))?,
         http_keep_alive: flag("httpKeepAlive", false)?,
         dead_backend_on_500: flag("deadBackendOn500", true)?,
-        static_dir: get(s, "staticDir")
-            .map(|v| string(v, &key("staticDir")).map(PathBuf::from))
-            .transpose()?,
-        connect_timeout: disabled_if_zero(
-            opt_secs("connectTimeout")?.unwrap_or(Duration::from_secs(3)),
-        ),
+        static_dir: get(s, "staticDir").map(|v| string(v, &key("staticDir")).map(PathBuf::from)).transpose()?,
+        connect_timeout: disabled_if_zero(opt_secs("connectTimeout")?.unwrap_or(Duration::from_secs(3))),
         backend_timeout: match opt_secs("backendTimeout")? {
             Some(d) => disabled_if_zero(d),
             None => tcp_timeout,
@@ -487,13 +397,7 @@ fn access_log(v: Option<&Value>) -> Result<AccessLog, ConfigError> {
         Some(Value::String(s)) if s.is_empty() => AccessLog::Off,
         Some(Value::String(s)) if s == "-" => AccessLog::Stdout,
         Some(Value::String(s)) => AccessLog::File(PathBuf::from(s)),
-        Some(other) => {
-            return Err(expected(
-                "server.accessLog",
-                "a file path, \"-\" or null",
-                other,
-            ))
-        }
+        Some(other) => return Err(expected("server.accessLog", "a file path, \"-\" or null", other)),
     })
 }
 
@@ -503,26 +407,14 @@ fn cluster_options(c: &Obj, w: &mut Warnings) -> Result<ClusterOptions, ConfigEr
     let addr = |name: &str, default_port: u16| -> Result<SocketAddr, ConfigError> {
         match get(c, name) {
             Some(v) => socket_addr(v, &key(name)),
-            None => Ok(SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                default_port,
-            )),
+            None => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), default_port)),
         }
     };
     let secret = |name: &str| -> Result<Option<String>, ConfigError> {
-        Ok(get(c, name)
-            .map(|v| string(v, &key(name)))
-            .transpose()?
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned))
+        Ok(get(c, name).map(|v| string(v, &key(name))).transpose()?.filter(|s| !s.is_empty()).map(str::to_owned))
     };
-    let node_id = get(c, "nodeId")
-        .map(|v| integer(v, &key("nodeId")))
-        .transpose()?
-        .unwrap_or(1);
-    let data_dir = get(c, "dataDir")
-        .map(|v| string(v, &key("dataDir")).map(PathBuf::from))
-        .transpose()?;
+    let node_id = get(c, "nodeId").map(|v| integer(v, &key("nodeId"))).transpose()?.unwrap_or(1);
+    let data_dir = get(c, "dataDir").map(|v| string(v, &key("dataDir")).map(PathBuf::from)).transpose()?;
     Ok(ClusterOptions {
         node_id,
         data_dir_explicit: data_dir.is_some(),
@@ -540,20 +432,12 @@ fn cluster_options(c: &Obj, w: &mut Warnings) -> Result<ClusterOptions, ConfigEr
         advertise_grpc: get(c, "advertiseGrpc").map(|v| peer(v, &key("advertiseGrpc"))).transpose()?,
         advertise_resp: get(c, "advertiseResp").map(|v| peer(v, &key("advertiseResp"))).transpose()?,
         join: match get(c, "join") {
-            Some(v) => one_or_many(v, &key("join"))?
-                .into_iter()
-                .map(|(v, k)| peer(v, &k))
-                .collect::<Result<_, _>>()?,
+            Some(v) => one_or_many(v, &key("join"))?.into_iter().map(|(v, k)| peer(v, &k)).collect::<Result<_, _>>()?,
             None => Vec::new(),
         },
         snapshot_threshold: match get(c, "snapshotThreshold") {
             Some(v) => match integer(v, &key("snapshotThreshold"))? {
-                0 => {
-                    return Err(invalid(
-                        key("snapshotThreshold"),
-                        "expected a positive integer, got 0",
-                    ))
-                }
+                0 => return Err(invalid(key("snapshotThreshold"), "expected a positive integer, got 0")),
                 n => n,
             },
             None => 5000,
@@ -564,17 +448,13 @@ fn cluster_options(c: &Obj, w: &mut Warnings) -> Result<ClusterOptions, ConfigEr
                 w.check_keys(t, "cluster.tls", CLUSTER_TLS_KEYS);
                 let file = |name: &str| -> Result<PathBuf, ConfigError> {
                     let k = format!("cluster.tls.{name}");
-                    let v = get(t, name)
-                        .ok_or_else(|| invalid(&k, "missing: cluster TLS needs cert and key"))?;
+                    let v = get(t, name).ok_or_else(|| invalid(&k, "missing: cluster TLS needs cert and key"))?;
                     string(v, &k).map(PathBuf::from)
                 };
                 Some(ClusterTls {
                     cert: file("cert")?,
                     key: file("key")?,
-                    ca: get(t, "ca")
-                        .map(|v| paths(v, "cluster.tls.ca"))
-                        .transpose()?
-                        .unwrap_or_default(),
+                    ca: get(t, "ca").map(|v| paths(v, "cluster.tls.ca")).transpose()?.unwrap_or_default(),
                 })
             }
             None => None,
@@ -606,10 +486,9 @@ fn privileges(top: &Obj) -> Result<(Option<String>, Option<String>), ConfigError
     let name = |key: &str| -> Result<Option<String>, ConfigError> {
         match get(top, key) {
             None => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Err(invalid(
-                key,
-                "must not be empty (Hipache: ROOT_NEEDS_ROOT); use \"root\" to keep root",
-            )),
+            Some(Value::String(s)) if s.is_empty() => {
+                Err(invalid(key, "must not be empty (Hipache: ROOT_NEEDS_ROOT); use \"root\" to keep root"))
+            }
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(Value::Number(n)) if n.is_u64() => Ok(Some(n.to_string())),
             Some(other) => Err(expected(key, "a user/group name or numeric id", other)),
@@ -641,10 +520,7 @@ fn join_key(prefix: &str, key: &str) -> String {
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        message: message.into(),
-    }
+    ConfigError::Invalid { key: key.into(), message: message.into() }
 }
 
 fn expected(key: &str, what: &str, got: &Value) -> ConfigError {
@@ -683,9 +559,7 @@ fn number(v: &Value) -> Option<f64> {
 
 /// Seconds, fractional allowed (`0.5`), never negative.
 fn seconds(v: &Value, key: &str) -> Result<Duration, ConfigError> {
-    let secs = number(v)
-        .filter(|f| *f >= 0.0)
-        .ok_or_else(|| expected(key, "a non-negative number", v))?;
+    let secs = number(v).filter(|f| *f >= 0.0).ok_or_else(|| expected(key, "a non-negative number", v))?;
     Duration::try_from_secs_f64(secs).map_err(|_| expected(key, "a number of seconds that fits", v))
 }
 
@@ -703,29 +577,19 @@ fn to_usize(n: u64, key: &str) -> Result<usize, ConfigError> {
 }
 
 fn port(v: &Value, key: &str) -> Result<u16, ConfigError> {
-    integer(v, key)
-        .ok()
-        .and_then(|n| u16::try_from(n).ok())
-        .ok_or_else(|| expected(key, "a port number (0-65535)", v))
+    integer(v, key).ok().and_then(|n| u16::try_from(n).ok()).ok_or_else(|| expected(key, "a port number (0-65535)", v))
 }
 
 /// Hipache's "a value or an array of values", each element named `key[i]`.
 fn one_or_many<'a>(v: &'a Value, key: &str) -> Result<Vec<(&'a Value, String)>, ConfigError> {
     Ok(match v {
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (v, format!("{key}[{i}]")))
-            .collect(),
+        Value::Array(items) => items.iter().enumerate().map(|(i, v)| (v, format!("{key}[{i}]"))).collect(),
         other => vec![(other, key.to_owned())],
     })
 }
 
 fn paths(v: &Value, key: &str) -> Result<Vec<PathBuf>, ConfigError> {
-    one_or_many(v, key)?
-        .into_iter()
-        .map(|(v, k)| string(v, &k).map(PathBuf::from))
-        .collect()
+    one_or_many(v, key)?.into_iter().map(|(v, k)| string(v, &k).map(PathBuf::from)).collect()
 }
 
 /// A listen address: an IP ("0.0.0.0", "::", "[::1]"), "localhost", or an IP with its own
@@ -736,20 +600,13 @@ fn bind_addr(v: &Value, key: &str) -> Result<(IpAddr, Option<u16>), ConfigError>
     if s == "localhost" {
         return Ok((IpAddr::V4(Ipv4Addr::LOCALHOST), None));
     }
-    let bare = s
-        .strip_prefix('[')
-        .and_then(|r| r.strip_suffix(']'))
-        .unwrap_or(s);
+    let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok((ip, None));
     }
     match socket_addr(v, key) {
         Ok(addr) => Ok((addr.ip(), Some(addr.port()))),
-        Err(_) => Err(expected(
-            key,
-            "an IP address such as \"0.0.0.0\" or \"::\"",
-            v,
-        )),
+        Err(_) => Err(expected(key, "an IP address such as \"0.0.0.0\" or \"::\"", v)),
     }
 }
 
@@ -757,10 +614,7 @@ fn bind_addr(v: &Value, key: &str) -> Result<(IpAddr, Option<u16>), ConfigError>
 fn socket_addr(v: &Value, key: &str) -> Result<SocketAddr, ConfigError> {
     let s = string(v, key)?.trim();
     let parsed = match s.strip_prefix("localhost:") {
-        Some(port) => port
-            .parse::<u16>()
-            .ok()
-            .map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p)),
+        Some(port) => port.parse::<u16>().ok().map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p)),
         None => s.parse::<SocketAddr>().ok(),
     };
     parsed.ok_or_else(|| expected(key, "\"ip:port\"", v))

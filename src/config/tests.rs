@@ -36,10 +36,7 @@ fn http_addrs(c: &Config) -> Vec<SocketAddr> {
 
 #[test]
 fn empty_file_gets_hipache_master_defaults() {
-    let Loaded {
-        config: c,
-        warnings,
-    } = parse("{}");
+    let Loaded { config: c, warnings } = parse("{}");
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(http_addrs(&c), [sa("127.0.0.1:80")]);
     assert!(c.https.is_empty());
@@ -50,10 +47,7 @@ fn empty_file_gets_hipache_master_defaults() {
     assert_eq!(s.tcp_timeout, Some(Duration::from_secs(30)));
     assert_eq!(s.dead_backend_ttl, Duration::from_secs(30));
     assert_eq!(s.retry_on_error, 3);
-    assert_eq!(
-        s.access_log,
-        AccessLog::File("/var/log/hipache/access.log".into())
-    );
+    assert_eq!(s.access_log, AccessLog::File("/var/log/hipache/access.log".into()));
     assert!(!s.http_keep_alive);
     assert!(s.dead_backend_on_500);
     assert_eq!(s.static_dir, None);
@@ -66,10 +60,7 @@ fn empty_file_gets_hipache_master_defaults() {
     assert_eq!(k.resp, sa("127.0.0.1:6380"));
     assert_eq!(k.grpc, sa("127.0.0.1:7380"));
     assert_eq!(k.metrics, Some(sa("127.0.0.1:9380")));
-    assert_eq!(
-        (k.requirepass.as_deref(), k.secret.as_deref()),
-        (None, None)
-    );
+    assert_eq!((k.requirepass.as_deref(), k.secret.as_deref()), (None, None));
     assert!(k.join.is_empty());
     assert_eq!(k.snapshot_threshold, 5000);
     assert_eq!(k.tls, None);
@@ -82,10 +73,7 @@ fn shipped_configs_parse_without_warnings() {
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let c = loaded.config;
     assert_eq!(http_addrs(&c), [sa("127.0.0.1:8080")]);
-    assert_eq!(
-        c.server.access_log,
-        AccessLog::File("./data/access.log".into())
-    );
+    assert_eq!(c.server.access_log, AccessLog::File("./data/access.log".into()));
     assert!(c.server.http_keep_alive);
     assert_eq!(c.cluster.metrics, Some(sa("127.0.0.1:9380")));
 
@@ -108,16 +96,9 @@ fn server_keys_and_timeouts() {
     assert!(s.debug);
     assert_eq!(s.workers, Some(4));
     assert_eq!(s.max_sockets, 7);
-    assert_eq!(
-        s.tcp_timeout, None,
-        "0 disables the idle timeout, as in Hipache"
-    );
+    assert_eq!(s.tcp_timeout, None, "0 disables the idle timeout, as in Hipache");
     assert_eq!(s.backend_timeout, None, "backendTimeout follows tcpTimeout");
-    assert_eq!(
-        s.dead_backend_ttl,
-        Duration::from_secs(12),
-        "numeric strings are accepted"
-    );
+    assert_eq!(s.dead_backend_ttl, Duration::from_secs(12), "numeric strings are accepted");
     assert_eq!(s.retry_on_error, 0);
     assert_eq!(s.access_log, AccessLog::Stdout);
     assert!(s.http_keep_alive);
@@ -126,9 +107,7 @@ fn server_keys_and_timeouts() {
     assert_eq!(s.connect_timeout, Some(Duration::from_millis(250)));
     assert_eq!(s.shutdown_timeout, Duration::from_millis(1500));
 
-    let s = parse(r#"{"server": {"tcpTimeout": 10, "backendTimeout": 60}}"#)
-        .config
-        .server;
+    let s = parse(r#"{"server": {"tcpTimeout": 10, "backendTimeout": 60}}"#).config.server;
     assert_eq!(s.backend_timeout, Some(Duration::from_secs(60)));
     for off in ["null", "false", "\"\""] {
         let c = parse(&format!(r#"{{"server": {{"accessLog": {off}}}}}"#)).config;
@@ -149,20 +128,13 @@ fn legacy_031_layout() {
     let https: Vec<_> = c.https.iter().map(|l| l.addr).collect();
     assert_eq!(https, [sa("0.0.0.0:8443"), sa("[::1]:8443")]);
     let tls = &c.https[0];
-    assert_eq!(
-        (tls.key.as_path(), tls.cert.as_path()),
-        (Path::new("k.pem"), Path::new("c.pem"))
-    );
+    assert_eq!((tls.key.as_path(), tls.cert.as_path()), (Path::new("k.pem"), Path::new("c.pem")));
     assert_eq!(tls.ca, [PathBuf::from("chain.pem")]);
     assert_eq!(tls.passphrase.as_deref(), Some("pw"));
     assert!(tls.honor_cipher_order);
     assert_eq!(tls.origin, "server.https");
     assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
-    assert!(
-        loaded.warnings[0].contains("redisHost, redisPort"),
-        "{:?}",
-        loaded.warnings
-    );
+    assert!(loaded.warnings[0].contains("redisHost, redisPort"), "{:?}", loaded.warnings);
 }
 
 #[test]
@@ -173,10 +145,7 @@ fn legacy_defaults_listen_everywhere_like_031() {
 
     // Hipache master's quirk 2 (§1.2) dropped this HTTPS listener; we keep it.
     let c = parse(r#"{"server": {"https": {"key": "k", "cert": "c"}}}"#).config;
-    assert_eq!(
-        c.https.iter().map(|l| l.addr).collect::<Vec<_>>(),
-        [sa("[::]:443")]
-    );
+    assert_eq!(c.https.iter().map(|l| l.addr).collect::<Vec<_>>(), [sa("[::]:443")]);
     assert_eq!(http_addrs(&c), [sa("127.0.0.1:80")]);
 
     // Quirk 1: server.address alone never makes keyless HTTPS binds.
@@ -190,27 +159,15 @@ fn master_bind_forms() {
     let c = parse(r#"{"http": {"port": 81, "bind": "0.0.0.0"}}"#).config;
     assert_eq!(http_addrs(&c), [sa("0.0.0.0:81")]);
     let c = parse(r#"{"http": {"port": 81}}"#).config;
-    assert_eq!(
-        http_addrs(&c),
-        [sa("127.0.0.1:81")],
-        "master binds loopback by default"
-    );
+    assert_eq!(http_addrs(&c), [sa("127.0.0.1:81")], "master binds loopback by default");
     let c = parse(
         r#"{"http": {"port": 81, "bind": ["::", "[::1]", "localhost", "127.0.0.1:9000",
             {"address": "127.0.0.2"}, {"address": "127.0.0.3", "port": 0}]}}"#,
     )
     .config;
-    let want = [
-        "[::]:81",
-        "[::1]:81",
-        "127.0.0.1:81",
-        "127.0.0.1:9000",
-        "127.0.0.2:81",
-        "127.0.0.3:0",
-    ];
+    let want = ["[::]:81", "[::1]:81", "127.0.0.1:81", "127.0.0.1:9000", "127.0.0.2:81", "127.0.0.3:0"];
     assert_eq!(http_addrs(&c), want.map(sa));
-    let c =
-        parse(r#"{"http": {"bind": []}, "https": {"bind": "::", "key": "k", "cert": "c"}}"#).config;
+    let c = parse(r#"{"http": {"bind": []}, "https": {"bind": "::", "key": "k", "cert": "c"}}"#).config;
     assert!(c.http.is_empty(), "an empty bind list means HTTPS only");
 }
 
@@ -228,41 +185,30 @@ fn https_per_bind_overrides() {
     let h = &loaded.config.https;
     assert_eq!(h.len(), 4);
     assert_eq!(h[0].addr, sa("0.0.0.0:443"));
-    assert_eq!(
-        (h[0].key.to_str(), h[0].cert.to_str()),
-        (Some("g.key"), Some("g.crt"))
-    );
+    assert_eq!((h[0].key.to_str(), h[0].cert.to_str()), (Some("g.key"), Some("g.crt")));
     assert_eq!(h[0].ca.len(), 2);
     assert_eq!(h[0].passphrase.as_deref(), Some("gpw"));
     assert!(!h[0].honor_cipher_order);
     assert_eq!(h[1].addr, sa("127.0.0.2:8443"));
     assert_eq!(h[1].cert, PathBuf::from("two.crt"));
-    assert_eq!(
-        h[1].passphrase.as_deref(),
-        Some("gpw"),
-        "same key as global: passphrase inherited"
-    );
+    assert_eq!(h[1].passphrase.as_deref(), Some("gpw"), "same key as global: passphrase inherited");
     assert_eq!(h[1].origin, "https.bind[1]");
     assert_eq!(h[2].key, PathBuf::from("three.key"));
     assert_eq!(h[2].ca, [PathBuf::from("three-ca.pem")]);
-    assert_eq!(
-        h[2].passphrase, None,
-        "another key never gets the global passphrase"
-    );
+    assert_eq!(h[2].passphrase, None, "another key never gets the global passphrase");
     assert!(h[2].honor_cipher_order);
     assert_eq!(h[3].passphrase.as_deref(), Some("fpw"));
-    assert_eq!(loaded.warnings, ["https.ciphers is ignored: TLS is served by rustls with its own safe cipher suites and versions"]);
+    assert_eq!(
+        loaded.warnings,
+        ["https.ciphers is ignored: TLS is served by rustls with its own safe cipher suites and versions"]
+    );
 }
 
 #[test]
 fn https_without_bind_warns() {
     let loaded = parse(r#"{"https": {"key": "k", "cert": "c"}}"#);
     assert!(loaded.config.https.is_empty());
-    assert!(
-        loaded.warnings[0].contains("https.bind is empty"),
-        "{:?}",
-        loaded.warnings
-    );
+    assert!(loaded.warnings[0].contains("https.bind is empty"), "{:?}", loaded.warnings);
 }
 
 #[test]
@@ -282,76 +228,34 @@ fn master_sections_win_over_legacy_keys() {
 #[test]
 fn errors_name_their_key() {
     let err = parse_err(r#"{"server": {"tcpTimeout": "abc"}}"#);
-    assert_eq!(
-        err.to_string(),
-        r#"config error: server.tcpTimeout: expected a non-negative number, got "abc""#
-    );
+    assert_eq!(err.to_string(), r#"config error: server.tcpTimeout: expected a non-negative number, got "abc""#);
     let cases = [
         (r#"{"server": {"tcpTimeout": -1}}"#, "server.tcpTimeout"),
-        (
-            r#"{"server": {"connectTimeout": -0.5}}"#,
-            "server.connectTimeout",
-        ),
-        (
-            r#"{"server": {"backendTimeout": []}}"#,
-            "server.backendTimeout",
-        ),
-        (
-            r#"{"server": {"shutdownTimeout": 1e300}}"#,
-            "server.shutdownTimeout",
-        ),
-        (
-            r#"{"server": {"deadBackendTTL": true}}"#,
-            "server.deadBackendTTL",
-        ),
+        (r#"{"server": {"connectTimeout": -0.5}}"#, "server.connectTimeout"),
+        (r#"{"server": {"backendTimeout": []}}"#, "server.backendTimeout"),
+        (r#"{"server": {"shutdownTimeout": 1e300}}"#, "server.shutdownTimeout"),
+        (r#"{"server": {"deadBackendTTL": true}}"#, "server.deadBackendTTL"),
         (r#"{"server": {"workers": 0}}"#, "server.workers"),
         (r#"{"server": {"workers": 1.5}}"#, "server.workers"),
         (r#"{"server": {"retryOnError": -1}}"#, "server.retryOnError"),
         (r#"{"server": {"maxSockets": "many"}}"#, "server.maxSockets"),
-        (
-            r#"{"server": {"httpKeepAlive": "yes"}}"#,
-            "server.httpKeepAlive",
-        ),
+        (r#"{"server": {"httpKeepAlive": "yes"}}"#, "server.httpKeepAlive"),
         (r#"{"server": {"debug": 1}}"#, "server.debug"),
         (r#"{"server": {"accessLog": 5}}"#, "server.accessLog"),
         (r#"{"server": {"staticDir": 5}}"#, "server.staticDir"),
         (r#"{"server": {"port": 70000}}"#, "server.port"),
-        (
-            r#"{"server": {"address": ["0.0.0.0", "example.com"]}}"#,
-            "server.address[1]",
-        ),
-        (
-            r#"{"server": {"https": {"cert": "c"}}}"#,
-            "server.https.key",
-        ),
-        (
-            r#"{"server": {"https": {"key": "k", "port": "x"}}}"#,
-            "server.https.port",
-        ),
+        (r#"{"server": {"address": ["0.0.0.0", "example.com"]}}"#, "server.address[1]"),
+        (r#"{"server": {"https": {"cert": "c"}}}"#, "server.https.key"),
+        (r#"{"server": {"https": {"key": "k", "port": "x"}}}"#, "server.https.port"),
         (r#"{"server": 3}"#, "server"),
         (r#"{"http": {"port": -1}}"#, "http.port"),
-        (
-            r#"{"http": {"bind": ["::", {"address": "::", "port": 65536}]}}"#,
-            "http.bind[1].port",
-        ),
-        (
-            r#"{"http": {"bind": [{"port": 80}]}}"#,
-            "http.bind[0].address",
-        ),
+        (r#"{"http": {"bind": ["::", {"address": "::", "port": 65536}]}}"#, "http.bind[1].port"),
+        (r#"{"http": {"bind": [{"port": 80}]}}"#, "http.bind[0].address"),
         (r#"{"http": {"bind": "nope"}}"#, "http.bind"),
         (r#"{"https": {"bind": "::", "key": "k"}}"#, "https.cert"),
-        (
-            r#"{"https": {"bind": [{"address": "::", "cert": "c"}]}}"#,
-            "https.key",
-        ),
-        (
-            r#"{"https": {"bind": "::", "key": "k", "cert": "c", "ca": [1]}}"#,
-            "https.ca[0]",
-        ),
-        (
-            r#"{"https": {"bind": [{"address": "::", "key": 1}]}}"#,
-            "https.bind[0].key",
-        ),
+        (r#"{"https": {"bind": [{"address": "::", "cert": "c"}]}}"#, "https.key"),
+        (r#"{"https": {"bind": "::", "key": "k", "cert": "c", "ca": [1]}}"#, "https.ca[0]"),
+        (r#"{"https": {"bind": [{"address": "::", "key": 1}]}}"#, "https.bind[0].key"),
         (r#"{"cluster": {"nodeId": "one"}}"#, "cluster.nodeId"),
         (r#"{"cluster": {"dataDir": false}}"#, "cluster.dataDir"),
         (r#"{"cluster": {"resp": "127.0.0.1"}}"#, "cluster.resp"),
@@ -360,10 +264,7 @@ fn errors_name_their_key() {
         (r#"{"cluster": {"requirepass": 1}}"#, "cluster.requirepass"),
         (r#"{"cluster": {"join": ["a:1", "b"]}}"#, "cluster.join[1]"),
         (r#"{"cluster": {"advertiseGrpc": "no-port"}}"#, "cluster.advertiseGrpc"),
-        (
-            r#"{"cluster": {"snapshotThreshold": 0}}"#,
-            "cluster.snapshotThreshold",
-        ),
+        (r#"{"cluster": {"snapshotThreshold": 0}}"#, "cluster.snapshotThreshold"),
         (r#"{"cluster": {"tls": {"cert": "c"}}}"#, "cluster.tls.key"),
         (r#"{"user": ""}"#, "user"),
         (r#"{"group": true}"#, "group"),
@@ -381,26 +282,14 @@ fn file_errors() {
         ConfigError::Json { line, column, .. } => assert_eq!((*line, *column), (2, 14)),
         other => panic!("{other:?}"),
     }
-    assert!(
-        err.to_string()
-            .starts_with("config error: test.json: invalid JSON"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("config error: test.json: invalid JSON"), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("config.json");
-    assert!(
-        matches!(Config::load(&missing), Err(ConfigError::MissingFile { path }) if path == missing)
-    );
-    assert!(matches!(
-        Config::load(dir.path()),
-        Err(ConfigError::Read { .. })
-    ));
+    assert!(matches!(Config::load(&missing), Err(ConfigError::MissingFile { path }) if path == missing));
+    assert!(matches!(Config::load(dir.path()), Err(ConfigError::Read { .. })));
     std::fs::write(&missing, r#"{"http": {"port": 9}}"#).unwrap();
-    assert_eq!(
-        http_addrs(&Config::load(&missing).unwrap().config),
-        [sa("127.0.0.1:9")]
-    );
+    assert_eq!(http_addrs(&Config::load(&missing).unwrap().config), [sa("127.0.0.1:9")]);
 }
 
 #[test]
@@ -427,8 +316,7 @@ fn unknown_keys_are_named_in_warnings() {
 
 #[test]
 fn ignored_hipache_features_warn() {
-    let loaded =
-        parse(r#"{"driver": ["redis://:pw@host:6379"], "server": {"lruCache": {"size": 5}}}"#);
+    let loaded = parse(r#"{"driver": ["redis://:pw@host:6379"], "server": {"lruCache": {"size": 5}}}"#);
     assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
     assert!(loaded.warnings[0].contains("server.lruCache is unnecessary"));
     let loaded = parse(r#"{"http": {"bind": []}}"#);
@@ -438,15 +326,9 @@ fn ignored_hipache_features_warn() {
 #[test]
 fn privileges_follow_master() {
     let c = parse(r#"{"user": "www-data"}"#).config;
-    assert_eq!(
-        (c.user.as_deref(), c.group.as_deref()),
-        (Some("www-data"), Some("www-data"))
-    );
+    assert_eq!((c.user.as_deref(), c.group.as_deref()), (Some("www-data"), Some("www-data")));
     let c = parse(r#"{"user": 33, "group": "adm"}"#).config;
-    assert_eq!(
-        (c.user.as_deref(), c.group.as_deref()),
-        (Some("33"), Some("adm"))
-    );
+    assert_eq!((c.user.as_deref(), c.group.as_deref()), (Some("33"), Some("adm")));
     let c = parse(r#"{"user": "root"}"#).config;
     assert_eq!((c.user.as_deref(), c.group.as_deref()), (None, None));
 }
@@ -464,31 +346,20 @@ fn cluster_section() {
     assert_eq!(c.node_id, 3);
     assert_eq!(c.advertise_grpc.as_deref(), Some("hr-2.hr.default.svc:7380"));
     assert_eq!(c.advertise_resp.as_deref(), Some("hr-2.hr.default.svc:6380"));
-    assert_eq!(
-        c.data_dir,
-        PathBuf::from("./data/node-3"),
-        "derived from nodeId"
-    );
+    assert_eq!(c.data_dir, PathBuf::from("./data/node-3"), "derived from nodeId");
     assert_eq!((c.resp, c.grpc), (sa("[::1]:0"), sa("127.0.0.1:0")));
     assert_eq!(c.metrics, None);
-    assert_eq!(
-        c.requirepass, None,
-        "empty requirepass means no AUTH, as in Redis"
-    );
+    assert_eq!(c.requirepass, None, "empty requirepass means no AUTH, as in Redis");
     assert_eq!(c.secret.as_deref(), Some("s3"));
     assert_eq!(c.join, ["node1:7380", "127.0.0.1:7380"]);
     assert_eq!(c.snapshot_threshold, 10);
     let tls = c.tls.unwrap();
-    assert_eq!(
-        (tls.cert, tls.key, tls.ca),
-        ("n.crt".into(), "n.key".into(), vec!["ca.pem".into()])
-    );
+    assert_eq!((tls.cert, tls.key, tls.ca), ("n.crt".into(), "n.key".into(), vec!["ca.pem".into()]));
 }
 
 #[test]
 fn overrides_win() {
-    let mut c =
-        parse(r#"{"http": {"bind": ["::", "0.0.0.0"]}, "cluster": {"join": ["a:1"]}}"#).config;
+    let mut c = parse(r#"{"http": {"bind": ["::", "0.0.0.0"]}, "cluster": {"join": ["a:1"]}}"#).config;
     c.apply_overrides(Overrides {
         node_id: Some(2),
         resp: Some(sa("127.0.0.1:16380")),
@@ -500,42 +371,18 @@ fn overrides_win() {
     });
     assert_eq!(c.cluster.metrics, Some(sa("127.0.0.1:19382")));
     assert_eq!(c.cluster.node_id, 2);
-    assert_eq!(
-        c.cluster.data_dir,
-        PathBuf::from("./data/node-2"),
-        "follows the new node id"
-    );
-    assert_eq!(
-        (c.cluster.resp, c.cluster.grpc),
-        (sa("127.0.0.1:16380"), sa("127.0.0.1:17380"))
-    );
+    assert_eq!(c.cluster.data_dir, PathBuf::from("./data/node-2"), "follows the new node id");
+    assert_eq!((c.cluster.resp, c.cluster.grpc), (sa("127.0.0.1:16380"), sa("127.0.0.1:17380")));
     assert_eq!(http_addrs(&c), [sa("127.0.0.1:0")]);
     assert_eq!(c.cluster.join, ["b:2"]);
 
-    c.apply_overrides(Overrides {
-        data_dir: Some("/tmp/x".into()),
-        ..Overrides::default()
-    });
-    c.apply_overrides(Overrides {
-        node_id: Some(5),
-        ..Overrides::default()
-    });
-    assert_eq!(
-        c.cluster.data_dir,
-        PathBuf::from("/tmp/x"),
-        "an explicit dir stays"
-    );
+    c.apply_overrides(Overrides { data_dir: Some("/tmp/x".into()), ..Overrides::default() });
+    c.apply_overrides(Overrides { node_id: Some(5), ..Overrides::default() });
+    assert_eq!(c.cluster.data_dir, PathBuf::from("/tmp/x"), "an explicit dir stays");
 
     let mut c = parse(r#"{"cluster": {"dataDir": "/srv/raft"}}"#).config;
-    c.apply_overrides(Overrides {
-        node_id: Some(9),
-        ..Overrides::default()
-    });
-    assert_eq!(
-        c.cluster.data_dir,
-        PathBuf::from("/srv/raft"),
-        "the file's dir stays"
-    );
+    c.apply_overrides(Overrides { node_id: Some(9), ..Overrides::default() });
+    assert_eq!(c.cluster.data_dir, PathBuf::from("/srv/raft"), "the file's dir stays");
     let before = c.clone();
     c.apply_overrides(Overrides::default());
     assert_eq!(c, before);
@@ -569,27 +416,15 @@ fn censored_json_hides_secrets_only() {
     assert_eq!(v["http"][0]["addr"], "127.0.0.1:80");
 
     let v = parse("{}").config.censored_json();
-    assert!(
-        v["cluster"]["requirepass"].is_null(),
-        "unset secrets stay null"
-    );
+    assert!(v["cluster"]["requirepass"].is_null(), "unset secrets stay null");
 }
 
 #[test]
 fn resolve_path_like_bin_hipache() {
     let base = Path::new("/opt/hipache");
-    assert_eq!(
-        resolve_path(None, None, base),
-        PathBuf::from("/opt/hipache/config/config.json")
-    );
-    assert_eq!(
-        resolve_path(None, Some("dev"), base),
-        PathBuf::from("/opt/hipache/config/config_dev.json")
-    );
-    assert_eq!(
-        resolve_path(None, Some(""), base),
-        PathBuf::from("/opt/hipache/config/config.json")
-    );
+    assert_eq!(resolve_path(None, None, base), PathBuf::from("/opt/hipache/config/config.json"));
+    assert_eq!(resolve_path(None, Some("dev"), base), PathBuf::from("/opt/hipache/config/config_dev.json"));
+    assert_eq!(resolve_path(None, Some(""), base), PathBuf::from("/opt/hipache/config/config.json"));
     assert_eq!(
         resolve_path(Some(Path::new("/etc/hipache.json")), Some("dev"), base),
         PathBuf::from("/etc/hipache.json")

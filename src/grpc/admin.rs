@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
+use futures::StreamExt;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
-use futures::StreamExt;
 use tonic::{Request, Response, Status};
 
 use super::watch::{self, ChangeLog};
@@ -38,7 +38,11 @@ impl AdminService {
     }
 
     /// One write (a single command or an atomic group), then the optional wait for replicas.
-    async fn write(&self, cmds: Vec<Vec<Bytes>>, options: Option<WriteOptions>) -> Result<(Reply, WriteResponse), Status> {
+    async fn write(
+        &self,
+        cmds: Vec<Vec<Bytes>>,
+        options: Option<WriteOptions>,
+    ) -> Result<(Reply, WriteResponse), Status> {
         let op = match cmds.len() {
             1 => Op::Command { db: self.db(), argv: cmds.into_iter().next().unwrap_or_default() },
             _ => Op::Exec { db: self.db(), queued: cmds, watched: Vec::new() },
@@ -81,10 +85,13 @@ fn frontend_key(keys: &RoutingKeys, host: &str) -> Result<Bytes, Status> {
 
 /// A backend must be an absolute http(s) URL with a host, as the proxy needs one.
 fn check_backend(url: &str) -> Result<(), Status> {
-    let uri: http::Uri = url.parse().map_err(|e| Status::invalid_argument(format!("backend {url:?} is not a URL: {e}")))?;
+    let uri: http::Uri =
+        url.parse().map_err(|e| Status::invalid_argument(format!("backend {url:?} is not a URL: {e}")))?;
     match (uri.scheme_str(), uri.host()) {
         (Some("http" | "https"), Some(h)) if !h.is_empty() => Ok(()),
-        _ => Err(Status::invalid_argument(format!("backend {url:?} must look like http://host[:port] or https://host[:port]"))),
+        _ => Err(Status::invalid_argument(format!(
+            "backend {url:?} must look like http://host[:port] or https://host[:port]"
+        ))),
     }
 }
 
@@ -111,7 +118,8 @@ fn frontend(host: String, list: &[Bytes]) -> Option<Frontend> {
 }
 
 fn node_status(id: u64, info: &NodeInfo, voter: bool, view: Option<&NodeStatusView>) -> NodeStatus {
-    let mut s = NodeStatus { id, grpc_addr: info.grpc.clone(), resp_addr: info.resp.clone(), voter, ..Default::default() };
+    let mut s =
+        NodeStatus { id, grpc_addr: info.grpc.clone(), resp_addr: info.resp.clone(), voter, ..Default::default() };
     if let Some(v) = view {
         s.reachable = true;
         s.role = v.role.to_string();
@@ -128,7 +136,10 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>
 
 #[tonic::async_trait]
 impl Admin for AdminService {
-    async fn list_frontends(&self, req: Request<ListFrontendsRequest>) -> Result<Response<ListFrontendsResponse>, Status> {
+    async fn list_frontends(
+        &self,
+        req: Request<ListFrontendsRequest>,
+    ) -> Result<Response<ListFrontendsResponse>, Status> {
         let pattern = req.into_inner().pattern;
         let pattern = if pattern.is_empty() { "*".to_string() } else { pattern };
         let keys = self.read(vec![cmd(&[b"KEYS", &self.keys.pattern(false, pattern.as_bytes())])]).await?;
@@ -138,7 +149,9 @@ impl Admin for AdminService {
         let frontends = keys
             .iter()
             .zip(&lists)
-            .filter_map(|(k, l)| frontend(String::from_utf8_lossy(self.keys.frontend_name(k)?).into_owned(), &strings(l)))
+            .filter_map(|(k, l)| {
+                frontend(String::from_utf8_lossy(self.keys.frontend_name(k)?).into_owned(), &strings(l))
+            })
             .collect();
         Ok(Response::new(ListFrontendsResponse { frontends }))
     }
@@ -187,7 +200,9 @@ impl Admin for AdminService {
         // RPUSHX: never turn a backend URL into the identifier of a new list.
         let (reply, resp) = self.write(vec![cmd(&[b"RPUSHX", &key, req.backend.as_bytes()])], req.options).await?;
         match reply {
-            Reply::Int(0) => Err(Status::not_found(format!("no frontend for {}; create it with PutFrontend", req.host))),
+            Reply::Int(0) => {
+                Err(Status::not_found(format!("no frontend for {}; create it with PutFrontend", req.host)))
+            }
             _ => Ok(Response::new(resp)),
         }
     }
@@ -238,7 +253,10 @@ impl Admin for AdminService {
         Ok(Response::new(resp))
     }
 
-    async fn cluster_status(&self, _req: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatusResponse>, Status> {
+    async fn cluster_status(
+        &self,
+        _req: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
         let own = self.node.status();
         let mut resp = self.status();
         for (id, info, voter) in &own.members {

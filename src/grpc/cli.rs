@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use tonic::transport::Endpoint;
 
+use crate::peer_tls::PeerTls;
 use crate::proto::admin_v1::admin_client::AdminClient;
 use crate::proto::admin_v1::{AddNodeRequest, ClusterStatusRequest, ClusterStatusResponse, RemoveNodeRequest};
-use crate::peer_tls::PeerTls;
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +34,9 @@ pub enum Action {
 pub async fn run(addr: &str, secret: &Secret, tls: Option<&PeerTls>, action: Action) -> Result<String, CliError> {
     let bad = |e: String| CliError::Address(addr.to_string(), e);
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint =
-        Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(|e| bad(e.to_string()))?.connect_timeout(Duration::from_secs(3));
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+        .map_err(|e| bad(e.to_string()))?
+        .connect_timeout(Duration::from_secs(3));
     if let Some(tls) = tls {
         endpoint = endpoint.tls_config(tls.client(addr)).map_err(|e| bad(e.to_string()))?;
     }

@@ -14,11 +14,11 @@ use tonic::transport::server::TcpIncoming;
 pub use admin::AdminService;
 pub use watch::ChangeLog;
 
+use crate::peer_tls::PeerTls;
 use crate::proto::admin_v1::admin_server::AdminServer;
 use crate::proto::admin_v1::FILE_DESCRIPTOR_SET;
 use crate::raft::{self, RaftNode};
 use crate::routing::RoutingKeys;
-use crate::peer_tls::PeerTls;
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,8 @@ pub async fn serve(
     let check = secret.clone();
     let admin = tonic::service::interceptor::InterceptedService::new(admin, move |req| check.check(req));
     // Both reflection versions: older grpcurl releases and other clients ask only for v1alpha.
-    let reflection = || tonic_reflection::server::Builder::configure().register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET);
+    let reflection =
+        || tonic_reflection::server::Builder::configure().register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET);
     let (reflection_v1, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = &tls {

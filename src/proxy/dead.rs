@@ -89,7 +89,8 @@ fn mark_op(keys: &RoutingKeys, host: &Bytes, url: &Bytes, idx: usize, len: usize
         queued.push(vec![Bytes::from_static(b"SADD"), dead_key.clone(), idx_arg]);
         queued.push(vec![Bytes::from_static(b"EXPIRE"), dead_key, Bytes::from(secs.to_string())]);
     }
-    let message = [host.as_ref(), b";", url, b";", idx.to_string().as_bytes(), b";", len.to_string().as_bytes()].concat();
+    let message =
+        [host.as_ref(), b";", url, b";", idx.to_string().as_bytes(), b";", len.to_string().as_bytes()].concat();
     queued.push(vec![Bytes::from_static(b"PUBLISH"), Bytes::from_static(b"dead"), Bytes::from(message)]);
     Op::Exec { db: keys.db as u8, queued, watched: Vec::new() }
 }
@@ -110,22 +111,28 @@ mod tests {
     #[test]
     fn mark_transaction() {
         let keys = RoutingKeys::default();
-        let op = mark_op(&keys, &Bytes::from("a.com"), &Bytes::from("http://x:1"), 1, 2, Duration::from_millis(1500), true);
+        let op =
+            mark_op(&keys, &Bytes::from("a.com"), &Bytes::from("http://x:1"), 1, 2, Duration::from_millis(1500), true);
         let Op::Exec { db: 0, queued, watched } = op else { panic!("not an exec") };
         assert!(watched.is_empty());
         let text: Vec<Vec<&[u8]>> = queued.iter().map(|c| c.iter().map(|a| a.as_ref()).collect()).collect();
-        assert_eq!(text, vec![
-            vec![b"SADD".as_slice(), b"dead:a.com", b"1"],
-            vec![b"EXPIRE".as_slice(), b"dead:a.com", b"2"],
-            vec![b"PUBLISH".as_slice(), b"dead", b"a.com;http://x:1;1;2"],
-        ]);
-        let Op::Exec { queued, .. } = mark_op(&keys, &Bytes::from("a"), &Bytes::from("u"), 0, 2, Duration::from_secs(1), false)
+        assert_eq!(
+            text,
+            vec![
+                vec![b"SADD".as_slice(), b"dead:a.com", b"1"],
+                vec![b"EXPIRE".as_slice(), b"dead:a.com", b"2"],
+                vec![b"PUBLISH".as_slice(), b"dead", b"a.com;http://x:1;1;2"],
+            ]
+        );
+        let Op::Exec { queued, .. } =
+            mark_op(&keys, &Bytes::from("a"), &Bytes::from("u"), 0, 2, Duration::from_secs(1), false)
         else {
             panic!("not an exec")
         };
         assert_eq!(queued.len(), 1, "publish only while a checker is active");
         let prefixed = RoutingKeys { db: 3, prefix: Bytes::from("hip_") };
-        let Op::Exec { db: 3, queued, .. } = mark_op(&prefixed, &Bytes::from("a"), &Bytes::from("u"), 0, 2, Duration::from_secs(1), true)
+        let Op::Exec { db: 3, queued, .. } =
+            mark_op(&prefixed, &Bytes::from("a"), &Bytes::from("u"), 0, 2, Duration::from_secs(1), true)
         else {
             panic!("not an exec in the driver's database")
         };

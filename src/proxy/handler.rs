@@ -86,7 +86,11 @@ struct Context {
     debug: bool,
 }
 
-pub async fn handle(shared: Arc<Shared>, client: Arc<ClientInfo>, mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    client: Arc<ClientInfo>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let debug = req.headers().contains_key(&X_DEBUG);
     let raw_host = request_host(&req);
@@ -108,7 +112,9 @@ pub async fn handle(shared: Arc<Shared>, client: Arc<ClientInfo>, mut req: Reque
     let body = match read_body(body, upgrade).await {
         Ok(b) => b,
         // The client went away or sent a broken body: nobody reads this answer.
-        Err(()) => return Ok(respond(&shared, shared.pages.error(StatusCode::BAD_REQUEST, msg::BAD_BODY, debug), start)),
+        Err(()) => {
+            return Ok(respond(&shared, shared.pages.error(StatusCode::BAD_REQUEST, msg::BAD_BODY, debug), start))
+        }
     };
     prepare_headers(&mut parts, &client, upgrade);
     Ok(proxy(&shared, &ctx, parts, body, client_upgrade).await)
@@ -169,7 +175,10 @@ async fn proxy(
         let Some(target) = &backend.target else {
             return error(shared, ctx, StatusCode::BAD_GATEWAY, msg::INVALID_BACKEND);
         };
-        let uri = Uri::builder().scheme(target.scheme.clone()).authority(target.authority.clone()).path_and_query(path.clone());
+        let uri = Uri::builder()
+            .scheme(target.scheme.clone())
+            .authority(target.authority.clone())
+            .path_and_query(path.clone());
         let attempt_body = match &mut body {
             RequestBody::Replayable(b) if b.is_empty() => empty(),
             RequestBody::Replayable(b) => full(b.clone()),
@@ -274,7 +283,14 @@ fn proxied(
 
 /// Counts the response and, when the access log is on, logs it once its body has ended.
 /// Only requests that reached a backend are logged, as in Hipache (§4.2).
-fn logged(shared: &Shared, ctx: &Context, parts: &Parts, resp: Response<Body>, identifier: &Bytes, backend_start: Instant) -> Response<Body> {
+fn logged(
+    shared: &Shared,
+    ctx: &Context,
+    parts: &Parts,
+    resp: Response<Body>,
+    identifier: &Bytes,
+    backend_start: Instant,
+) -> Response<Body> {
     let resp = respond(shared, resp, ctx.start);
     let Some(log) = &shared.access_log else { return resp };
     let header = |name: header::HeaderName| parts.headers.get(name).cloned();

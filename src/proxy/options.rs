@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::access_log;
-use crate::routing::RoutingKeys;
 use crate::config::{AccessLog, Config};
+use crate::routing::RoutingKeys;
 
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {

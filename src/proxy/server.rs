@@ -19,16 +19,16 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::access_log::{AccessLog, AccessLogError};
+use super::client;
 use super::dead::DeadMarker;
 use super::forward::ClientInfo;
+use super::h1::{self, Ended, Rewind};
 use super::handler::{self, Shared};
 use super::metrics::{self, Metrics, MetricsError};
 use super::options::ProxyOptions;
 use super::pages::Pages;
 use super::tls::{self, TlsError};
 use super::view::SharedView;
-use super::client;
-use super::h1::{self, Ended, Rewind};
 use crate::raft::RaftNode;
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +82,11 @@ impl Proxy {
             let tls_err = |source| ProxyError::Tls { addr: l.addr, source };
             let default = tls::load_default(&l.cert, &l.key, &l.ca, l.passphrase).map_err(tls_err)?;
             let config = tls::server_config(view.clone(), default, l.honor_cipher_order).map_err(tls_err)?;
-            listeners.push(Listener { tcp: bind(l.addr).await?, addr: l.addr, tls: Some(TlsAcceptor::from(Arc::new(config))) });
+            listeners.push(Listener {
+                tcp: bind(l.addr).await?,
+                addr: l.addr,
+                tls: Some(TlsAcceptor::from(Arc::new(config))),
+            });
         }
         for l in &mut listeners {
             l.addr = l.tcp.local_addr().map_err(|source| ProxyError::Bind { addr: l.addr, source })?;

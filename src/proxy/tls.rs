@@ -51,7 +51,8 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// Certificate chain and key, both PEM, into a signing key.
 pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
-    let chain = CertificateDer::pem_slice_iter(cert_pem).collect::<Result<Vec<_>, _>>().map_err(TlsError::Certificate)?;
+    let chain =
+        CertificateDer::pem_slice_iter(cert_pem).collect::<Result<Vec<_>, _>>().map_err(TlsError::Certificate)?;
     if chain.is_empty() {
         return Err(TlsError::NoCertificate);
     }

@@ -103,7 +103,9 @@ impl RoutingView {
     fn set(&mut self, keys: &RoutingKeys, key: &Bytes, value: Option<&Value>, expire_at_ms: Option<u64>) {
         if key.as_ref() == HCHECKER_PING {
             self.hchecker_ping = match value {
-                Some(Value::Str(s)) => std::str::from_utf8(s).ok().and_then(|s| s.trim().parse().ok()).map(|p| (p, expire_at_ms)),
+                Some(Value::Str(s)) => {
+                    std::str::from_utf8(s).ok().and_then(|s| s.trim().parse().ok()).map(|p| (p, expire_at_ms))
+                }
                 _ => None,
             };
             return;
@@ -317,7 +319,8 @@ mod tests {
 
     fn apply(shared: &SharedView, keyspace: &Keyspace, keys: &[&str]) {
         let db = shared.keys().db;
-        let changes: Vec<Change> = keys.iter().map(|k| Change { db, key: Bytes::copy_from_slice(k.as_bytes()) }).collect();
+        let changes: Vec<Change> =
+            keys.iter().map(|k| Change { db, key: Bytes::copy_from_slice(k.as_bytes()) }).collect();
         shared.apply_changes(keyspace, &changes, false, 0);
     }
 
@@ -348,7 +351,9 @@ mod tests {
         let keys = RoutingKeys { db: 3, prefix: Bytes::from("hip_") };
         let shared = SharedView::new(keys.clone());
         let mut node = crate::routes::testkit::Node::new();
-        for (db, key) in [(3, "hip_frontend:a.com"), (0, "frontend:b.com"), (3, "frontend:c.com"), (0, "hip_frontend:d.com")] {
+        for (db, key) in
+            [(3, "hip_frontend:a.com"), (0, "frontend:b.com"), (3, "frontend:c.com"), (0, "hip_frontend:d.com")]
+        {
             node.db = db;
             node.run(&format!("RPUSH {key} id http://127.0.0.1:1"));
         }

@@ -21,12 +21,23 @@ pub enum Forwarded {
     Write(Op),
     /// Linearizable reads: one ReadIndex on the leader, then every command against its
     /// applied keyspace (so the commands see one state).
-    Read { db: u8, cmds: Vec<Vec<Bytes>> },
+    Read {
+        db: u8,
+        cmds: Vec<Vec<Bytes>>,
+    },
     /// WATCH: the keys' versions at a linearizable point.
-    Versions { db: u8, keys: Vec<Bytes> },
+    Versions {
+        db: u8,
+        keys: Vec<Bytes>,
+    },
     /// Add a node as learner, wait for it to catch up, then make it a voter.
-    AddNode { id: u64, info: NodeInfo },
-    RemoveNode { id: u64 },
+    AddNode {
+        id: u64,
+        info: NodeInfo,
+    },
+    RemoveNode {
+        id: u64,
+    },
 }
 
 impl Forwarded {
@@ -44,12 +55,19 @@ impl Forwarded {
 /// The leader's answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Answer {
-    Written { reply: Reply, index: u64 },
+    Written {
+        reply: Reply,
+        index: u64,
+    },
     Read(Vec<Reply>),
     Versions(Vec<u64>),
-    MembershipChanged { index: u64 },
+    MembershipChanged {
+        index: u64,
+    },
     /// The receiver is not the leader (any more): try `leader`, or wait for an election.
-    NotLeader { leader: Option<(u64, NodeInfo)> },
+    NotLeader {
+        leader: Option<(u64, NodeInfo)>,
+    },
     /// A failure that is certain to have changed nothing (e.g. a bad membership change).
     Refused(String),
 }

@@ -40,7 +40,8 @@ pub const DATA_FORMAT: u32 = 1;
 pub fn data_format(durable: &Durable) -> Result<u32, sled::Error> {
     let meta = durable.db().open_tree(META_TREE)?;
     if let Some(v) = meta.get(FORMAT)? {
-        let bytes: [u8; 4] = v.as_ref().try_into().map_err(|_| sled::Error::Unsupported("malformed data format record".into()))?;
+        let bytes: [u8; 4] =
+            v.as_ref().try_into().map_err(|_| sled::Error::Unsupported("malformed data format record".into()))?;
         return Ok(u32::from_be_bytes(bytes));
     }
     meta.insert(FORMAT, &DATA_FORMAT.to_be_bytes())?;
@@ -91,7 +92,9 @@ impl LogStore {
             .map_err(sled::Error::Io)?;
         let meta = db.open_tree(META_TREE)?;
         let purged: Option<LogId> = match meta.get(LAST_PURGED)? {
-            Some(b) => Some(decode(&b).map_err(|e| sled::Error::Unsupported(format!("malformed last_purged record: {e}")))?),
+            Some(b) => {
+                Some(decode(&b).map_err(|e| sled::Error::Unsupported(format!("malformed last_purged record: {e}")))?)
+            }
             None => None,
         };
         Ok(LogStore {
@@ -317,7 +320,10 @@ mod tests {
         store.purge(blank(20).log_id).await.unwrap();
         put(&store, 7);
         let state = store.get_log_state().await.unwrap();
-        assert_eq!((state.last_purged_log_id.map(|l| l.index), state.last_log_id.map(|l| l.index)), (Some(20), Some(20)));
+        assert_eq!(
+            (state.last_purged_log_id.map(|l| l.index), state.last_log_id.map(|l| l.index)),
+            (Some(20), Some(20))
+        );
         assert!(store.try_get_log_entries(0..100).await.unwrap().is_empty());
 
         // The purge point survives a reopen, with the leftovers still hidden.

@@ -18,9 +18,9 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use super::types::{NodeInfo, Snapshot, TypeConfig, Vote};
+use crate::peer_tls::PeerTls;
 use crate::proto::raft_v1::raft_service_client::RaftServiceClient;
 use crate::proto::raft_v1::{Blob, SnapshotChunk};
-use crate::peer_tls::PeerTls;
 use crate::secret::Secret;
 
 const SNAPSHOT_CHUNK: usize = 1024 * 1024;
@@ -79,7 +79,9 @@ impl Channels {
                 c
             }
         };
-        Ok(RaftServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE))
+        Ok(RaftServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
     }
 
     /// Wraps a message with the cluster secret and a deadline.
@@ -128,7 +130,11 @@ fn rpc_error(e: TransportError) -> RpcError {
 }
 
 impl Peer {
-    fn call(&self, msg: &impl Serialize, option: &RPCOption) -> Result<(RaftServiceClient<Channel>, tonic::Request<Blob>), TransportError> {
+    fn call(
+        &self,
+        msg: &impl Serialize,
+        option: &RPCOption,
+    ) -> Result<(RaftServiceClient<Channel>, tonic::Request<Blob>), TransportError> {
         let blob = Blob { data: encode(msg)? };
         Ok((self.channels.client(&self.addr)?, self.channels.request(blob, option.hard_ttl())))
     }

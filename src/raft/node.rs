@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
 use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
+use tokio::sync::{mpsc, oneshot};
 
 use super::durable::Durable;
 use super::forward::{Answer, Forwarded};
@@ -20,10 +20,10 @@ use super::log_store::{self, LogStore};
 use super::network::{decode, encode, Channels, Network};
 use super::state_machine::{Applied, StateMachine};
 use super::types::{NodeInfo, Op, Origin, Raft, Request};
+use crate::peer_tls::PeerTls;
 use crate::proto::raft_v1::{AppliedRequest, Blob, JoinRequest};
 use crate::pubsub::PubSub;
 use crate::routes::{Keyspace, Reply};
-use crate::peer_tls::PeerTls;
 use crate::secret::Secret;
 
 /// How long a forwarded call may take before the client is told the outcome is unknown.
@@ -161,7 +161,8 @@ impl RaftNode {
         let replay_upto = log.last_index().map_err(open_err)?.unwrap_or(0);
         let committed = log.committed_index();
         let applied = Applied::new(pubsub, opts.node_id);
-        let sm = StateMachine::open(&durable, applied.clone(), replay_upto).map_err(|e| NodeError::Storage(e.to_string()))?;
+        let sm = StateMachine::open(&durable, applied.clone(), replay_upto)
+            .map_err(|e| NodeError::Storage(e.to_string()))?;
 
         let config = Config {
             cluster_name: "hipache-raft".into(),
@@ -178,7 +179,8 @@ impl RaftNode {
         let config = Arc::new(config.validate().map_err(|e| NodeError::Fatal(e.to_string()))?);
         let channels = Channels::new(opts.secret.clone(), opts.tls.clone());
         let network = Network::new(channels.clone());
-        let raft = Raft::new(opts.node_id, config, network, log, sm).await.map_err(|e| NodeError::Fatal(e.to_string()))?;
+        let raft =
+            Raft::new(opts.node_id, config, network, log, sm).await.map_err(|e| NodeError::Fatal(e.to_string()))?;
 
         let (proposals, queued) = mpsc::unbounded_channel();
         let node = Arc::new(RaftNode {
@@ -193,7 +195,8 @@ impl RaftNode {
             next_seq: AtomicU64::new(1),
             _db: db,
         });
-        let initialise = opts.join.is_empty() && !node.raft.is_initialized().await.map_err(|e| NodeError::Fatal(e.to_string()))?;
+        let initialise =
+            opts.join.is_empty() && !node.raft.is_initialized().await.map_err(|e| NodeError::Fatal(e.to_string()))?;
         if initialise {
             let members = BTreeMap::from([(opts.node_id, opts.info.clone())]);
             node.raft.initialize(members).await.map_err(|e| NodeError::Fatal(e.to_string()))?;
@@ -406,7 +409,8 @@ impl RaftNode {
                     return Ok(Answer::Refused(format!("node {id} is the only voter and cannot be removed")));
                 }
                 let change = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
-                let change = if voters.contains(&id) { ChangeMembers::RemoveVoters(BTreeSet::from([id])) } else { change };
+                let change =
+                    if voters.contains(&id) { ChangeMembers::RemoveVoters(BTreeSet::from([id])) } else { change };
                 let first = self.change(change).await?;
                 if !matches!(first, Answer::MembershipChanged { .. }) || !voters.contains(&id) {
                     return Ok(first);
@@ -442,7 +446,9 @@ impl RaftNode {
     /// or nothing changed and why, or the node stopped.
     fn refusal(&self, e: RaftError<u64, ClientWriteError<u64, NodeInfo>>) -> Result<Answer, NodeError> {
         match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Ok(self.not_leader(f.leader_id, f.leader_node)),
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                Ok(self.not_leader(f.leader_id, f.leader_node))
+            }
             // Still in progress after `while_in_progress` gave up: retryable, like an election.
             RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_))) => {
                 Ok(Answer::NotLeader { leader: None })
@@ -457,8 +463,12 @@ impl RaftNode {
     async fn linearize(&self) -> Result<Option<Answer>, NodeError> {
         match self.raft.ensure_linearizable().await {
             Ok(_) => Ok(None),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Ok(Some(self.not_leader(f.leader_id, f.leader_node))),
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Ok(Some(Answer::NotLeader { leader: None })),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Ok(Some(self.not_leader(f.leader_id, f.leader_node)))
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Ok(Some(Answer::NotLeader { leader: None }))
+            }
             Err(RaftError::Fatal(f)) => Err(NodeError::Fatal(f.to_string())),
         }
     }
@@ -510,7 +520,11 @@ impl RaftNode {
                 match asked {
                     Ok(resp) => return Ok(resp.into_inner().leader_id),
                     Err(s) if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::InvalidArgument) => {
-                        return Err(NodeError::Refused(format!("{addr} refused to add node {}: {}", self.id, s.message())));
+                        return Err(NodeError::Refused(format!(
+                            "{addr} refused to add node {}: {}",
+                            self.id,
+                            s.message()
+                        )));
                     }
                     Err(s) => last = format!("{addr}: {}", s.message()),
                 }
@@ -590,10 +604,8 @@ impl RaftNode {
             ServerState::Shutdown => "shutdown",
         };
         let membership = m.membership_config.membership();
-        let members = membership
-            .nodes()
-            .map(|(id, n)| (*id, n.clone(), membership.voter_ids().any(|v| v == *id)))
-            .collect();
+        let members =
+            membership.nodes().map(|(id, n)| (*id, n.clone(), membership.voter_ids().any(|v| v == *id))).collect();
         Status {
             id: self.id,
             role,
@@ -653,7 +665,6 @@ impl RaftNode {
         self.raft.metrics().borrow().current_leader == Some(self.id)
     }
 }
-
 
 /// Entries between this node's snapshots. Each node encodes its whole keyspace for a snapshot
 /// (60 ms of CPU for a 250,000-element list on the bench box); with one interval for all,

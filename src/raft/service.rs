@@ -23,7 +23,8 @@ pub struct Service {
 pub fn service(
     node: Arc<RaftNode>,
     secret: Secret,
-) -> tonic::service::interceptor::InterceptedService<RaftServiceServer<Service>, impl tonic::service::Interceptor + Clone> {
+) -> tonic::service::interceptor::InterceptedService<RaftServiceServer<Service>, impl tonic::service::Interceptor + Clone>
+{
     let server = RaftServiceServer::new(Service { node })
         .max_decoding_message_size(super::network::MAX_MESSAGE)
         .max_encoding_message_size(super::network::MAX_MESSAGE);
@@ -62,8 +63,12 @@ impl RaftService for Service {
             data.extend_from_slice(&chunk?.data);
         }
         let snapshot = super::types::Snapshot { meta, snapshot: Box::new(data.to_vec()) };
-        let resp =
-            self.node.raft().install_full_snapshot(vote, snapshot).await.map_err(|e| Status::internal(e.to_string()))?;
+        let resp = self
+            .node
+            .raft()
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         blob(&resp)
     }
 

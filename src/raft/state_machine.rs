@@ -201,12 +201,23 @@ impl StateMachine {
     pub fn open(durable: &Durable, out: Arc<Applied>, replay_upto: u64) -> Result<StateMachine, StorageError> {
         let snapshots = durable.db().open_tree("snapshot").map_err(read_err)?;
         let (body, last_applied, membership) = match load_snapshot(&snapshots)? {
-            Some((meta, data)) => (SnapshotBody::decode(&data).map_err(read_err)?, meta.last_log_id, meta.last_membership),
+            Some((meta, data)) => {
+                (SnapshotBody::decode(&data).map_err(read_err)?, meta.last_log_id, meta.last_membership)
+            }
             None => (Keyspace::new().into(), None, StoredMembership::default()),
         };
         let SnapshotBody { keyspace, tags } = body;
         out.publish(keyspace.clone(), last_applied, &[], true);
-        Ok(StateMachine { durable: durable.clone(), snapshots, keyspace, tags, last_applied, membership, out, replay_upto })
+        Ok(StateMachine {
+            durable: durable.clone(),
+            snapshots,
+            keyspace,
+            tags,
+            last_applied,
+            membership,
+            out,
+            replay_upto,
+        })
     }
 
     fn apply_one(&mut self, entry: &Entry) -> Reply {
@@ -237,23 +248,21 @@ impl StateMachine {
 
 /// One operation against the keyspace; a `Batch` answers an array with one reply per op.
 fn apply_op(keyspace: &mut Keyspace, op: &Op, ctx: &mut ApplyCtx<'_>) -> Reply {
-        match op {
-            Op::Batch(ops) => Reply::Array(ops.iter().map(|op| apply_op(keyspace, op, ctx)).collect()),
-            Op::Command { db, argv } => keyspace.apply(*db as usize, argv, ctx),
-            Op::Exec { db, queued, watched } => {
-                let watched: Vec<Watch> = watched
-                    .iter()
-                    .map(|w| Watch { db: w.db as usize, key: w.key.clone(), version: w.version })
-                    .collect();
-                keyspace.exec(*db as usize, queued, &watched, ctx)
-            }
-            Op::Sweep => {
-                keyspace.sweep(ctx);
-                Reply::ok()
-            }
-            // Only proposers tag, and only whole entries; a nested tag is just its op.
-            Op::Tagged { op, .. } => apply_op(keyspace, op, ctx),
+    match op {
+        Op::Batch(ops) => Reply::Array(ops.iter().map(|op| apply_op(keyspace, op, ctx)).collect()),
+        Op::Command { db, argv } => keyspace.apply(*db as usize, argv, ctx),
+        Op::Exec { db, queued, watched } => {
+            let watched: Vec<Watch> =
+                watched.iter().map(|w| Watch { db: w.db as usize, key: w.key.clone(), version: w.version }).collect();
+            keyspace.exec(*db as usize, queued, &watched, ctx)
         }
+        Op::Sweep => {
+            keyspace.sweep(ctx);
+            Reply::ok()
+        }
+        // Only proposers tag, and only whole entries; a nested tag is just its op.
+        Op::Tagged { op, .. } => apply_op(keyspace, op, ctx),
+    }
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
@@ -382,11 +391,17 @@ mod tests {
 
     fn tagged(seq: u64, argv: &[&str]) -> Op {
         let argv = argv.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect();
-        Op::Tagged { origin: crate::raft::types::Origin { node: 2, boot: 77, seq }, op: Box::new(Op::Command { db: 0, argv }) }
+        Op::Tagged {
+            origin: crate::raft::types::Origin { node: 2, boot: 77, seq },
+            op: Box::new(Op::Command { db: 0, argv }),
+        }
     }
 
     fn entry(index: u64, op: Op) -> Entry {
-        Entry { log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(Request { stamp_ms: 1, op }) }
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Request { stamp_ms: 1, op }),
+        }
     }
 
     #[test]
@@ -414,7 +429,8 @@ mod tests {
     fn snapshots_from_before_watch_buckets_still_load() {
         let mut keyspace = Keyspace::new();
         let mut ctx = ApplyCtx { index: 7, now_ms: 1_000, publisher: &mut NullPublisher };
-        let argv: Vec<Bytes> = ["RPUSH", "frontend:a", "app", "http://x:1"].map(|s| Bytes::from_static(s.as_bytes())).into();
+        let argv: Vec<Bytes> =
+            ["RPUSH", "frontend:a", "app", "http://x:1"].map(|s| Bytes::from_static(s.as_bytes())).into();
         keyspace.apply(0, &argv, &mut ctx);
         let old = postcard::to_allocvec(&BodyWithoutStamps { dbs: &keyspace.dbs, clock_ms: 1_000 }).unwrap();
         assert!(postcard::from_bytes::<SnapshotBody>(&old).is_err(), "the current form alone cannot read it");

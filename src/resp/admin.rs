@@ -106,10 +106,9 @@ pub fn client(session: &mut Session, argv: &[Bytes]) -> Reply {
             let name = session.name.as_ref().map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
             Reply::Verbatim(format!("id={} name={} db={}\n", session.id(), name, session.db()))
         }),
-        _ => Err(Reply::err(format!(
-            "ERR unknown subcommand '{}'. Try CLIENT HELP.",
-            String::from_utf8_lossy(&argv[1])
-        ))),
+        _ => {
+            Err(Reply::err(format!("ERR unknown subcommand '{}'. Try CLIENT HELP.", String::from_utf8_lossy(&argv[1]))))
+        }
     };
     res.unwrap_or_else(|e| e)
 }
@@ -124,7 +123,14 @@ fn all_commands() -> impl Iterator<Item = (&'static str, i32, bool, (i32, i32, i
 
 /// COMMAND, COMMAND COUNT, COMMAND INFO name…, COMMAND DOCS [name…].
 pub fn command(argv: &[Bytes]) -> Reply {
-    let info = |(name, arity, write, (first, last, step), _group, _summary): (&str, i32, bool, (i32, i32, i32), &str, &str)| {
+    let info = |(name, arity, write, (first, last, step), _group, _summary): (
+        &str,
+        i32,
+        bool,
+        (i32, i32, i32),
+        &str,
+        &str,
+    )| {
         let flag = if write { "write" } else { "readonly" };
         Reply::Array(vec![
             Reply::bulk(name.to_string()),
@@ -175,10 +181,18 @@ pub fn role(shared: &Shared) -> Reply {
             .filter(|(id, ..)| *id != status.id)
             .map(|(_, n, _)| {
                 let (host, port) = split(n.resp.clone());
-                Reply::Array(vec![Reply::bulk(host), Reply::bulk(port.to_string()), Reply::bulk(status.applied_index.to_string())])
+                Reply::Array(vec![
+                    Reply::bulk(host),
+                    Reply::bulk(port.to_string()),
+                    Reply::bulk(status.applied_index.to_string()),
+                ])
             })
             .collect();
-        return Reply::Array(vec![Reply::bulk("master"), Reply::Int(status.applied_index as i64), Reply::Array(replicas)]);
+        return Reply::Array(vec![
+            Reply::bulk("master"),
+            Reply::Int(status.applied_index as i64),
+            Reply::Array(replicas),
+        ]);
     }
     let (host, port) = status.leader.and_then(addr).map(split).unwrap_or_default();
     let state = if status.leader.is_some() { "connected" } else { "connect" };
@@ -194,7 +208,9 @@ pub fn role(shared: &Shared) -> Reply {
 /// INFO [section…]: Redis's layout plus a `# Raft` section with this node's view.
 pub fn info(shared: &Shared, argv: &[Bytes]) -> Reply {
     let wanted: Vec<String> = argv[1..].iter().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).collect();
-    let show = |s: &str| wanted.is_empty() || wanted.iter().any(|w| w == s || w == "all" || w == "everything" || w == "default");
+    let show = |s: &str| {
+        wanted.is_empty() || wanted.iter().any(|w| w == s || w == "all" || w == "everything" || w == "default")
+    };
     let status = shared.node.status();
     let mut out = String::new();
     if show("server") {
@@ -221,7 +237,11 @@ pub fn info(shared: &Shared, argv: &[Bytes]) -> Reply {
     }
     if show("replication") {
         let role = if status.role == "leader" { "master" } else { "slave" };
-        let _ = write!(out, "# Replication\r\nrole:{role}\r\nconnected_slaves:{}\r\n\r\n", status.members.len().saturating_sub(1));
+        let _ = write!(
+            out,
+            "# Replication\r\nrole:{role}\r\nconnected_slaves:{}\r\n\r\n",
+            status.members.len().saturating_sub(1)
+        );
     }
     if show("raft") {
         let leader = status.leader.map(|l| l.to_string()).unwrap_or_default();

@@ -37,10 +37,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits {
-            max_bulk_len: 64 * 1024 * 1024,
-            max_multibulk_len: 1024 * 1024,
-        }
+        Limits { max_bulk_len: 64 * 1024 * 1024, max_multibulk_len: 1024 * 1024 }
     }
 }
 
@@ -90,10 +87,7 @@ pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>,
     }
 }
 
-fn decode_multibulk(
-    buf: &mut BytesMut,
-    limits: &Limits,
-) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+fn decode_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ProtocolError> {
     let Some((cr, mut pos)) = count_line(buf, 0, ProtocolError::MultibulkCountTooBig)? else {
         return Ok(None);
     };
@@ -136,24 +130,14 @@ fn decode_multibulk(
     let frame = buf.split_to(pos).freeze();
     let args = ranges
         .into_iter()
-        .map(|r| {
-            if r.len() >= BIG_ARG {
-                frame.slice(r)
-            } else {
-                Bytes::copy_from_slice(&frame[r])
-            }
-        })
+        .map(|r| if r.len() >= BIG_ARG { frame.slice(r) } else { Bytes::copy_from_slice(&frame[r]) })
         .collect();
     Ok(Some(args))
 }
 
 /// Finds a `*count` or `$len` line starting at `start`; returns the index of its `\r` and where
 /// the next line starts. Like Redis, any byte after the `\r` is taken as its `\n`.
-fn count_line(
-    buf: &[u8],
-    start: usize,
-    too_big: ProtocolError,
-) -> Result<Option<(usize, usize)>, ProtocolError> {
+fn count_line(buf: &[u8], start: usize, too_big: ProtocolError) -> Result<Option<(usize, usize)>, ProtocolError> {
     let rest = buf.get(start..).unwrap_or_default();
     match find_before_nul(rest, b'\r') {
         None if rest.len() > INLINE_MAX_SIZE => Err(too_big),
@@ -164,17 +148,9 @@ fn count_line(
 
 fn decode_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
     let Some(nl) = find_before_nul(buf, b'\n') else {
-        return if buf.len() > INLINE_MAX_SIZE {
-            Err(ProtocolError::InlineTooBig)
-        } else {
-            Ok(None)
-        };
+        return if buf.len() > INLINE_MAX_SIZE { Err(ProtocolError::InlineTooBig) } else { Ok(None) };
     };
-    let line_end = if nl > 0 && buf[nl - 1] == b'\r' {
-        nl - 1
-    } else {
-        nl
-    };
+    let line_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
     let args = split_args(&buf[..line_end]).ok_or(ProtocolError::UnbalancedQuotes)?;
     buf.advance(nl + 1);
     Ok(Some(args))
@@ -209,9 +185,7 @@ fn parse_ll(s: &[u8]) -> Option<i64> {
         if !d.is_ascii_digit() {
             return None;
         }
-        magnitude = magnitude
-            .checked_mul(10)?
-            .checked_add(u64::from(d - b'0'))?;
+        magnitude = magnitude.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
     }
     if negative {
         0i64.checked_sub_unsigned(magnitude)
@@ -330,10 +304,7 @@ fn hex_value(b: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
-    fn decode_all(
-        input: &[u8],
-        limits: &Limits,
-    ) -> (Vec<Vec<Bytes>>, Option<ProtocolError>, BytesMut) {
+    fn decode_all(input: &[u8], limits: &Limits) -> (Vec<Vec<Bytes>>, Option<ProtocolError>, BytesMut) {
         let mut buf = BytesMut::from(input);
         let mut commands = Vec::new();
         loop {
@@ -363,47 +334,24 @@ mod tests {
 
     #[test]
     fn empty_bulk_and_binary_payload() {
-        assert_eq!(
-            one(b"*2\r\n$0\r\n\r\n$3\r\n\0\xff\0\r\n"),
-            Ok(Some(args(&[b"", b"\0\xff\0"])))
-        );
+        assert_eq!(one(b"*2\r\n$0\r\n\r\n$3\r\n\0\xff\0\r\n"), Ok(Some(args(&[b"", b"\0\xff\0"]))));
     }
 
     #[test]
     fn non_positive_counts_and_blank_lines_are_empty_commands() {
-        for input in [
-            &b"*0\r\n"[..],
-            b"*-1\r\n",
-            b"*-7\r\n",
-            b"\r\n",
-            b"\n",
-            b" \t \r\n",
-        ] {
+        for input in [&b"*0\r\n"[..], b"*-1\r\n", b"*-7\r\n", b"\r\n", b"\n", b" \t \r\n"] {
             let mut buf = BytesMut::from(input);
-            assert_eq!(
-                decode(&mut buf, &Limits::default()),
-                Ok(Some(vec![])),
-                "{input:?}"
-            );
+            assert_eq!(decode(&mut buf, &Limits::default()), Ok(Some(vec![])), "{input:?}");
             assert!(buf.is_empty(), "{input:?}");
         }
     }
 
     #[test]
     fn pipeline_in_one_buffer_leaves_the_partial_tail() {
-        let input =
-            b"*1\r\n$4\r\nPING\r\nECHO hi\r\n*0\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPI";
+        let input = b"*1\r\n$4\r\nPING\r\nECHO hi\r\n*0\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPI";
         let (commands, err, rest) = decode_all(input, &Limits::default());
         assert_eq!(err, None);
-        assert_eq!(
-            commands,
-            vec![
-                args(&[b"PING"]),
-                args(&[b"ECHO", b"hi"]),
-                vec![],
-                args(&[b"GET", b"k"])
-            ]
-        );
+        assert_eq!(commands, vec![args(&[b"PING"]), args(&[b"ECHO", b"hi"]), vec![], args(&[b"GET", b"k"])]);
         assert_eq!(&rest[..], b"*1\r\n$4\r\nPI");
     }
 
@@ -422,11 +370,7 @@ mod tests {
         for frame in frames {
             for cut in 0..frame.len() {
                 let mut buf = BytesMut::from(&frame[..cut]);
-                assert_eq!(
-                    decode(&mut buf, &Limits::default()),
-                    Ok(None),
-                    "{frame:?} cut {cut}"
-                );
+                assert_eq!(decode(&mut buf, &Limits::default()), Ok(None), "{frame:?} cut {cut}");
                 assert_eq!(&buf[..], &frame[..cut]);
             }
         }
@@ -467,10 +411,7 @@ mod tests {
         let mut buf = BytesMut::from(&stream[..]);
         let base = buf.as_ptr() as usize;
         let got = decode(&mut buf, &Limits::default()).unwrap().unwrap();
-        assert_eq!(
-            got[1].as_ptr() as usize,
-            base + stream.len() - 2 - payload.len()
-        );
+        assert_eq!(got[1].as_ptr() as usize, base + stream.len() - 2 - payload.len());
         assert_ne!(got[0].as_ptr() as usize, base + 13);
     }
 
@@ -488,10 +429,7 @@ mod tests {
             (b"PING\r\n", &[b"PING"]),
             (b"  SET\t k  v \r\n", &[b"SET", b"k", b"v"]),
             (b"ECHO \"a\\x41\\n\"\r\n", &[b"ECHO", b"aA\n"]),
-            (
-                b"ECHO \"\\r\\t\\b\\a\\\\\\\"\\q\\xZZ\"\n",
-                &[b"ECHO", b"\r\t\x08\x07\\\"qxZZ"],
-            ),
+            (b"ECHO \"\\r\\t\\b\\a\\\\\\\"\\q\\xZZ\"\n", &[b"ECHO", b"\r\t\x08\x07\\\"qxZZ"]),
             (b"ECHO \"\\xfF\"\n", &[b"ECHO", b"\xff"]),
             (b"ECHO 'a\\'b' 'c\\nd'\r\n", &[b"ECHO", b"a'b", b"c\\nd"]),
             (b"ECHO \"\" ''\r\n", &[b"ECHO", b"", b""]),
@@ -504,12 +442,7 @@ mod tests {
             (b"ECHO caf\xc3\xa9\r\r\n", &[b"ECHO", b"caf\xc3\xa9"]),
         ];
         for (input, expected) in cases {
-            assert_eq!(
-                one(input),
-                Ok(Some(args(expected))),
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!(one(input), Ok(Some(args(expected))), "{:?}", String::from_utf8_lossy(input));
         }
     }
 
@@ -523,11 +456,7 @@ mod tests {
             b"ECHO \"abc\\\r\n",
             b"ECHO \"a\"\"b\"\r\n",
         ] {
-            assert_eq!(
-                one(input),
-                Err(ProtocolError::UnbalancedQuotes),
-                "{input:?}"
-            );
+            assert_eq!(one(input), Err(ProtocolError::UnbalancedQuotes), "{input:?}");
         }
     }
 
@@ -546,18 +475,9 @@ mod tests {
             (b"*1\r\n$+4\r\n", "Protocol error: invalid bulk length"),
             (b"*1\r\n$04\r\n", "Protocol error: invalid bulk length"),
             (b"*1\r\n$\r\n", "Protocol error: invalid bulk length"),
-            (
-                b"*1\r\n$111111111111111111111111111111\r\n",
-                "Protocol error: invalid bulk length",
-            ),
-            (
-                b"*1\r\n$67108865\r\n",
-                "Protocol error: invalid bulk length",
-            ),
-            (
-                b"\"a\"b\r\n",
-                "Protocol error: unbalanced quotes in request",
-            ),
+            (b"*1\r\n$111111111111111111111111111111\r\n", "Protocol error: invalid bulk length"),
+            (b"*1\r\n$67108865\r\n", "Protocol error: invalid bulk length"),
+            (b"\"a\"b\r\n", "Protocol error: unbalanced quotes in request"),
         ];
         for (input, text) in cases {
             let err = one(input).unwrap_err();
@@ -568,10 +488,7 @@ mod tests {
 
     #[test]
     fn later_bad_header_fails_before_the_frame_completes() {
-        let (commands, err, _) = decode_all(
-            b"*1\r\n$3\r\nfoo\r\n*2\r\n$1\r\na\r\nz\r\n",
-            &Limits::default(),
-        );
+        let (commands, err, _) = decode_all(b"*1\r\n$3\r\nfoo\r\n*2\r\n$1\r\na\r\nz\r\n", &Limits::default());
         assert_eq!(commands, vec![args(&[b"foo"])]);
         assert_eq!(err, Some(ProtocolError::ExpectedDollar(b'z')));
     }
@@ -586,27 +503,12 @@ mod tests {
         assert_eq!(at_limit(b"", b'x', 0), Ok(None));
         assert_eq!(at_limit(b"", b'x', 1), Err(ProtocolError::InlineTooBig));
         assert_eq!(at_limit(b"*", b'1', 0), Ok(None));
-        assert_eq!(
-            at_limit(b"*", b'1', 1),
-            Err(ProtocolError::MultibulkCountTooBig)
-        );
+        assert_eq!(at_limit(b"*", b'1', 1), Err(ProtocolError::MultibulkCountTooBig));
         assert_eq!(at_limit(b"*1\r\n$", b'1', 4), Ok(None));
-        assert_eq!(
-            at_limit(b"*1\r\n$", b'1', 5),
-            Err(ProtocolError::BulkCountTooBig)
-        );
-        assert_eq!(
-            ProtocolError::InlineTooBig.to_string(),
-            "Protocol error: too big inline request"
-        );
-        assert_eq!(
-            ProtocolError::MultibulkCountTooBig.to_string(),
-            "Protocol error: too big mbulk count string"
-        );
-        assert_eq!(
-            ProtocolError::BulkCountTooBig.to_string(),
-            "Protocol error: too big bulk count string"
-        );
+        assert_eq!(at_limit(b"*1\r\n$", b'1', 5), Err(ProtocolError::BulkCountTooBig));
+        assert_eq!(ProtocolError::InlineTooBig.to_string(), "Protocol error: too big inline request");
+        assert_eq!(ProtocolError::MultibulkCountTooBig.to_string(), "Protocol error: too big mbulk count string");
+        assert_eq!(ProtocolError::BulkCountTooBig.to_string(), "Protocol error: too big bulk count string");
     }
 
     /// Redis's `strchr` stops at NUL, so it never sees the line end and keeps waiting.
@@ -622,24 +524,12 @@ mod tests {
 
     #[test]
     fn limits_are_inclusive() {
-        let limits = Limits {
-            max_bulk_len: 3,
-            max_multibulk_len: 2,
-        };
+        let limits = Limits { max_bulk_len: 3, max_multibulk_len: 2 };
         let check = |input: &[u8]| decode(&mut BytesMut::from(input), &limits);
-        assert_eq!(
-            check(b"*2\r\n$3\r\nabc\r\n$0\r\n\r\n"),
-            Ok(Some(args(&[b"abc", b""])))
-        );
+        assert_eq!(check(b"*2\r\n$3\r\nabc\r\n$0\r\n\r\n"), Ok(Some(args(&[b"abc", b""]))));
         assert_eq!(check(b"*3\r\n"), Err(ProtocolError::InvalidMultibulkLength));
-        assert_eq!(
-            check(b"*1\r\n$4\r\n"),
-            Err(ProtocolError::InvalidBulkLength)
-        );
-        let max = Limits {
-            max_bulk_len: usize::MAX,
-            max_multibulk_len: i64::MAX,
-        };
+        assert_eq!(check(b"*1\r\n$4\r\n"), Err(ProtocolError::InvalidBulkLength));
+        let max = Limits { max_bulk_len: usize::MAX, max_multibulk_len: i64::MAX };
         let huge = format!("*1\r\n${}\r\n", i64::MAX);
         assert_eq!(decode(&mut BytesMut::from(huge.as_bytes()), &max), Ok(None));
         assert_eq!(
@@ -681,22 +571,14 @@ mod tests {
             state
         };
         let alphabet = b"*$\r\n-0123456789 \t\"'\\xaF\0\x0bSETGET";
-        let seeds: [&[u8]; 3] = [
-            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nvv\r\n",
-            b"ECHO \"a\\x41\" 'b\\'c'\r\n",
-            b"*-1\r\n*0\r\n\r\n",
-        ];
-        let limits = Limits {
-            max_bulk_len: 64,
-            max_multibulk_len: 16,
-        };
+        let seeds: [&[u8]; 3] =
+            [b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nvv\r\n", b"ECHO \"a\\x41\" 'b\\'c'\r\n", b"*-1\r\n*0\r\n\r\n"];
+        let limits = Limits { max_bulk_len: 64, max_multibulk_len: 16 };
         for round in 0..20_000 {
             let len = (next() % 64) as usize;
             let mut input: Vec<u8> = match round % 3 {
                 0 => (0..len).map(|_| next() as u8).collect(),
-                1 => (0..len)
-                    .map(|_| alphabet[next() as usize % alphabet.len()])
-                    .collect(),
+                1 => (0..len).map(|_| alphabet[next() as usize % alphabet.len()]).collect(),
                 _ => seeds[round % seeds.len()].repeat(2),
             };
             if round % 3 == 2 {

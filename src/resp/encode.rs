@@ -53,10 +53,7 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut BytesMut) {
 fn put_line(out: &mut BytesMut, kind: u8, text: &str) {
     out.put_u8(kind);
     if text.bytes().any(|b| b == b'\r' || b == b'\n') {
-        out.extend(
-            text.bytes()
-                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-        );
+        out.extend(text.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
     } else {
         out.put_slice(text.as_bytes());
     }
@@ -153,8 +150,7 @@ fn parse_at(buf: &[u8], pos: &mut usize, depth: usize) -> Result<Option<Reply>, 
             if len == -1 && kind == b'$' {
                 return Ok(Some(Reply::Nil));
             }
-            let len =
-                usize::try_from(len).map_err(|_| ProtocolError::InvalidReply("bad length"))?;
+            let len = usize::try_from(len).map_err(|_| ProtocolError::InvalidReply("bad length"))?;
             let Some(body) = take_body(buf, pos, len)? else {
                 return Ok(None);
             };
@@ -172,8 +168,7 @@ fn parse_at(buf: &[u8], pos: &mut usize, depth: usize) -> Result<Option<Reply>, 
             if count == -1 && kind == b'*' {
                 return Ok(Some(Reply::NilArray));
             }
-            let count =
-                usize::try_from(count).map_err(|_| ProtocolError::InvalidReply("bad count"))?;
+            let count = usize::try_from(count).map_err(|_| ProtocolError::InvalidReply("bad count"))?;
             // The count is untrusted: preallocate a little, let real elements grow the vector.
             if kind == b'%' {
                 let mut pairs = Vec::with_capacity(count.min(1024));
@@ -208,24 +203,13 @@ fn parse_at(buf: &[u8], pos: &mut usize, depth: usize) -> Result<Option<Reply>, 
 }
 
 fn parse_int(line: &[u8]) -> Result<i64, ProtocolError> {
-    std::str::from_utf8(line)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or(ProtocolError::InvalidReply("bad integer"))
+    std::str::from_utf8(line).ok().and_then(|s| s.parse().ok()).ok_or(ProtocolError::InvalidReply("bad integer"))
 }
 
 /// The `len` payload bytes at `*pos` and their CRLF, or `None` if not all have arrived.
-fn take_body<'a>(
-    buf: &'a [u8],
-    pos: &mut usize,
-    len: usize,
-) -> Result<Option<&'a [u8]>, ProtocolError> {
-    let body_end = pos
-        .checked_add(len)
-        .ok_or(ProtocolError::InvalidReply("bad length"))?;
-    let end = body_end
-        .checked_add(2)
-        .ok_or(ProtocolError::InvalidReply("bad length"))?;
+fn take_body<'a>(buf: &'a [u8], pos: &mut usize, len: usize) -> Result<Option<&'a [u8]>, ProtocolError> {
+    let body_end = pos.checked_add(len).ok_or(ProtocolError::InvalidReply("bad length"))?;
+    let end = body_end.checked_add(2).ok_or(ProtocolError::InvalidReply("bad length"))?;
     let Some(tail) = buf.get(body_end..end) else {
         return Ok(None);
     };
@@ -270,15 +254,8 @@ mod tests {
         let mut all = leaves.clone();
         all.push(Reply::Array(leaves.clone()));
         all.push(Reply::Set(leaves.clone()));
-        all.push(Reply::Push(vec![
-            bulk("message"),
-            bulk("ch"),
-            Reply::Array(leaves.clone()),
-        ]));
-        all.push(Reply::Map(vec![(
-            bulk("k"),
-            Reply::Map(vec![(Reply::Int(1), Reply::Set(leaves))]),
-        )]));
+        all.push(Reply::Push(vec![bulk("message"), bulk("ch"), Reply::Array(leaves.clone())]));
+        all.push(Reply::Map(vec![(bulk("k"), Reply::Map(vec![(Reply::Int(1), Reply::Set(leaves))]))]));
         all
     }
 
@@ -292,18 +269,12 @@ mod tests {
             (Reply::Set(items) | Reply::Push(items), Protocol::Resp2) => Reply::Array(all(items)),
             (Reply::Set(items), Protocol::Resp3) => Reply::Set(all(items)),
             (Reply::Push(items), Protocol::Resp3) => Reply::Push(all(items)),
-            (Reply::Map(pairs), Protocol::Resp2) => Reply::Array(
-                pairs
-                    .iter()
-                    .flat_map(|(k, v)| [as_read_back(k, proto), as_read_back(v, proto)])
-                    .collect(),
-            ),
-            (Reply::Map(pairs), Protocol::Resp3) => Reply::Map(
-                pairs
-                    .iter()
-                    .map(|(k, v)| (as_read_back(k, proto), as_read_back(v, proto)))
-                    .collect(),
-            ),
+            (Reply::Map(pairs), Protocol::Resp2) => {
+                Reply::Array(pairs.iter().flat_map(|(k, v)| [as_read_back(k, proto), as_read_back(v, proto)]).collect())
+            }
+            (Reply::Map(pairs), Protocol::Resp3) => {
+                Reply::Map(pairs.iter().map(|(k, v)| (as_read_back(k, proto), as_read_back(v, proto))).collect())
+            }
             (Reply::Verbatim(text), Protocol::Resp2) => bulk(text),
             (other, _) => other.clone(),
         }
@@ -318,11 +289,7 @@ mod tests {
                 assert_eq!(used, bytes.len(), "{reply:?} {proto:?}");
                 assert_eq!(read, as_read_back(&reply, proto), "{proto:?}");
                 for cut in 0..bytes.len() {
-                    assert_eq!(
-                        parse_reply(&bytes[..cut]),
-                        Ok(None),
-                        "{reply:?} {proto:?} cut {cut}"
-                    );
+                    assert_eq!(parse_reply(&bytes[..cut]), Ok(None), "{reply:?} {proto:?} cut {cut}");
                 }
             }
         }
@@ -360,26 +327,10 @@ mod tests {
             (Reply::NilArray, Resp2, b"*-1\r\n".to_vec()),
             (Reply::NilArray, Resp3, b"_\r\n".to_vec()),
             (Reply::Array(vec![]), Resp3, b"*0\r\n".to_vec()),
-            (
-                verbatim.clone(),
-                Resp2,
-                [&b"$268\r\n"[..], doctor.as_bytes(), b"\r\n"].concat(),
-            ),
-            (
-                verbatim,
-                Resp3,
-                [&b"=272\r\ntxt:"[..], doctor.as_bytes(), b"\r\n"].concat(),
-            ),
-            (
-                Reply::Push(vec![bulk("message")]),
-                Resp3,
-                b">1\r\n$7\r\nmessage\r\n".to_vec(),
-            ),
-            (
-                Reply::Push(vec![bulk("message")]),
-                Resp2,
-                b"*1\r\n$7\r\nmessage\r\n".to_vec(),
-            ),
+            (verbatim.clone(), Resp2, [&b"$268\r\n"[..], doctor.as_bytes(), b"\r\n"].concat()),
+            (verbatim, Resp3, [&b"=272\r\ntxt:"[..], doctor.as_bytes(), b"\r\n"].concat()),
+            (Reply::Push(vec![bulk("message")]), Resp3, b">1\r\n$7\r\nmessage\r\n".to_vec()),
+            (Reply::Push(vec![bulk("message")]), Resp2, b"*1\r\n$7\r\nmessage\r\n".to_vec()),
             (Reply::Int(-42), Resp2, b":-42\r\n".to_vec()),
             (Reply::ok(), Resp3, b"+OK\r\n".to_vec()),
         ];
@@ -390,20 +341,11 @@ mod tests {
 
     #[test]
     fn line_breaks_in_status_and_error_become_spaces() {
-        assert_eq!(
-            encoded(&Reply::Status("a\r\nb".into()), Protocol::Resp2),
-            b"+a  b\r\n"
-        );
-        assert_eq!(
-            encoded(&Reply::err("ERR x\ny"), Protocol::Resp3),
-            b"-ERR x y\r\n"
-        );
+        assert_eq!(encoded(&Reply::Status("a\r\nb".into()), Protocol::Resp2), b"+a  b\r\n");
+        assert_eq!(encoded(&Reply::err("ERR x\ny"), Protocol::Resp3), b"-ERR x y\r\n");
         // What Redis 7.0.15 sends for `*1\r\n\r\n`.
         let err = ProtocolError::ExpectedDollar(b'\r').reply();
-        assert_eq!(
-            encoded(&err, Protocol::Resp2),
-            b"-ERR Protocol error: expected '$', got ' '\r\n"
-        );
+        assert_eq!(encoded(&err, Protocol::Resp2), b"-ERR Protocol error: expected '$', got ' '\r\n");
     }
 
     #[test]
@@ -411,20 +353,13 @@ mod tests {
         let cases: [(&[u8], Reply); 6] = [
             (b",1.5\r\n", Reply::Status("1.5".into())),
             (b"#t\r\n", Reply::Status("t".into())),
-            (
-                b"(12345678901234567890\r\n",
-                Reply::Status("12345678901234567890".into()),
-            ),
+            (b"(12345678901234567890\r\n", Reply::Status("12345678901234567890".into())),
             (b"!9\r\nERR oops!\r\n", Reply::err("ERR oops!")),
             (b"=7\r\nmkd:abc\r\n", Reply::Verbatim("abc".into())),
             (b"_\r\n", Reply::Nil),
         ];
         for (input, expected) in cases {
-            assert_eq!(
-                parse_reply(input),
-                Ok(Some((expected, input.len()))),
-                "{input:?}"
-            );
+            assert_eq!(parse_reply(input), Ok(Some((expected, input.len()))), "{input:?}");
         }
     }
 
@@ -442,10 +377,7 @@ mod tests {
             b"_x\r\n",
             b"$18446744073709551615\r\n",
         ] {
-            assert!(
-                matches!(parse_reply(input), Err(ProtocolError::InvalidReply(_))),
-                "{input:?}"
-            );
+            assert!(matches!(parse_reply(input), Err(ProtocolError::InvalidReply(_))), "{input:?}");
         }
         let deep = "*1\r\n".repeat(MAX_DEPTH + 2);
         assert!(parse_reply(deep.as_bytes()).is_err());
@@ -464,9 +396,7 @@ mod tests {
         let alphabet = b"+-:$*_%~=>,#(!|\r\n0123456789-txt";
         for _ in 0..20_000 {
             let len = (next() % 48) as usize;
-            let input: Vec<u8> = (0..len)
-                .map(|_| alphabet[next() as usize % alphabet.len()])
-                .collect();
+            let input: Vec<u8> = (0..len).map(|_| alphabet[next() as usize % alphabet.len()]).collect();
             if let Ok(Some((_, used))) = parse_reply(&input) {
                 assert!(used > 0 && used <= input.len());
             }

@@ -132,7 +132,10 @@ impl Session {
         }
         if self.proto == Protocol::Resp2
             && self.subscriptions() > 0
-            && !matches!(name.as_str(), "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ping" | "quit" | "reset")
+            && !matches!(
+                name.as_str(),
+                "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ping" | "quit" | "reset"
+            )
         {
             reply(Reply::err(format!(
                 "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
@@ -535,7 +538,8 @@ impl Session {
             self.channels.iter().cloned().collect()
         };
         if targets.is_empty() {
-            let r = Reply::Push(vec![Reply::bulk(name.to_string()), Reply::Nil, Reply::Int(self.subscriptions() as i64)]);
+            let r =
+                Reply::Push(vec![Reply::bulk(name.to_string()), Reply::Nil, Reply::Int(self.subscriptions() as i64)]);
             encode(&r, self.proto, out);
         }
         for ch in targets {

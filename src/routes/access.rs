@@ -53,13 +53,7 @@ impl<'a> Writer<'a> {
         index: u64,
         publisher: &'a mut dyn Publisher,
     ) -> Writer<'a> {
-        Writer {
-            ks,
-            db,
-            now,
-            index,
-            publisher,
-        }
+        Writer { ks, db, now, index, publisher }
     }
 
     pub(crate) fn db(&self) -> usize {
@@ -111,14 +105,7 @@ impl<'a> Writer<'a> {
                 if !changed || inner.is_vacant() {
                     return Ok(Some(out));
                 }
-                db.insert(
-                    key.clone(),
-                    Entry {
-                        value: inner.wrap(),
-                        expire_at_ms: None,
-                        version: self.index,
-                    },
-                );
+                db.insert(key.clone(), Entry { value: inner.wrap(), expire_at_ms: None, version: self.index });
                 (out, changed, false)
             }
             None => return Ok(None),
@@ -139,14 +126,7 @@ impl<'a> Writer<'a> {
             self.delete(key);
             return;
         }
-        self.ks.dbs[self.db].insert(
-            key.clone(),
-            Entry {
-                value,
-                expire_at_ms: deadline,
-                version: self.index,
-            },
-        );
+        self.ks.dbs[self.db].insert(key.clone(), Entry { value, expire_at_ms: deadline, version: self.index });
         self.ks.modified(self.db, key.clone(), self.index);
     }
 

@@ -53,16 +53,9 @@ pub(crate) fn cursor_arg(s: &[u8]) -> Result<u64, Reply> {
     }
     let mut value: u64 = 0;
     for &d in digits {
-        value = value
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(u64::from(d - b'0')))
-            .ok_or_else(invalid)?;
+        value = value.checked_mul(10).and_then(|v| v.checked_add(u64::from(d - b'0'))).ok_or_else(invalid)?;
     }
-    Ok(if negative {
-        value.wrapping_neg()
-    } else {
-        value
-    })
+    Ok(if negative { value.wrapping_neg() } else { value })
 }
 
 pub(crate) fn eq_ic(arg: &[u8], word: &str) -> bool {
@@ -79,18 +72,7 @@ mod tests {
         assert_eq!(parse_i64(b"-12"), Some(-12));
         assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [
-            &b""[..],
-            b"-",
-            b"-0",
-            b"01",
-            b"+1",
-            b" 1",
-            b"1 ",
-            b"1.5",
-            b"9223372036854775808",
-            b"abc",
-        ] {
+        for bad in [&b""[..], b"-", b"-0", b"01", b"+1", b" 1", b"1 ", b"1.5", b"9223372036854775808", b"abc"] {
             assert_eq!(parse_i64(bad), None, "{:?}", bad);
         }
     }

@@ -37,10 +37,7 @@ pub struct CommandSpec {
 
 impl std::fmt::Debug for CommandSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CommandSpec")
-            .field("name", &self.name)
-            .field("arity", &self.arity)
-            .finish_non_exhaustive()
+        f.debug_struct("CommandSpec").field("name", &self.name).field("arity", &self.arity).finish_non_exhaustive()
     }
 }
 
@@ -63,11 +60,7 @@ impl CommandSpec {
             l => l,
         };
         let step = usize::try_from(self.step).unwrap_or(1).max(1);
-        let range = if first > 0 && last >= first {
-            first as usize..(last as usize + 1).min(argv.len())
-        } else {
-            0..0
-        };
+        let range = if first > 0 && last >= first { first as usize..(last as usize + 1).min(argv.len()) } else { 0..0 };
         argv.get(range).unwrap_or_default().iter().step_by(step)
     }
 }
@@ -171,17 +164,12 @@ pub fn command_table() -> &'static [CommandSpec] {
 
 /// The core's command named `name`, any case.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
-    COMMANDS
-        .iter()
-        .find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
+    COMMANDS.iter().find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// The command `argv` names, with its arity checked: what Redis does before running anything.
 pub(crate) fn resolve(argv: &[Bytes]) -> Result<&'static CommandSpec, Reply> {
-    let spec = argv
-        .first()
-        .and_then(|name| lookup(name))
-        .ok_or_else(|| unknown_command(argv))?;
+    let spec = argv.first().and_then(|name| lookup(name)).ok_or_else(|| unknown_command(argv))?;
     spec.check_arity(argv.len())?;
     Ok(spec)
 }
@@ -251,13 +239,9 @@ fn select_index(argv: &[Bytes]) -> Result<usize, Reply> {
     let [_, index] = argv else {
         return Err(Reply::wrong_arity("select"));
     };
-    let out_of_int =
-        || Reply::err("ERR value is out of range, value must between -2147483648 and 2147483647");
+    let out_of_int = || Reply::err("ERR value is out of range, value must between -2147483648 and 2147483647");
     let index = i32::try_from(super::args::int_arg(index)?).map_err(|_| out_of_int())?;
-    usize::try_from(index)
-        .ok()
-        .filter(|&i| i < DATABASES)
-        .ok_or_else(super::keyspace::db_out_of_range)
+    usize::try_from(index).ok().filter(|&i| i < DATABASES).ok_or_else(super::keyspace::db_out_of_range)
 }
 
 #[cfg(test)]
@@ -282,10 +266,7 @@ mod tests {
         let long_name = [b'x'; 200];
         assert_eq!(
             unknown_command(&args(&[&long_name, b"a"])),
-            Reply::err(format!(
-                "ERR unknown command '{}', with args beginning with: 'a' ",
-                "x".repeat(128)
-            ))
+            Reply::err(format!("ERR unknown command '{}', with args beginning with: 'a' ", "x".repeat(128)))
         );
         let (a, b) = ([b'a'; 100], [b'b'; 50]);
         assert_eq!(
@@ -304,33 +285,20 @@ mod tests {
             unknown_command(&args(&[b"fo\0o", b"a"])),
             Reply::err("ERR unknown command 'fo', with args beginning with: 'a' ")
         );
-        let many: Vec<&[u8]> = std::iter::once(&b"foo"[..])
-            .chain(std::iter::repeat_n(&b"ab"[..], 40))
-            .collect();
+        let many: Vec<&[u8]> = std::iter::once(&b"foo"[..]).chain(std::iter::repeat_n(&b"ab"[..], 40)).collect();
         assert_eq!(
             unknown_command(&args(&many)),
-            Reply::err(format!(
-                "ERR unknown command 'foo', with args beginning with: {}",
-                "'ab' ".repeat(26)
-            ))
+            Reply::err(format!("ERR unknown command 'foo', with args beginning with: {}", "'ab' ".repeat(26)))
         );
     }
 
     #[test]
     fn lookup_and_arity() {
         assert_eq!(lookup(b"LRange").map(|c| c.name), Some("lrange"));
-        assert!(
-            lookup(b"select").is_none(),
-            "connection commands are not the core's"
-        );
+        assert!(lookup(b"select").is_none(), "connection commands are not the core's");
         assert!(lookup(b"").is_none());
         let lrange = lookup(b"lrange").expect("lrange");
-        assert_eq!(
-            lrange.check_arity(3),
-            Err(Reply::err(
-                "ERR wrong number of arguments for 'lrange' command"
-            ))
-        );
+        assert_eq!(lrange.check_arity(3), Err(Reply::err("ERR wrong number of arguments for 'lrange' command")));
         assert_eq!(lrange.check_arity(4), Ok(()));
         let del = lookup(b"del").expect("del");
         assert!(del.check_arity(1).is_err());
@@ -345,37 +313,19 @@ mod tests {
         assert_eq!(names.len(), command_table().len(), "names are unique");
         for spec in command_table() {
             assert_eq!(spec.name, spec.name.to_lowercase());
-            assert_eq!(
-                spec.replicated,
-                matches!(spec.handler, Handler::Write(_)),
-                "{}",
-                spec.name
-            );
-            assert!(
-                ["list", "set", "string", "hash", "generic", "pubsub", "server"]
-                    .contains(&spec.group)
-            );
+            assert_eq!(spec.replicated, matches!(spec.handler, Handler::Write(_)), "{}", spec.name);
+            assert!(["list", "set", "string", "hash", "generic", "pubsub", "server"].contains(&spec.group));
         }
     }
 
     #[test]
     fn key_positions() {
         let keys = |name: &str, argv: &[&[u8]]| -> Vec<Bytes> {
-            lookup(name.as_bytes())
-                .expect(name)
-                .keys(&args(argv))
-                .cloned()
-                .collect()
+            lookup(name.as_bytes()).expect(name).keys(&args(argv)).cloned().collect()
         };
         assert_eq!(keys("mget", &[b"mget", b"a", b"b"]), args(&[b"a", b"b"]));
-        assert_eq!(
-            keys("mset", &[b"mset", b"a", b"1", b"b", b"2"]),
-            args(&[b"a", b"b"])
-        );
-        assert_eq!(
-            keys("rename", &[b"rename", b"a", b"b"]),
-            args(&[b"a", b"b"])
-        );
+        assert_eq!(keys("mset", &[b"mset", b"a", b"1", b"b", b"2"]), args(&[b"a", b"b"]));
+        assert_eq!(keys("rename", &[b"rename", b"a", b"b"]), args(&[b"a", b"b"]));
         assert_eq!(keys("get", &[b"get", b"a"]), args(&[b"a"]));
         assert!(keys("keys", &[b"keys", b"*"]).is_empty());
     }
@@ -384,27 +334,13 @@ mod tests {
     fn select_parsing() {
         assert_eq!(select(&args(&[b"get", b"1"])), None);
         assert_eq!(select(&args(&[b"SELECT", b"15"])), Some(Ok(15)));
-        assert_eq!(
-            select(&args(&[b"select", b"16"])),
-            Some(Err(Reply::err("ERR DB index is out of range")))
-        );
-        assert_eq!(
-            select(&args(&[b"select", b"-1"])),
-            Some(Err(Reply::err("ERR DB index is out of range")))
-        );
+        assert_eq!(select(&args(&[b"select", b"16"])), Some(Err(Reply::err("ERR DB index is out of range"))));
+        assert_eq!(select(&args(&[b"select", b"-1"])), Some(Err(Reply::err("ERR DB index is out of range"))));
         assert_eq!(
             select(&args(&[b"select", b"4294967296"])),
-            Some(Err(Reply::err(
-                "ERR value is out of range, value must between -2147483648 and 2147483647"
-            )))
+            Some(Err(Reply::err("ERR value is out of range, value must between -2147483648 and 2147483647")))
         );
-        assert_eq!(
-            select(&args(&[b"select", b"x"])),
-            Some(Err(Reply::not_integer()))
-        );
-        assert_eq!(
-            select(&args(&[b"select"])),
-            Some(Err(Reply::wrong_arity("select")))
-        );
+        assert_eq!(select(&args(&[b"select", b"x"])), Some(Err(Reply::not_integer())));
+        assert_eq!(select(&args(&[b"select"])), Some(Err(Reply::wrong_arity("select"))));
     }
 }

@@ -99,9 +99,7 @@ impl Db {
     /// The value and version of an entry, for in-place updates that keep its deadline (the
     /// deadline is indexed, so it only changes through `set_deadline`).
     pub(crate) fn value_mut(&mut self, key: &[u8]) -> Option<(&mut Value, &mut u64)> {
-        self.entries
-            .get_mut(key)
-            .map(|e| (&mut e.value, &mut e.version))
+        self.entries.get_mut(key).map(|e| (&mut e.value, &mut e.version))
     }
 
     /// Changes a live key's deadline; false if the key does not exist.
@@ -123,18 +121,11 @@ impl Db {
 
     /// Keys whose deadline is `<= now`, earliest first.
     pub(crate) fn due(&self, now: u64) -> Vec<Bytes> {
-        self.expiries
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .map(|(_, key)| key.clone())
-            .collect()
+        self.expiries.iter().take_while(|(at, _)| *at <= now).map(|(_, key)| key.clone()).collect()
     }
 
     pub(crate) fn due_count(&self, now: u64) -> usize {
-        self.expiries
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .count()
+        self.expiries.iter().take_while(|(at, _)| *at <= now).count()
     }
 
     pub(crate) fn next_deadline(&self) -> Option<u64> {

@@ -25,24 +25,15 @@ fn parse_conditions(opts: &[Bytes]) -> Result<Conditions, Reply> {
             o if eq_ic(o, "xx") => &mut c.xx,
             o if eq_ic(o, "gt") => &mut c.gt,
             o if eq_ic(o, "lt") => &mut c.lt,
-            o => {
-                return Err(Reply::err(format!(
-                    "ERR Unsupported option {}",
-                    String::from_utf8_lossy(o)
-                )))
-            }
+            o => return Err(Reply::err(format!("ERR Unsupported option {}", String::from_utf8_lossy(o)))),
         };
         *flag = true;
     }
     if c.nx && (c.xx || c.gt || c.lt) {
-        return Err(Reply::err(
-            "ERR NX and XX, GT or LT options at the same time are not compatible",
-        ));
+        return Err(Reply::err("ERR NX and XX, GT or LT options at the same time are not compatible"));
     }
     if c.gt && c.lt {
-        return Err(Reply::err(
-            "ERR GT and LT options at the same time are not compatible",
-        ));
+        return Err(Reply::err("ERR GT and LT options at the same time are not compatible"));
     }
     Ok(c)
 }
@@ -60,24 +51,11 @@ impl Conditions {
 
 /// Redis' `expireGenericCommand`: options first, then the time (any integer; past or
 /// negative deletes the key), overflow checks, then the key. `base` is 0 for the AT forms.
-fn expire_generic(
-    w: &mut Writer<'_>,
-    argv: &[Bytes],
-    unit_ms: i64,
-    relative: bool,
-    command: &str,
-) -> Outcome {
+fn expire_generic(w: &mut Writer<'_>, argv: &[Bytes], unit_ms: i64, relative: bool, command: &str) -> Outcome {
     let conditions = parse_conditions(&argv[3..])?;
     let invalid = || Reply::err(format!("ERR invalid expire time in '{command}' command"));
-    let base = if relative {
-        i64::try_from(w.now).unwrap_or(i64::MAX)
-    } else {
-        0
-    };
-    let when = int_arg(&argv[2])?
-        .checked_mul(unit_ms)
-        .and_then(|ms| ms.checked_add(base))
-        .ok_or_else(invalid)?;
+    let base = if relative { i64::try_from(w.now).unwrap_or(i64::MAX) } else { 0 };
+    let when = int_arg(&argv[2])?.checked_mul(unit_ms).and_then(|ms| ms.checked_add(base)).ok_or_else(invalid)?;
     let key = &argv[1];
     let Some(current) = w.view(key).entry(key).map(|e| e.expire_at_ms) else {
         return Ok(Reply::Int(0));
@@ -111,9 +89,7 @@ pub(crate) fn pexpireat(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
 fn ttl_ms(v: &View<'_>, key: &[u8]) -> i64 {
     match v.entry(key) {
         None => -2,
-        Some(e) => e.expire_at_ms.map_or(-1, |at| {
-            i64::try_from(at.saturating_sub(v.now)).unwrap_or(i64::MAX)
-        }),
+        Some(e) => e.expire_at_ms.map_or(-1, |at| i64::try_from(at.saturating_sub(v.now)).unwrap_or(i64::MAX)),
     }
 }
 
@@ -129,10 +105,7 @@ pub(crate) fn pttl(v: &View<'_>, argv: &[Bytes]) -> Outcome {
 
 pub(crate) fn persist(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
     let key = &argv[1];
-    let has_ttl = w
-        .view(key)
-        .entry(key)
-        .is_some_and(|e| e.expire_at_ms.is_some());
+    let has_ttl = w.view(key).entry(key).is_some_and(|e| e.expire_at_ms.is_some());
     Ok(Reply::int_bool(has_ttl && w.set_deadline(key, None)))
 }
 
@@ -169,10 +142,7 @@ mod tests {
         assert_eq!(n.query("pttl k"), Reply::Int(10_000));
         assert_eq!(n.run("pexpire k 2500"), Reply::Int(1));
         assert_eq!(n.query("pttl k"), Reply::Int(2500));
-        assert_eq!(
-            n.run(&format!("expireat k {}", T0 / 1000 + 7)),
-            Reply::Int(1)
-        );
+        assert_eq!(n.run(&format!("expireat k {}", T0 / 1000 + 7)), Reply::Int(1));
         assert_eq!(n.query("pttl k"), Reply::Int(7000));
         assert_eq!(n.run(&format!("pexpireat k {}", T0 + 42)), Reply::Int(1));
         assert_eq!(n.query("pttl k"), Reply::Int(42));
@@ -185,22 +155,13 @@ mod tests {
 
     #[test]
     fn past_or_negative_times_delete() {
-        for cmd in [
-            "expire k -1",
-            "expire k 0",
-            "pexpire k -100",
-            "expireat k 1",
-            "pexpireat k 0",
-        ] {
+        for cmd in ["expire k -1", "expire k 0", "pexpire k -100", "expireat k 1", "pexpireat k 0"] {
             let mut n = Node::new();
             n.run("set k v");
             n.ks.take_changes();
             assert_eq!(n.run(cmd), Reply::Int(1), "{cmd}");
             assert_eq!(n.query("exists k"), Reply::Int(0), "{cmd}");
-            assert!(
-                n.ks.get(0, b"k").is_none(),
-                "{cmd}: deleted, not just hidden"
-            );
+            assert!(n.ks.get(0, b"k").is_none(), "{cmd}: deleted, not just hidden");
             assert_eq!(n.ks.take_changes().len(), 1);
         }
     }
@@ -210,11 +171,7 @@ mod tests {
         let mut n = Node::new();
         n.run("set k v");
         assert_eq!(n.run("expire k 100 xx"), Reply::Int(0), "XX needs a TTL");
-        assert_eq!(
-            n.run("expire k 100 gt"),
-            Reply::Int(0),
-            "no TTL is infinite: never GT"
-        );
+        assert_eq!(n.run("expire k 100 gt"), Reply::Int(0), "no TTL is infinite: never GT");
         assert_eq!(n.run("expire k 100 nx"), Reply::Int(1));
         assert_eq!(n.run("expire k 200 nx"), Reply::Int(0));
         assert_eq!(n.run("expire k 50 gt"), Reply::Int(0));
@@ -223,11 +180,7 @@ mod tests {
         assert_eq!(n.run("expire k 150 lt xx"), Reply::Int(1));
         assert_eq!(n.query("ttl k"), Reply::Int(150));
         n.run("set j v");
-        assert_eq!(
-            n.run("expire j 10 lt"),
-            Reply::Int(1),
-            "no TTL is infinite: any LT wins"
-        );
+        assert_eq!(n.run("expire j 10 lt"), Reply::Int(1), "no TTL is infinite: any LT wins");
     }
 
     #[test]
@@ -242,34 +195,14 @@ mod tests {
             n.run("expire k 10 nx gt"),
             err("ERR NX and XX, GT or LT options at the same time are not compatible")
         );
-        assert_eq!(
-            n.run("expire k 10 gt lt"),
-            err("ERR GT and LT options at the same time are not compatible")
-        );
+        assert_eq!(n.run("expire k 10 gt lt"), err("ERR GT and LT options at the same time are not compatible"));
         assert_eq!(n.run("expire k 10 foo"), err("ERR Unsupported option foo"));
         assert_eq!(n.run("expire k abc"), Reply::not_integer());
-        assert_eq!(
-            n.run("expire k abc foo"),
-            err("ERR Unsupported option foo"),
-            "options are checked first"
-        );
-        assert_eq!(
-            n.run("expire k 9223372036854776"),
-            err("ERR invalid expire time in 'expire' command")
-        );
-        assert_eq!(
-            n.run("pexpire k 9223372036854775807"),
-            err("ERR invalid expire time in 'pexpire' command")
-        );
-        assert_eq!(
-            n.run("expireat k -9223372036854776"),
-            err("ERR invalid expire time in 'expireat' command")
-        );
-        assert_eq!(
-            n.run("pexpireat k 9223372036854775807"),
-            Reply::Int(1),
-            "absolute: no base to overflow"
-        );
+        assert_eq!(n.run("expire k abc foo"), err("ERR Unsupported option foo"), "options are checked first");
+        assert_eq!(n.run("expire k 9223372036854776"), err("ERR invalid expire time in 'expire' command"));
+        assert_eq!(n.run("pexpire k 9223372036854775807"), err("ERR invalid expire time in 'pexpire' command"));
+        assert_eq!(n.run("expireat k -9223372036854776"), err("ERR invalid expire time in 'expireat' command"));
+        assert_eq!(n.run("pexpireat k 9223372036854775807"), Reply::Int(1), "absolute: no base to overflow");
         assert_eq!(n.run("expire k"), Reply::wrong_arity("expire"));
     }
 }

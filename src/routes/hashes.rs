@@ -17,10 +17,7 @@ fn store_pairs(w: &mut Writer<'_>, argv: &[Bytes], command: &str) -> Result<i64,
         return Err(Reply::wrong_arity(command));
     }
     let created = w.modify::<Hash, _>(&argv[1], true, |hash| {
-        let created = argv[2..]
-            .chunks_exact(2)
-            .filter(|p| hash.insert(p[0].clone(), p[1].clone()).is_none())
-            .count();
+        let created = argv[2..].chunks_exact(2).filter(|p| hash.insert(p[0].clone(), p[1].clone()).is_none()).count();
         (created as i64, true)
     })?;
     Ok(created.unwrap_or(0))
@@ -46,64 +43,39 @@ pub(crate) fn hsetnx(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
 }
 
 pub(crate) fn hget(v: &View<'_>, argv: &[Bytes]) -> Outcome {
-    Ok(Reply::bulk_or_nil(
-        v.get::<Hash>(&argv[1])?.and_then(|h| h.get(&argv[2])),
-    ))
+    Ok(Reply::bulk_or_nil(v.get::<Hash>(&argv[1])?.and_then(|h| h.get(&argv[2]))))
 }
 
 pub(crate) fn hmget(v: &View<'_>, argv: &[Bytes]) -> Outcome {
     let hash = v.get::<Hash>(&argv[1])?;
-    Ok(Reply::Array(
-        argv[2..]
-            .iter()
-            .map(|f| Reply::bulk_or_nil(hash.and_then(|h| h.get(f))))
-            .collect(),
-    ))
+    Ok(Reply::Array(argv[2..].iter().map(|f| Reply::bulk_or_nil(hash.and_then(|h| h.get(f)))).collect()))
 }
 
 pub(crate) fn hgetall(v: &View<'_>, argv: &[Bytes]) -> Outcome {
     let pairs = v.get::<Hash>(&argv[1])?.into_iter().flatten();
-    Ok(Reply::Map(
-        pairs
-            .map(|(f, x)| (Reply::Bulk(f.clone()), Reply::Bulk(x.clone())))
-            .collect(),
-    ))
+    Ok(Reply::Map(pairs.map(|(f, x)| (Reply::Bulk(f.clone()), Reply::Bulk(x.clone()))).collect()))
 }
 
 pub(crate) fn hkeys(v: &View<'_>, argv: &[Bytes]) -> Outcome {
-    Ok(Reply::bulks(
-        v.get::<Hash>(&argv[1])?.into_iter().flat_map(|h| h.keys()),
-    ))
+    Ok(Reply::bulks(v.get::<Hash>(&argv[1])?.into_iter().flat_map(|h| h.keys())))
 }
 
 pub(crate) fn hvals(v: &View<'_>, argv: &[Bytes]) -> Outcome {
-    Ok(Reply::bulks(
-        v.get::<Hash>(&argv[1])?
-            .into_iter()
-            .flat_map(|h| h.values()),
-    ))
+    Ok(Reply::bulks(v.get::<Hash>(&argv[1])?.into_iter().flat_map(|h| h.values())))
 }
 
 pub(crate) fn hlen(v: &View<'_>, argv: &[Bytes]) -> Outcome {
-    Ok(Reply::Int(
-        v.get::<Hash>(&argv[1])?.map_or(0, |h| h.len() as i64),
-    ))
+    Ok(Reply::Int(v.get::<Hash>(&argv[1])?.map_or(0, |h| h.len() as i64)))
 }
 
 pub(crate) fn hexists(v: &View<'_>, argv: &[Bytes]) -> Outcome {
-    Ok(Reply::int_bool(
-        v.get::<Hash>(&argv[1])?
-            .is_some_and(|h| h.contains_key(&argv[2])),
-    ))
+    Ok(Reply::int_bool(v.get::<Hash>(&argv[1])?.is_some_and(|h| h.contains_key(&argv[2]))))
 }
 
 /// Removes fields; `shift_remove` keeps the remaining fields in their order.
 pub(crate) fn hdel(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
     let removed = w.modify::<Hash, _>(&argv[1], false, |hash| {
-        let removed = argv[2..]
-            .iter()
-            .filter(|f| hash.shift_remove(*f).is_some())
-            .count();
+        let removed = argv[2..].iter().filter(|f| hash.shift_remove(*f).is_some()).count();
         (removed as i64, removed > 0)
     })?;
     Ok(Reply::Int(removed.unwrap_or(0)))
@@ -119,9 +91,7 @@ pub(crate) fn hincrby(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
         };
         let next = match current {
             None => Err(Reply::err("ERR hash value is not an integer")),
-            Some(n) => n
-                .checked_add(delta)
-                .ok_or_else(|| Reply::err("ERR increment or decrement would overflow")),
+            Some(n) => n.checked_add(delta).ok_or_else(|| Reply::err("ERR increment or decrement would overflow")),
         };
         match next {
             Ok(n) => {
@@ -146,38 +116,23 @@ mod tests {
         assert_eq!(n.run("hset h z 3 m 4"), Reply::Int(1));
         assert_eq!(
             n.query("hgetall h"),
-            Reply::Map(vec![
-                (bulk("z"), bulk("3")),
-                (bulk("a"), bulk("2")),
-                (bulk("m"), bulk("4"))
-            ])
+            Reply::Map(vec![(bulk("z"), bulk("3")), (bulk("a"), bulk("2")), (bulk("m"), bulk("4"))])
         );
         assert_eq!(n.query("hkeys h"), bulks(&["z", "a", "m"]));
         assert_eq!(n.query("hvals h"), bulks(&["3", "2", "4"]));
         assert_eq!(n.run("hdel h z nope"), Reply::Int(1));
-        assert_eq!(
-            n.query("hkeys h"),
-            bulks(&["a", "m"]),
-            "HDEL keeps the order of the rest"
-        );
+        assert_eq!(n.query("hkeys h"), bulks(&["a", "m"]), "HDEL keeps the order of the rest");
         assert_eq!(n.query("hget h a"), bulk("2"));
         assert_eq!(n.query("hget h z"), Reply::Nil);
         assert_eq!(n.query("hget none z"), Reply::Nil);
-        assert_eq!(
-            n.query("hmget h a z m"),
-            Reply::Array(vec![bulk("2"), Reply::Nil, bulk("4")])
-        );
+        assert_eq!(n.query("hmget h a z m"), Reply::Array(vec![bulk("2"), Reply::Nil, bulk("4")]));
         assert_eq!(n.query("hmget none a"), Reply::Array(vec![Reply::Nil]));
         assert_eq!(n.query("hlen h"), Reply::Int(2));
         assert_eq!(n.query("hexists h a"), Reply::Int(1));
         assert_eq!(n.query("hexists h z"), Reply::Int(0));
         assert_eq!(n.query("hgetall none"), Reply::Map(vec![]));
         assert_eq!(n.run("hdel h a m"), Reply::Int(2));
-        assert_eq!(
-            n.query("exists h"),
-            Reply::Int(0),
-            "empty hashes are deleted"
-        );
+        assert_eq!(n.query("exists h"), Reply::Int(0), "empty hashes are deleted");
         assert_eq!(n.run("hdel h a"), Reply::Int(0));
     }
 
@@ -202,39 +157,19 @@ mod tests {
         assert_eq!(n.query("hget h n"), bulk("-2"));
         assert_eq!(n.run("hincrby h n x"), Reply::not_integer());
         n.run("hset h s abc");
-        assert_eq!(
-            n.run("hincrby h s 1"),
-            err("ERR hash value is not an integer")
-        );
+        assert_eq!(n.run("hincrby h s 1"), err("ERR hash value is not an integer"));
         n.run("hset h big 9223372036854775807");
-        assert_eq!(
-            n.run("hincrby h big 1"),
-            err("ERR increment or decrement would overflow")
-        );
+        assert_eq!(n.run("hincrby h big 1"), err("ERR increment or decrement would overflow"));
     }
 
     #[test]
     fn wrong_types() {
         let mut n = Node::new();
         n.run("set s v");
-        for cmd in [
-            "hset s a 1",
-            "hmset s a 1",
-            "hsetnx s a 1",
-            "hdel s a",
-            "hincrby s a 1",
-        ] {
+        for cmd in ["hset s a 1", "hmset s a 1", "hsetnx s a 1", "hdel s a", "hincrby s a 1"] {
             assert_eq!(n.run(cmd), Reply::wrong_type(), "{cmd}");
         }
-        for cmd in [
-            "hget s a",
-            "hmget s a",
-            "hgetall s",
-            "hkeys s",
-            "hvals s",
-            "hlen s",
-            "hexists s a",
-        ] {
+        for cmd in ["hget s a", "hmget s a", "hgetall s", "hkeys s", "hvals s", "hlen s", "hexists s a"] {
             assert_eq!(n.query(cmd), Reply::wrong_type(), "{cmd}");
         }
     }

@@ -254,14 +254,10 @@ mod tests {
 
     #[test]
     fn candidate_order_matches_hipache() {
-        assert_eq!(keys("foo.bar.baz.qux.quux"), [
-            "foo.bar.baz.qux.quux",
-            "*.bar.baz.qux.quux",
-            "*.baz.qux.quux",
-            "*.qux.quux",
-            "*.quux",
-            "*"
-        ]);
+        assert_eq!(
+            keys("foo.bar.baz.qux.quux"),
+            ["foo.bar.baz.qux.quux", "*.bar.baz.qux.quux", "*.baz.qux.quux", "*.qux.quux", "*.quux", "*"]
+        );
         assert_eq!(keys("localhost"), ["localhost", "*"]);
     }
 

@@ -10,24 +10,16 @@ use super::reply::Reply;
 
 /// DEL and UNLINK (there is no background freeing to do here).
 pub(crate) fn del(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
-    Ok(Reply::Int(
-        argv[1..].iter().filter(|k| w.delete(k)).count() as i64
-    ))
+    Ok(Reply::Int(argv[1..].iter().filter(|k| w.delete(k)).count() as i64))
 }
 
 /// Counts a key named twice twice, as Redis does.
 pub(crate) fn exists(v: &View<'_>, argv: &[Bytes]) -> Outcome {
-    Ok(Reply::Int(
-        argv[1..].iter().filter(|k| v.entry(k).is_some()).count() as i64,
-    ))
+    Ok(Reply::Int(argv[1..].iter().filter(|k| v.entry(k).is_some()).count() as i64))
 }
 
 pub(crate) fn type_of(v: &View<'_>, argv: &[Bytes]) -> Outcome {
-    Ok(Reply::Status(
-        v.entry(&argv[1])
-            .map_or("none", |e| e.value.type_name())
-            .into(),
-    ))
+    Ok(Reply::Status(v.entry(&argv[1]).map_or("none", |e| e.value.type_name()).into()))
 }
 
 /// Moves the entry, TTL included; the destination's old value is dropped. Renaming a key to
@@ -61,10 +53,7 @@ pub(crate) fn renamenx(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
 pub(crate) fn keys(v: &View<'_>, argv: &[Bytes]) -> Outcome {
     let pattern = &argv[1];
     let all = pattern.as_ref() == b"*";
-    let found = v
-        .db()
-        .keys()
-        .filter(|k| (all || glob::matches(pattern, k)) && v.entry(k).is_some());
+    let found = v.db().keys().filter(|k| (all || glob::matches(pattern, k)) && v.entry(k).is_some());
     Ok(Reply::bulks(found))
 }
 
@@ -92,14 +81,9 @@ pub(crate) fn scan(v: &View<'_>, argv: &[Bytes]) -> Outcome {
     for opt in argv[2..].chunks(2) {
         match opt {
             [name, value] if eq_ic(name, "count") => {
-                count = usize::try_from(int_arg(value)?)
-                    .ok()
-                    .filter(|&c| c >= 1)
-                    .ok_or_else(Reply::syntax_error)?;
+                count = usize::try_from(int_arg(value)?).ok().filter(|&c| c >= 1).ok_or_else(Reply::syntax_error)?;
             }
-            [name, value] if eq_ic(name, "match") => {
-                pattern = Some(value).filter(|p| p.as_ref() != b"*")
-            }
+            [name, value] if eq_ic(name, "match") => pattern = Some(value).filter(|p| p.as_ref() != b"*"),
             [name, value] if eq_ic(name, "type") => type_name = Some(value),
             _ => return Err(Reply::syntax_error()),
         }
@@ -109,13 +93,9 @@ pub(crate) fn scan(v: &View<'_>, argv: &[Bytes]) -> Outcome {
         let Some(entry) = v.entry(k) else {
             return false;
         };
-        pattern.is_none_or(|p| glob::matches(p, k))
-            && type_name.is_none_or(|t| eq_ic(t, entry.value.type_name()))
+        pattern.is_none_or(|p| glob::matches(p, k)) && type_name.is_none_or(|t| eq_ic(t, entry.value.type_name()))
     });
-    Ok(Reply::Array(vec![
-        Reply::bulk(next.unwrap_or(0).to_string()),
-        Reply::bulks(found),
-    ]))
+    Ok(Reply::Array(vec![Reply::bulk(next.unwrap_or(0).to_string()), Reply::bulks(found)]))
 }
 
 #[cfg(test)]
@@ -132,18 +112,8 @@ mod tests {
         n.run("rpush l x");
         n.run("sadd s x");
         n.run("hset h f v");
-        assert_eq!(
-            n.query("exists a a nope l"),
-            Reply::Int(3),
-            "duplicates count twice"
-        );
-        for (key, name) in [
-            ("a", "string"),
-            ("l", "list"),
-            ("s", "set"),
-            ("h", "hash"),
-            ("nope", "none"),
-        ] {
+        assert_eq!(n.query("exists a a nope l"), Reply::Int(3), "duplicates count twice");
+        for (key, name) in [("a", "string"), ("l", "list"), ("s", "set"), ("h", "hash"), ("nope", "none")] {
             assert_eq!(n.query(&format!("type {key}")), Reply::Status(name.into()));
         }
         assert_eq!(n.run("del a nope a"), Reply::Int(1));
@@ -177,38 +147,21 @@ mod tests {
         n.run("rpush frontend:www.example.com id");
         n.run("sadd dead:www.example.com 1");
         n.run("set gone v px 10");
-        assert_eq!(
-            n.query("keys frontend:*"),
-            bulks(&["frontend:*.example.com", "frontend:www.example.com"])
-        );
-        assert_eq!(
-            n.query("keys frontend:\\**"),
-            bulks(&["frontend:*.example.com"])
-        );
-        assert_eq!(
-            n.query("keys dead:www.example.com"),
-            bulks(&["dead:www.example.com"])
-        );
+        assert_eq!(n.query("keys frontend:*"), bulks(&["frontend:*.example.com", "frontend:www.example.com"]));
+        assert_eq!(n.query("keys frontend:\\**"), bulks(&["frontend:*.example.com"]));
+        assert_eq!(n.query("keys dead:www.example.com"), bulks(&["dead:www.example.com"]));
         n.now += 10;
         assert_eq!(
             n.query("keys *"),
-            bulks(&[
-                "dead:www.example.com",
-                "frontend:*.example.com",
-                "frontend:www.example.com"
-            ])
+            bulks(&["dead:www.example.com", "frontend:*.example.com", "frontend:www.example.com"])
         );
         assert_eq!(n.query("dbsize"), Reply::Int(3));
     }
 
     /// One SCAN call: the next cursor and the page.
     fn scan_page(n: &Node, cursor: &str, extra: &str) -> (String, Vec<String>) {
-        let Reply::Array(parts) = n.read(&format!("scan {cursor}{extra}")) else {
-            panic!("scan reply")
-        };
-        let [Reply::Bulk(next), Reply::Array(page)] = &parts[..] else {
-            panic!("scan shape")
-        };
+        let Reply::Array(parts) = n.read(&format!("scan {cursor}{extra}")) else { panic!("scan reply") };
+        let [Reply::Bulk(next), Reply::Array(page)] = &parts[..] else { panic!("scan shape") };
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let keys = page.iter().map(|k| match k {
             Reply::Bulk(b) => text(b),
@@ -244,11 +197,7 @@ mod tests {
         n.run("sadd set1 a");
         let (keys, calls) = scan_all(&n, "");
         assert_eq!(keys.len(), 101);
-        assert_eq!(
-            keys.iter().collect::<BTreeSet<_>>().len(),
-            101,
-            "no duplicates"
-        );
+        assert_eq!(keys.iter().collect::<BTreeSet<_>>().len(), 101, "no duplicates");
         assert!(calls >= 10, "COUNT 10 pages: {calls}");
         let (keys, _) = scan_all(&n, " count 1000 match k1*");
         assert_eq!(keys.len(), 11);
@@ -272,10 +221,7 @@ mod tests {
         let (rest, _) = scan_rest(&n, &cursor, "");
         let seen: BTreeSet<String> = first.into_iter().chain(rest).collect();
         for i in 3..50 {
-            assert!(
-                seen.contains(&format!("k{i}")),
-                "k{i} was present throughout, so it is returned"
-            );
+            assert!(seen.contains(&format!("k{i}")), "k{i} was present throughout, so it is returned");
         }
     }
 

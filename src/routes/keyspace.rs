@@ -159,18 +159,9 @@ impl Keyspace {
 
     /// A whole MULTI/EXEC as one entry: aborted (`NilArray`) if a watched key changed,
     /// otherwise every queued command runs and its reply, error or not, goes in the array.
-    pub fn exec(
-        &mut self,
-        db: usize,
-        queued: &[Vec<Bytes>],
-        watched: &[Watch],
-        ctx: &mut ApplyCtx<'_>,
-    ) -> Reply {
+    pub fn exec(&mut self, db: usize, queued: &[Vec<Bytes>], watched: &[Watch], ctx: &mut ApplyCtx<'_>) -> Reply {
         let now = self.advance_clock(ctx.now_ms);
-        if watched
-            .iter()
-            .any(|w| self.version_at(w.db, &w.key, now) != w.version)
-        {
+        if watched.iter().any(|w| self.version_at(w.db, &w.key, now) != w.version) {
             return Reply::NilArray;
         }
         let mut db = db;
@@ -204,9 +195,7 @@ impl Keyspace {
         };
         match spec.handler {
             Handler::Read(run) => run(&View::new(db, now), argv).unwrap_or_else(|e| e),
-            Handler::Write(_) => {
-                Reply::err("READONLY You can't write against a read only replica.")
-            }
+            Handler::Write(_) => Reply::err("READONLY You can't write against a read only replica."),
         }
     }
 
@@ -260,10 +249,7 @@ impl Keyspace {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (usize, &Bytes, &Entry)> {
-        self.dbs
-            .iter()
-            .enumerate()
-            .flat_map(|(i, db)| db.entries().map(move |(k, e)| (i, k, e)))
+        self.dbs.iter().enumerate().flat_map(|(i, db)| db.entries().map(move |(k, e)| (i, k, e)))
     }
 
     fn advance_clock(&mut self, now_ms: u64) -> u64 {
@@ -285,10 +271,7 @@ impl Keyspace {
                 }
                 run(&View::new(&self.dbs[db], now), argv)
             }
-            Handler::Write(run) => run(
-                &mut Writer::new(self, db, now, ctx.index, &mut *ctx.publisher),
-                argv,
-            ),
+            Handler::Write(run) => run(&mut Writer::new(self, db, now, ctx.index, &mut *ctx.publisher), argv),
         }
         .unwrap_or_else(|e| e)
     }
@@ -385,18 +368,7 @@ mod tests {
     #[test]
     fn exec_select_switches_db() {
         let mut n = Node::new();
-        let reply = n.exec(
-            &[
-                "set k zero",
-                "select 3",
-                "set k three",
-                "select 16",
-                "select x",
-                "select",
-                "get k",
-            ],
-            &[],
-        );
+        let reply = n.exec(&["set k zero", "select 3", "set k three", "select 16", "select x", "select", "get k"], &[]);
         assert_eq!(
             reply,
             Reply::Array(vec![
@@ -430,11 +402,7 @@ mod tests {
             n.run(setup);
             let w = watch(&n, "k");
             n.run(change);
-            assert_eq!(
-                n.exec(&["set other 1"], &[w]),
-                Reply::NilArray,
-                "{setup} / {change}"
-            );
+            assert_eq!(n.exec(&["set other 1"], &[w]), Reply::NilArray, "{setup} / {change}");
             assert_eq!(n.read("exists other"), Reply::Int(0), "nothing ran");
         }
     }
@@ -448,16 +416,10 @@ mod tests {
         n.run("sadd k a");
         n.run("srem k zzz");
         n.run("get k");
-        assert_eq!(
-            n.exec(&["set other 1"], &[w]),
-            Reply::Array(vec![Reply::ok()])
-        );
+        assert_eq!(n.exec(&["set other 1"], &[w]), Reply::Array(vec![Reply::ok()]));
         let missing = watch(&n, "never");
         assert_eq!(missing.version, 0, "never-touched missing keys have version 0, as before buckets");
-        assert_eq!(
-            n.exec(&["get never"], &[missing]),
-            Reply::Array(vec![Reply::Nil])
-        );
+        assert_eq!(n.exec(&["get never"], &[missing]), Reply::Array(vec![Reply::Nil]));
     }
 
     #[test]
@@ -492,11 +454,7 @@ mod tests {
         n.run("set k v px 100");
         let w = watch(&n, "k");
         n.now += 100;
-        assert_ne!(
-            n.ks.version(0, b"k", n.now),
-            w.version,
-            "deadline passed: version changed"
-        );
+        assert_ne!(n.ks.version(0, b"k", n.now), w.version, "deadline passed: version changed");
         assert_eq!(n.exec(&["get k"], &[w]), Reply::NilArray);
         // Watched after expiry: the sweep removing it is not a change.
         let mut n = Node::new();
@@ -523,13 +481,7 @@ mod tests {
         assert_eq!(n.ks.db_stats(0), (2, 2));
         assert_eq!(n.sweep(), 1);
         assert!(n.ks.get(0, b"k").is_none());
-        assert_eq!(
-            n.ks.take_changes(),
-            vec![Change {
-                db: 0,
-                key: Bytes::from_static(b"k")
-            }]
-        );
+        assert_eq!(n.ks.take_changes(), vec![Change { db: 0, key: Bytes::from_static(b"k") }]);
         assert_eq!(n.ks.db_stats(0), (1, 1));
         assert_eq!(n.sweep(), 0);
     }
@@ -543,17 +495,10 @@ mod tests {
         n.ks.take_changes();
         n.now += 10;
         assert_eq!(n.run("get k"), Reply::Nil);
-        assert_eq!(
-            n.run("sadd s b"),
-            Reply::Int(1),
-            "an expired key counts as absent"
-        );
+        assert_eq!(n.run("sadd s b"), Reply::Int(1), "an expired key counts as absent");
         assert_eq!(n.run("ttl s"), Reply::Int(-1), "the new set has no TTL");
         let keys: Vec<_> = n.ks.take_changes().into_iter().map(|c| c.key).collect();
-        assert_eq!(
-            keys,
-            vec![Bytes::from_static(b"k"), Bytes::from_static(b"s")]
-        );
+        assert_eq!(keys, vec![Bytes::from_static(b"k"), Bytes::from_static(b"s")]);
         assert!(n.ks.get(0, b"k").is_none());
     }
 
@@ -567,32 +512,17 @@ mod tests {
         assert_eq!(n.run("get k"), Reply::Nil);
         assert_eq!(n.ks.clock_ms(), n.now + 1000);
         n.run("set j v px 100");
-        assert_eq!(
-            n.ks.get(0, b"j").and_then(|e| e.expire_at_ms),
-            Some(n.now + 1100)
-        );
+        assert_eq!(n.ks.get(0, b"j").and_then(|e| e.expire_at_ms), Some(n.now + 1100));
     }
 
     #[test]
     fn read_refuses_writes_and_checks_input() {
         let n = Node::new();
-        assert_eq!(
-            n.read("set k v"),
-            err("READONLY You can't write against a read only replica.")
-        );
+        assert_eq!(n.read("set k v"), err("READONLY You can't write against a read only replica."));
         assert_eq!(n.read("get"), Reply::wrong_arity("get"));
-        assert_eq!(
-            n.read("nope"),
-            err("ERR unknown command 'nope', with args beginning with: ")
-        );
-        assert_eq!(
-            n.ks.read(16, &argv("get k"), 0),
-            err("ERR DB index is out of range")
-        );
-        assert_eq!(
-            n.ks.read(0, &[], 0),
-            err("ERR unknown command '', with args beginning with: ")
-        );
+        assert_eq!(n.read("nope"), err("ERR unknown command 'nope', with args beginning with: "));
+        assert_eq!(n.ks.read(16, &argv("get k"), 0), err("ERR DB index is out of range"));
+        assert_eq!(n.ks.read(0, &[], 0), err("ERR unknown command '', with args beginning with: "));
     }
 
     #[test]
@@ -603,37 +533,20 @@ mod tests {
         n.run("rpush b 2");
         n.run("get a");
         let keys: Vec<_> = n.ks.take_changes().into_iter().map(|c| c.key).collect();
-        assert_eq!(
-            keys,
-            vec![Bytes::from_static(b"b"), Bytes::from_static(b"a")]
-        );
+        assert_eq!(keys, vec![Bytes::from_static(b"b"), Bytes::from_static(b"a")]);
         assert!(n.ks.take_changes().is_empty());
         n.run("flushall");
-        assert_eq!(
-            n.ks.take_changes().len(),
-            2,
-            "a flush lists every removed key"
-        );
+        assert_eq!(n.ks.take_changes().len(), 2, "a flush lists every removed key");
     }
 
     #[test]
     fn publish_goes_to_the_publisher() {
         let mut n = Node::new();
         assert_eq!(n.run("publish dead frontend:x;1"), Reply::Int(2));
-        assert_eq!(
-            n.published.0,
-            vec![(
-                Bytes::from_static(b"dead"),
-                Bytes::from_static(b"frontend:x;1")
-            )]
-        );
+        assert_eq!(n.published.0, vec![(Bytes::from_static(b"dead"), Bytes::from_static(b"frontend:x;1"))]);
         assert!(n.ks.take_changes().is_empty());
         let mut ks = Keyspace::new();
-        let mut ctx = ApplyCtx {
-            index: 1,
-            now_ms: 0,
-            publisher: &mut NullPublisher,
-        };
+        let mut ctx = ApplyCtx { index: 1, now_ms: 0, publisher: &mut NullPublisher };
         assert_eq!(ks.apply(0, &argv("publish c m"), &mut ctx), Reply::Int(0));
     }
 
@@ -646,10 +559,7 @@ mod tests {
             n.run(&format!("expire dead:h{} {}", i % 5, 1 + i % 4));
             n.run(&format!("hset tls:h{} f{} v{}", i % 4, i % 3, i));
             if i % 6 == 0 {
-                n.exec(
-                    &["lpop frontend:h1", "del tls:h2", "select 2", "incr c"],
-                    &[],
-                );
+                n.exec(&["lpop frontend:h1", "del tls:h2", "select 2", "incr c"], &[]);
             }
             n.now += 700;
             if i % 10 == 0 {
@@ -665,11 +575,7 @@ mod tests {
         workload(&mut b);
         assert_eq!(a.ks, b.ks);
         assert_eq!(a.ks.take_changes(), b.ks.take_changes());
-        let dump = |n: &Node| {
-            n.ks.iter()
-                .map(|(db, k, e)| (db, k.clone(), e.clone()))
-                .collect::<Vec<_>>()
-        };
+        let dump = |n: &Node| n.ks.iter().map(|(db, k, e)| (db, k.clone(), e.clone())).collect::<Vec<_>>();
         assert_eq!(dump(&a), dump(&b));
     }
 
@@ -680,11 +586,7 @@ mod tests {
         let bytes = postcard::to_stdvec(&n.ks).expect("serialize");
         let back: Keyspace = postcard::from_bytes(&bytes).expect("deserialize");
         assert_eq!(back, n.ks);
-        assert_eq!(
-            back.next_deadline(),
-            n.ks.next_deadline(),
-            "indexes rebuilt"
-        );
+        assert_eq!(back.next_deadline(), n.ks.next_deadline(), "indexes rebuilt");
         for db in 0..DATABASES {
             assert_eq!(back.db_stats(db), n.ks.db_stats(db));
             assert_eq!(
@@ -693,41 +595,27 @@ mod tests {
             );
         }
         let entry = Entry {
-            value: Value::Hash(
-                [(Bytes::from_static(b"f"), Bytes::from_static(b"v"))]
-                    .into_iter()
-                    .collect(),
-            ),
+            value: Value::Hash([(Bytes::from_static(b"f"), Bytes::from_static(b"v"))].into_iter().collect()),
             expire_at_ms: Some(5),
             version: 9,
         };
         let bytes = postcard::to_stdvec(&entry).expect("serialize");
-        assert_eq!(
-            postcard::from_bytes::<Entry>(&bytes).expect("deserialize"),
-            entry
-        );
+        assert_eq!(postcard::from_bytes::<Entry>(&bytes).expect("deserialize"), entry);
     }
 
     #[test]
     fn apply_rejects_bad_db_and_never_panics_on_odd_input() {
         let mut n = Node::new();
         let mut ks = Keyspace::new();
-        let mut ctx = ApplyCtx {
-            index: 1,
-            now_ms: 0,
-            publisher: &mut NullPublisher,
-        };
-        assert_eq!(
-            ks.apply(16, &argv("get k"), &mut ctx),
-            err("ERR DB index is out of range")
-        );
+        let mut ctx = ApplyCtx { index: 1, now_ms: 0, publisher: &mut NullPublisher };
+        assert_eq!(ks.apply(16, &argv("get k"), &mut ctx), err("ERR DB index is out of range"));
         assert!(ks.apply(0, &[], &mut ctx).is_error());
         for spec in commands::command_table() {
             for argc in 0..7 {
                 let mut cmd = vec![Bytes::from_static(spec.name.as_bytes())];
-                cmd.extend((1..argc).map(|i| {
-                    Bytes::from(["k", "-1", "x", "", "0", "ex", "9223372036854775807"][i % 7])
-                }));
+                cmd.extend(
+                    (1..argc).map(|i| Bytes::from(["k", "-1", "x", "", "0", "ex", "9223372036854775807"][i % 7])),
+                );
                 n.apply(&cmd);
                 n.read(&String::from_utf8_lossy(&cmd.concat()));
             }

@@ -51,11 +51,7 @@ pub(crate) fn lpushx(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
 /// `None` when the range is empty.
 fn clamp_range(start: i64, stop: i64, len: usize) -> Option<(usize, usize)> {
     let len = len as i64;
-    let start = if start < 0 {
-        (len + start).max(0)
-    } else {
-        start
-    };
+    let start = if start < 0 { (len + start).max(0) } else { start };
     let stop = if stop < 0 { len + stop } else { stop };
     if start > stop || start >= len {
         return None;
@@ -65,11 +61,7 @@ fn clamp_range(start: i64, stop: i64, len: usize) -> Option<(usize, usize)> {
 
 /// A negative index counts from the end; `None` when outside the list.
 fn position(index: i64, len: usize) -> Option<usize> {
-    let index = if index < 0 {
-        index.checked_add(len as i64)?
-    } else {
-        index
-    };
+    let index = if index < 0 { index.checked_add(len as i64)? } else { index };
     usize::try_from(index).ok().filter(|&i| i < len)
 }
 
@@ -85,9 +77,7 @@ pub(crate) fn lrange(v: &View<'_>, argv: &[Bytes]) -> Outcome {
 }
 
 pub(crate) fn llen(v: &View<'_>, argv: &[Bytes]) -> Outcome {
-    Ok(Reply::Int(
-        v.get::<List>(&argv[1])?.map_or(0, |l| l.len() as i64),
-    ))
+    Ok(Reply::Int(v.get::<List>(&argv[1])?.map_or(0, |l| l.len() as i64)))
 }
 
 pub(crate) fn lindex(v: &View<'_>, argv: &[Bytes]) -> Outcome {
@@ -95,9 +85,7 @@ pub(crate) fn lindex(v: &View<'_>, argv: &[Bytes]) -> Outcome {
         return Ok(Reply::Nil);
     };
     let index = int_arg(&argv[2])?;
-    Ok(Reply::bulk_or_nil(
-        position(index, list.len()).and_then(|i| list.get(i)),
-    ))
+    Ok(Reply::bulk_or_nil(position(index, list.len()).and_then(|i| list.get(i))))
 }
 
 /// Redis checks the key (no such key / WRONGTYPE) before it parses the index.
@@ -125,17 +113,10 @@ pub(crate) fn lrem(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
     let count = int_arg(&argv[2])?;
     let target = &argv[3];
     let removed = w.modify::<List, _>(&argv[1], false, |list| {
-        let limit = if count == 0 {
-            usize::MAX
-        } else {
-            usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX)
-        };
+        let limit = if count == 0 { usize::MAX } else { usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX) };
         // Walk from the end the count points at, keeping what is not removed.
-        let walk: Box<dyn Iterator<Item = &Bytes>> = if count < 0 {
-            Box::new(list.iter().rev())
-        } else {
-            Box::new(list.iter())
-        };
+        let walk: Box<dyn Iterator<Item = &Bytes>> =
+            if count < 0 { Box::new(list.iter().rev()) } else { Box::new(list.iter()) };
         let mut removed = 0usize;
         let mut kept: Vec<Bytes> = walk
             .filter(|item| {
@@ -163,14 +144,12 @@ pub(crate) fn linsert(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
         _ => return Err(Reply::syntax_error()),
     };
     let (pivot, item) = (&argv[3], &argv[4]);
-    let len = w.modify::<List, _>(&argv[1], false, |list| {
-        match list.iter().position(|x| x == pivot) {
-            Some(i) => {
-                list.insert(if after { i + 1 } else { i }, item.clone());
-                (list.len() as i64, true)
-            }
-            None => (-1, false),
+    let len = w.modify::<List, _>(&argv[1], false, |list| match list.iter().position(|x| x == pivot) {
+        Some(i) => {
+            list.insert(if after { i + 1 } else { i }, item.clone());
+            (list.len() as i64, true)
         }
+        None => (-1, false),
     })?;
     Ok(Reply::Int(len.unwrap_or(0)))
 }
@@ -191,24 +170,16 @@ pub(crate) fn ltrim(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
 /// nil array when the key is missing, as Redis 7 answers.
 fn pop(w: &mut Writer<'_>, argv: &[Bytes], end: End) -> Outcome {
     if argv.len() > 3 {
-        return Err(Reply::wrong_arity(if end == End::Head {
-            "lpop"
-        } else {
-            "rpop"
-        }));
+        return Err(Reply::wrong_arity(if end == End::Head { "lpop" } else { "rpop" }));
     }
     let count = argv
         .get(2)
         .map(|c| {
-            parse_i64(c)
-                .filter(|&n| n >= 0)
-                .ok_or_else(|| Reply::err("ERR value is out of range, must be positive"))
+            parse_i64(c).filter(|&n| n >= 0).ok_or_else(|| Reply::err("ERR value is out of range, must be positive"))
         })
         .transpose()?;
     let popped = w.modify::<List, _>(&argv[1], false, |list| {
-        let n = count.map_or(1, |c| {
-            usize::try_from(c).unwrap_or(usize::MAX).min(list.len())
-        });
+        let n = count.map_or(1, |c| usize::try_from(c).unwrap_or(usize::MAX).min(list.len()));
         let taken: Vec<Bytes> = (0..n)
             .filter_map(|_| match end {
                 End::Head => list.pop_front(),
@@ -295,11 +266,7 @@ mod tests {
         assert_eq!(n.query("lrange l 0 -1"), bulks(&["a", "y", "z"]));
         assert_eq!(n.run("lset l 3 q"), err("ERR index out of range"));
         assert_eq!(n.run("lset none 0 q"), err("ERR no such key"));
-        assert_eq!(
-            n.run("lset none x q"),
-            err("ERR no such key"),
-            "key checked before index"
-        );
+        assert_eq!(n.run("lset none x q"), err("ERR no such key"), "key checked before index");
         assert_eq!(n.run("lset l x q"), Reply::not_integer());
         n.run("set s v");
         assert_eq!(n.run("lset s 0 q"), Reply::wrong_type());
@@ -322,11 +289,7 @@ mod tests {
         assert_eq!(n.run("lrem l x a"), Reply::not_integer());
         let mut n = list(&["x", "x"]);
         assert_eq!(n.run("lrem l 0 x"), Reply::Int(2));
-        assert_eq!(
-            n.query("exists l"),
-            Reply::Int(0),
-            "empty lists are deleted"
-        );
+        assert_eq!(n.query("exists l"), Reply::Int(0), "empty lists are deleted");
     }
 
     #[test]
@@ -334,10 +297,7 @@ mod tests {
         let mut n = list(&["id", "b1"]);
         assert_eq!(n.run("linsert l after id b0"), Reply::Int(3));
         assert_eq!(n.run("LINSERT l BEFORE id first"), Reply::Int(4));
-        assert_eq!(
-            n.query("lrange l 0 -1"),
-            bulks(&["first", "id", "b0", "b1"])
-        );
+        assert_eq!(n.query("lrange l 0 -1"), bulks(&["first", "id", "b0", "b1"]));
         assert_eq!(n.run("linsert l after missing x"), Reply::Int(-1));
         assert_eq!(n.run("linsert none after id x"), Reply::Int(0));
         assert_eq!(n.run("linsert none middle id x"), Reply::syntax_error());
@@ -369,14 +329,8 @@ mod tests {
         assert_eq!(n.run("lpop l"), Reply::Nil);
         assert_eq!(n.run("lpop l 2"), Reply::NilArray);
         assert_eq!(n.run("lpop l 0"), Reply::NilArray);
-        assert_eq!(
-            n.run("lpop l -1"),
-            err("ERR value is out of range, must be positive")
-        );
-        assert_eq!(
-            n.run("rpop l x"),
-            err("ERR value is out of range, must be positive")
-        );
+        assert_eq!(n.run("lpop l -1"), err("ERR value is out of range, must be positive"));
+        assert_eq!(n.run("rpop l x"), err("ERR value is out of range, must be positive"));
         assert_eq!(n.run("lpop l 1 2"), Reply::wrong_arity("lpop"));
         assert_eq!(n.run("rpop l 1 2"), Reply::wrong_arity("rpop"));
         n.run("set s v");

@@ -67,9 +67,7 @@ impl Reply {
 
     /// Redis' `-ERR wrong number of arguments for '<name>' command`.
     pub fn wrong_arity(name: &str) -> Reply {
-        Reply::err(format!(
-            "ERR wrong number of arguments for '{name}' command"
-        ))
+        Reply::err(format!("ERR wrong number of arguments for '{name}' command"))
     }
 
     pub fn int_bool(b: bool) -> Reply {

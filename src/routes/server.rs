@@ -47,11 +47,7 @@ mod tests {
         n.run("set b 1");
         assert_eq!(n.run("flushdb"), Reply::ok());
         assert_eq!(n.query("dbsize"), Reply::Int(0));
-        assert_eq!(
-            n.ks.read(0, &argv("dbsize"), n.now),
-            Reply::Int(1),
-            "other dbs untouched"
-        );
+        assert_eq!(n.ks.read(0, &argv("dbsize"), n.now), Reply::Int(1), "other dbs untouched");
         n.run("set b 1");
         assert_eq!(n.run("flushall ASYNC"), Reply::ok());
         assert_eq!(n.ks.iter().count(), 0);

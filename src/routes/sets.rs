@@ -15,10 +15,7 @@ fn members<'a>(set: impl IntoIterator<Item = &'a Bytes>) -> Reply {
 
 pub(crate) fn sadd(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
     let added = w.modify::<Set, _>(&argv[1], true, |set| {
-        let added = argv[2..]
-            .iter()
-            .filter(|m| set.insert((*m).clone()).is_none())
-            .count();
+        let added = argv[2..].iter().filter(|m| set.insert((*m).clone()).is_none()).count();
         (added as i64, added > 0)
     })?;
     Ok(Reply::Int(added.unwrap_or(0)))
@@ -26,10 +23,7 @@ pub(crate) fn sadd(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
 
 pub(crate) fn srem(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
     let removed = w.modify::<Set, _>(&argv[1], false, |set| {
-        let removed = argv[2..]
-            .iter()
-            .filter(|m| set.remove(*m).is_some())
-            .count();
+        let removed = argv[2..].iter().filter(|m| set.remove(*m).is_some()).count();
         (removed as i64, removed > 0)
     })?;
     Ok(Reply::Int(removed.unwrap_or(0)))
@@ -40,16 +34,11 @@ pub(crate) fn smembers(v: &View<'_>, argv: &[Bytes]) -> Outcome {
 }
 
 pub(crate) fn sismember(v: &View<'_>, argv: &[Bytes]) -> Outcome {
-    Ok(Reply::int_bool(
-        v.get::<Set>(&argv[1])?
-            .is_some_and(|s| s.contains(&argv[2])),
-    ))
+    Ok(Reply::int_bool(v.get::<Set>(&argv[1])?.is_some_and(|s| s.contains(&argv[2]))))
 }
 
 pub(crate) fn scard(v: &View<'_>, argv: &[Bytes]) -> Outcome {
-    Ok(Reply::Int(
-        v.get::<Set>(&argv[1])?.map_or(0, |s| s.len() as i64),
-    ))
+    Ok(Reply::Int(v.get::<Set>(&argv[1])?.map_or(0, |s| s.len() as i64)))
 }
 
 /// Every named set (missing keys as `None`); any key of another type is `WRONGTYPE`, even
@@ -64,11 +53,7 @@ pub(crate) fn sdiff(v: &View<'_>, argv: &[Bytes]) -> Outcome {
         return Ok(Reply::Set(Vec::new()));
     };
     let others: Vec<&Set> = sets[1..].iter().flatten().copied().collect();
-    Ok(members(
-        first
-            .iter()
-            .filter(|m| !others.iter().any(|o| o.contains(*m))),
-    ))
+    Ok(members(first.iter().filter(|m| !others.iter().any(|o| o.contains(*m)))))
 }
 
 pub(crate) fn sinter(v: &View<'_>, argv: &[Bytes]) -> Outcome {
@@ -81,19 +66,12 @@ pub(crate) fn sinter(v: &View<'_>, argv: &[Bytes]) -> Outcome {
     let Some((smallest, rest)) = sets.split_first() else {
         return Ok(Reply::Set(Vec::new()));
     };
-    Ok(members(
-        smallest
-            .iter()
-            .filter(|m| rest.iter().all(|o| o.contains(*m))),
-    ))
+    Ok(members(smallest.iter().filter(|m| rest.iter().all(|o| o.contains(*m)))))
 }
 
 pub(crate) fn sunion(v: &View<'_>, argv: &[Bytes]) -> Outcome {
     let sets = operands(v, &argv[1..])?;
-    let union = sets
-        .into_iter()
-        .flatten()
-        .fold(Set::new(), |acc, s| acc.union(s.clone()));
+    let union = sets.into_iter().flatten().fold(Set::new(), |acc, s| acc.union(s.clone()));
     Ok(members(&union))
 }
 
@@ -138,18 +116,9 @@ mod tests {
         assert_eq!(n.query("sdiff none a"), set_of(&[]));
         assert_eq!(n.query("sinter a b c"), set_of(&["4"]));
         assert_eq!(n.query("sinter a b none"), set_of(&[]));
-        assert_eq!(
-            n.query("sunion a c none"),
-            set_of(&["1", "2", "3", "4", "6"])
-        );
+        assert_eq!(n.query("sunion a c none"), set_of(&["1", "2", "3", "4", "6"]));
         n.run("set str v");
-        for cmd in [
-            "sdiff a str",
-            "sdiff none str",
-            "sinter none str",
-            "sinter str none",
-            "sunion none str",
-        ] {
+        for cmd in ["sdiff a str", "sdiff none str", "sinter none str", "sinter str none", "sunion none str"] {
             assert_eq!(n.query(cmd), Reply::wrong_type(), "{cmd}");
         }
     }

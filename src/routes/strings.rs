@@ -17,16 +17,12 @@ pub(crate) fn get(v: &View<'_>, argv: &[Bytes]) -> Outcome {
 }
 
 pub(crate) fn strlen(v: &View<'_>, argv: &[Bytes]) -> Outcome {
-    Ok(Reply::Int(
-        v.get::<Bytes>(&argv[1])?.map_or(0, |s| s.len() as i64),
-    ))
+    Ok(Reply::Int(v.get::<Bytes>(&argv[1])?.map_or(0, |s| s.len() as i64)))
 }
 
 /// Keys holding something other than a string read as nil, not as an error.
 pub(crate) fn mget(v: &View<'_>, argv: &[Bytes]) -> Outcome {
-    let replies = argv[1..]
-        .iter()
-        .map(|key| v.get::<Bytes>(key).ok().flatten());
+    let replies = argv[1..].iter().map(|key| v.get::<Bytes>(key).ok().flatten());
     Ok(Reply::Array(replies.map(Reply::bulk_or_nil).collect()))
 }
 
@@ -65,12 +61,8 @@ struct SetRequest<'a> {
 }
 
 impl SetRequest<'_> {
-    const PLAIN: SetRequest<'static> = SetRequest {
-        condition: Condition::Always,
-        expire: None,
-        keep_ttl: false,
-        get: false,
-    };
+    const PLAIN: SetRequest<'static> =
+        SetRequest { condition: Condition::Always, expire: None, keep_ttl: false, get: false };
 }
 
 /// SET's options as Redis 7.0 parses them: NX and XX exclude each other, the four expiry forms
@@ -81,19 +73,13 @@ fn parse_set_options(opts: &[Bytes]) -> Result<SetRequest<'_>, Reply> {
     while i < opts.len() {
         let opt = &opts[i];
         let next = opts.get(i + 1);
-        let form = [
-            ("ex", ExpireForm::Ex),
-            ("px", ExpireForm::Px),
-            ("exat", ExpireForm::ExAt),
-            ("pxat", ExpireForm::PxAt),
-        ]
-        .into_iter()
-        .find(|(name, _)| eq_ic(opt, name))
-        .map(|(_, form)| form);
+        let form =
+            [("ex", ExpireForm::Ex), ("px", ExpireForm::Px), ("exat", ExpireForm::ExAt), ("pxat", ExpireForm::PxAt)]
+                .into_iter()
+                .find(|(name, _)| eq_ic(opt, name))
+                .map(|(_, form)| form);
         match (form, next) {
-            (Some(form), Some(arg))
-                if !req.keep_ttl && req.expire.is_none_or(|(f, _)| f == form) =>
-            {
+            (Some(form), Some(arg)) if !req.keep_ttl && req.expire.is_none_or(|(f, _)| f == form) => {
                 req.expire = Some((form, arg));
                 i += 1;
             }
@@ -126,9 +112,9 @@ fn deadline(form: ExpireForm, arg: &[u8], now: u64, command: &str) -> Result<u64
         ExpireForm::Px | ExpireForm::PxAt => n,
     };
     let at = match form {
-        ExpireForm::Ex | ExpireForm::Px => ms
-            .checked_add(i64::try_from(now).unwrap_or(i64::MAX))
-            .ok_or_else(invalid)?,
+        ExpireForm::Ex | ExpireForm::Px => {
+            ms.checked_add(i64::try_from(now).unwrap_or(i64::MAX)).ok_or_else(invalid)?
+        }
         ExpireForm::ExAt | ExpireForm::PxAt => ms,
     };
     u64::try_from(at).map_err(|_| invalid())
@@ -145,15 +131,8 @@ fn set_generic(
     done: Reply,
     skipped: Reply,
 ) -> Outcome {
-    let deadline = req
-        .expire
-        .map(|(form, arg)| deadline(form, arg, w.now, command))
-        .transpose()?;
-    let old = if req.get {
-        Some(Reply::bulk_or_nil(w.get::<Bytes>(key)?))
-    } else {
-        None
-    };
+    let deadline = req.expire.map(|(form, arg)| deadline(form, arg, w.now, command)).transpose()?;
+    let old = if req.get { Some(Reply::bulk_or_nil(w.get::<Bytes>(key)?)) } else { None };
     let current = w.view(key).entry(key).map(|e| e.expire_at_ms);
     let proceed = match req.condition {
         Condition::Always => true,
@@ -161,11 +140,7 @@ fn set_generic(
         Condition::IfExists => current.is_some(),
     };
     if proceed {
-        let deadline = if req.keep_ttl {
-            current.flatten()
-        } else {
-            deadline
-        };
+        let deadline = if req.keep_ttl { current.flatten() } else { deadline };
         w.put(key, Value::Str(value.clone()), deadline);
     }
     Ok(old.unwrap_or(if proceed { done } else { skipped }))
@@ -177,43 +152,18 @@ pub(crate) fn set(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
 }
 
 pub(crate) fn setnx(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
-    let req = SetRequest {
-        condition: Condition::IfMissing,
-        ..SetRequest::PLAIN
-    };
-    set_generic(
-        w,
-        "setnx",
-        &argv[1],
-        &argv[2],
-        req,
-        Reply::Int(1),
-        Reply::Int(0),
-    )
+    let req = SetRequest { condition: Condition::IfMissing, ..SetRequest::PLAIN };
+    set_generic(w, "setnx", &argv[1], &argv[2], req, Reply::Int(1), Reply::Int(0))
 }
 
 pub(crate) fn setex(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
-    let req = SetRequest {
-        expire: Some((ExpireForm::Ex, &argv[2])),
-        ..SetRequest::PLAIN
-    };
+    let req = SetRequest { expire: Some((ExpireForm::Ex, &argv[2])), ..SetRequest::PLAIN };
     set_generic(w, "setex", &argv[1], &argv[3], req, Reply::ok(), Reply::Nil)
 }
 
 pub(crate) fn psetex(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
-    let req = SetRequest {
-        expire: Some((ExpireForm::Px, &argv[2])),
-        ..SetRequest::PLAIN
-    };
-    set_generic(
-        w,
-        "psetex",
-        &argv[1],
-        &argv[3],
-        req,
-        Reply::ok(),
-        Reply::Nil,
-    )
+    let req = SetRequest { expire: Some((ExpireForm::Px, &argv[2])), ..SetRequest::PLAIN };
+    set_generic(w, "psetex", &argv[1], &argv[3], req, Reply::ok(), Reply::Nil)
 }
 
 /// Adds `delta` to the integer at `key` (missing = 0), keeping its TTL.
@@ -222,9 +172,7 @@ fn incr_by(w: &mut Writer<'_>, key: &Bytes, delta: i64) -> Outcome {
         None => 0,
         Some(s) => parse_i64(s).ok_or_else(Reply::not_integer)?,
     };
-    let next = current
-        .checked_add(delta)
-        .ok_or_else(|| Reply::err("ERR increment or decrement would overflow"))?;
+    let next = current.checked_add(delta).ok_or_else(|| Reply::err("ERR increment or decrement would overflow"))?;
     w.modify::<Bytes, _>(key, true, |s| {
         *s = Bytes::from(next.to_string());
         ((), true)
@@ -247,9 +195,7 @@ pub(crate) fn incrby(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
 
 pub(crate) fn decrby(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
     let delta = int_arg(&argv[2])?;
-    let negated = delta
-        .checked_neg()
-        .ok_or_else(|| Reply::err("ERR decrement would overflow"))?;
+    let negated = delta.checked_neg().ok_or_else(|| Reply::err("ERR decrement would overflow"))?;
     incr_by(w, &argv[1], negated)
 }
 
@@ -257,12 +203,7 @@ pub(crate) fn append(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
     let extra = &argv[2];
     let appended = w.modify::<Bytes, _>(&argv[1], true, |s| {
         if s.len() + extra.len() > MAX_STRING {
-            return (
-                Err(Reply::err(
-                    "ERR string exceeds maximum allowed size (proto-max-bulk-len)",
-                )),
-                false,
-            );
+            return (Err(Reply::err("ERR string exceeds maximum allowed size (proto-max-bulk-len)")), false);
         }
         let mut joined = Vec::with_capacity(s.len() + extra.len());
         joined.extend_from_slice(s);
@@ -301,25 +242,13 @@ mod tests {
         assert_eq!(n.run("set k w nx"), Reply::Nil);
         assert_eq!(n.run("set k w xx"), Reply::ok());
         assert_eq!(n.run("set k x get"), bulk("w"));
-        assert_eq!(
-            n.run("set k y nx get"),
-            bulk("x"),
-            "NX blocked, GET still answers"
-        );
+        assert_eq!(n.run("set k y nx get"), bulk("x"), "NX blocked, GET still answers");
         assert_eq!(n.query("get k"), bulk("x"));
         assert_eq!(n.run("set new v get"), Reply::Nil);
         n.run("rpush l a");
         assert_eq!(n.run("set l v get"), Reply::wrong_type());
-        assert_eq!(
-            n.query("type l"),
-            Reply::Status("list".into()),
-            "nothing written on WRONGTYPE"
-        );
-        assert_eq!(
-            n.run("set k v nx nx"),
-            Reply::Nil,
-            "repeating NX is accepted"
-        );
+        assert_eq!(n.query("type l"), Reply::Status("list".into()), "nothing written on WRONGTYPE");
+        assert_eq!(n.run("set k v nx nx"), Reply::Nil, "repeating NX is accepted");
         assert_eq!(n.run("SET k v NX XX"), Reply::syntax_error());
         assert_eq!(n.run("set k v xx nx"), Reply::syntax_error());
         assert_eq!(n.run("set k v bogus"), Reply::syntax_error());
@@ -333,55 +262,28 @@ mod tests {
         assert_eq!(n.query("pttl k"), Reply::Int(10_000));
         assert_eq!(n.run("set k v px 1500"), Reply::ok());
         assert_eq!(n.query("pttl k"), Reply::Int(1500));
-        assert_eq!(
-            n.run(&format!("set k v exat {}", T0 / 1000 + 20)),
-            Reply::ok()
-        );
+        assert_eq!(n.run(&format!("set k v exat {}", T0 / 1000 + 20)), Reply::ok());
         assert_eq!(n.query("ttl k"), Reply::Int(20));
         assert_eq!(n.run(&format!("set k v pxat {}", T0 + 5)), Reply::ok());
         assert_eq!(n.query("pttl k"), Reply::Int(5));
         assert_eq!(n.run("set k v keepttl"), Reply::ok());
-        assert_eq!(
-            n.query("pttl k"),
-            Reply::Int(5),
-            "KEEPTTL keeps the deadline"
-        );
+        assert_eq!(n.query("pttl k"), Reply::Int(5), "KEEPTTL keeps the deadline");
         assert_eq!(n.run("set k v"), Reply::ok());
         assert_eq!(n.query("ttl k"), Reply::Int(-1), "plain SET clears the TTL");
         assert_eq!(n.run("set k v ex 1 ex 2"), Reply::ok(), "last EX wins");
         assert_eq!(n.query("ttl k"), Reply::Int(2));
-        assert_eq!(
-            n.run("set k v exat 1"),
-            Reply::ok(),
-            "a past deadline deletes"
-        );
+        assert_eq!(n.run("set k v exat 1"), Reply::ok(), "a past deadline deletes");
         assert_eq!(n.query("exists k"), Reply::Int(0));
-        for bad in [
-            "set k v ex 1 px 1",
-            "set k v keepttl ex 1",
-            "set k v ex 1 keepttl",
-            "set k v ex",
-            "set k v pxat 1 exat 1",
-        ] {
+        for bad in
+            ["set k v ex 1 px 1", "set k v keepttl ex 1", "set k v ex 1 keepttl", "set k v ex", "set k v pxat 1 exat 1"]
+        {
             assert_eq!(n.run(bad), Reply::syntax_error(), "{bad}");
         }
-        for bad in [
-            "set k v ex 0",
-            "set k v px -1",
-            "set k v ex 9223372036854776",
-            "set k v exat 0",
-        ] {
-            assert_eq!(
-                n.run(bad),
-                err("ERR invalid expire time in 'set' command"),
-                "{bad}"
-            );
+        for bad in ["set k v ex 0", "set k v px -1", "set k v ex 9223372036854776", "set k v exat 0"] {
+            assert_eq!(n.run(bad), err("ERR invalid expire time in 'set' command"), "{bad}");
         }
         assert_eq!(n.run("set k v ex abc"), Reply::not_integer());
-        assert_eq!(
-            n.run("set k v px 9223372036854775807"),
-            err("ERR invalid expire time in 'set' command")
-        );
+        assert_eq!(n.run("set k v px 9223372036854775807"), err("ERR invalid expire time in 'set' command"));
     }
 
     #[test]
@@ -394,14 +296,8 @@ mod tests {
         assert_eq!(n.query("ttl s"), Reply::Int(100));
         assert_eq!(n.run("psetex p 1500 v"), Reply::ok());
         assert_eq!(n.query("pttl p"), Reply::Int(1500));
-        assert_eq!(
-            n.run("setex s 0 v"),
-            err("ERR invalid expire time in 'setex' command")
-        );
-        assert_eq!(
-            n.run("psetex s -1 v"),
-            err("ERR invalid expire time in 'psetex' command")
-        );
+        assert_eq!(n.run("setex s 0 v"), err("ERR invalid expire time in 'setex' command"));
+        assert_eq!(n.run("psetex s -1 v"), err("ERR invalid expire time in 'psetex' command"));
         assert_eq!(n.run("setex s x v"), Reply::not_integer());
     }
 
@@ -410,10 +306,7 @@ mod tests {
         let mut n = Node::new();
         assert_eq!(n.run("mset a 1 b 2"), Reply::ok());
         n.run("sadd s x");
-        assert_eq!(
-            n.query("mget a s nope b"),
-            Reply::Array(vec![bulk("1"), Reply::Nil, Reply::Nil, bulk("2")])
-        );
+        assert_eq!(n.query("mget a s nope b"), Reply::Array(vec![bulk("1"), Reply::Nil, Reply::Nil, bulk("2")]));
         assert_eq!(n.run("mset a 1 b"), Reply::wrong_arity("mset"));
         n.run("expire a 100");
         n.run("mset a 3");
@@ -432,14 +325,8 @@ mod tests {
         n.run("incr c");
         assert_eq!(n.query("ttl c"), Reply::Int(100), "INCR keeps the TTL");
         n.run("set c 9223372036854775807");
-        assert_eq!(
-            n.run("incr c"),
-            err("ERR increment or decrement would overflow")
-        );
-        assert_eq!(
-            n.run("decrby c -9223372036854775808"),
-            err("ERR decrement would overflow")
-        );
+        assert_eq!(n.run("incr c"), err("ERR increment or decrement would overflow"));
+        assert_eq!(n.run("decrby c -9223372036854775808"), err("ERR decrement would overflow"));
         for bad in ["007", "1.5", " 1", "abc", ""] {
             n.apply(&[
                 bytes::Bytes::from_static(b"set"),

@@ -7,9 +7,7 @@ use super::reply::Reply;
 
 /// Splits on spaces; test arguments never contain one.
 pub(crate) fn argv(cmd: &str) -> Vec<Bytes> {
-    cmd.split(' ')
-        .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-        .collect()
+    cmd.split(' ').map(|a| Bytes::copy_from_slice(a.as_bytes())).collect()
 }
 
 pub(crate) fn bulk(s: &str) -> Reply {
@@ -52,22 +50,12 @@ pub(crate) const T0: u64 = 1_700_000_000_000;
 
 impl Node {
     pub(crate) fn new() -> Node {
-        Node {
-            ks: Keyspace::new(),
-            index: 0,
-            now: T0,
-            db: 0,
-            published: Recorder::default(),
-        }
+        Node { ks: Keyspace::new(), index: 0, now: T0, db: 0, published: Recorder::default() }
     }
 
     fn ctx(&mut self) -> ApplyCtx<'_> {
         self.index += 1;
-        ApplyCtx {
-            index: self.index,
-            now_ms: self.now,
-            publisher: &mut self.published,
-        }
+        ApplyCtx { index: self.index, now_ms: self.now, publisher: &mut self.published }
     }
 
     pub(crate) fn run(&mut self, cmd: &str) -> Reply {

@@ -111,7 +111,8 @@ impl Script {
     /// line and showing both byte strings.
     fn run(&self, reference: &mut Target, ours: &mut Target) -> Vec<String> {
         let mut mismatches = Vec::new();
-        let show = |replies: &[Vec<u8>]| replies.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect::<Vec<_>>();
+        let show =
+            |replies: &[Vec<u8>]| replies.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect::<Vec<_>>();
         for step in &self.steps {
             let at = format!("{}:{}: {}", self.file, step.line, step.text);
             let our_replies = ours.run(step);
@@ -247,4 +248,3 @@ pub fn compare(flags: &Flags, theirs: &[u8], ours: &[u8]) -> Option<&'static str
     };
     (!equal).then_some("replies differ")
 }
-

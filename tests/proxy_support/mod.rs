@@ -6,8 +6,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -97,13 +97,16 @@ impl Backend {
                             s.hits.fetch_add(1, Ordering::SeqCst);
                             s.headers.lock().unwrap().push(req.headers().clone());
                             let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            let text = if body.is_empty() { name.to_string() } else { format!("{name}:{}", body.len()) };
+                            let text =
+                                if body.is_empty() { name.to_string() } else { format!("{name}:{}", body.len()) };
                             let mut resp = Response::new(Full::new(Bytes::from(text)));
                             *resp.status_mut() = StatusCode::from_u16(st.load(Ordering::SeqCst)).unwrap();
                             Ok::<_, Infallible>(resp)
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
@@ -171,7 +174,14 @@ pub async fn get(c: &HttpClient, addr: SocketAddr, host: &str, headers: &[(&str,
     send(c, addr, "GET", host, headers, Bytes::new()).await
 }
 
-pub async fn send(c: &HttpClient, addr: SocketAddr, method: &str, host: &str, headers: &[(&str, &str)], body: Bytes) -> Answer {
+pub async fn send(
+    c: &HttpClient,
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Answer {
     let mut req = Request::builder().method(method).uri(format!("http://{addr}/path?q=1")).header("host", host);
     for (k, v) in headers {
         req = req.header(*k, *v);

@@ -6,11 +6,18 @@
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum State {
     /// Hex digits of a chunk size; `seen` says whether there was at least one.
-    Size { value: u64, seen: bool },
+    Size {
+        value: u64,
+        seen: bool,
+    },
     /// Whitespace or an extension after the size, up to CR.
     SizeRest,
-    SizeLf { value: u64 },
-    Data { left: u64 },
+    SizeLf {
+        value: u64,
+    },
+    Data {
+        left: u64,
+    },
     DataCr,
     DataLf,
     /// At the start of a trailer line (or the final empty line).
@@ -43,7 +50,10 @@ impl ChunkedScanner {
             let b = data[i];
             self.state = match self.state {
                 State::Size { value, seen } => match hex(b) {
-                    Some(d) => State::Size { value: value.checked_mul(16).and_then(|v| v.checked_add(d)).ok_or(Malformed)?, seen: true },
+                    Some(d) => State::Size {
+                        value: value.checked_mul(16).and_then(|v| v.checked_add(d)).ok_or(Malformed)?,
+                        seen: true,
+                    },
                     None if !seen => return Err(Malformed),
                     None if b == b'\r' => State::SizeLf { value },
                     None if matches!(b, b' ' | b'\t' | b';') => {
@@ -121,7 +131,15 @@ mod tests {
 
     #[test]
     fn rejects_malformed_framing() {
-        for bad in [&b"x\r\n"[..], b"\r\n", b"3\r\nabcX", b"3\nabc", b"0\r\n\n", b"ffffffffffffffffff\r\n", b"3\r\nabc\r\n0\r\nX\r\n\n"] {
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"3\r\nabcX",
+            b"3\nabc",
+            b"0\r\n\n",
+            b"ffffffffffffffffff\r\n",
+            b"3\r\nabc\r\n0\r\nX\r\n\n",
+        ] {
             assert_eq!(end_of(bad), Err(Malformed), "{:?}", String::from_utf8_lossy(bad));
         }
         assert_eq!(end_of(b"3\r\nab"), Ok(None));

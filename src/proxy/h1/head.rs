@@ -50,7 +50,8 @@ fn is_hop_by_hop(name: &str) -> bool {
 }
 
 /// `X-Forwarded-*` in the order [`ClientRequest::write_backend_head`] adds them.
-const FORWARDED: [&str; 5] = ["x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-protocol", "x-forwarded-port"];
+const FORWARDED: [&str; 5] =
+    ["x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-protocol", "x-forwarded-port"];
 
 /// Parses and classifies a client request head.
 pub fn parse_request<'h, 'b>(buf: &'b [u8], headers: &'h mut [httparse::Header<'b>]) -> Parsed<ClientRequest<'h, 'b>> {
@@ -150,8 +151,15 @@ pub enum Framing {
 #[derive(Debug, PartialEq)]
 pub enum BackendHead {
     /// 1xx other than 101: dropped, as hyper's client does; the real response follows.
-    Informational { head_len: usize },
-    Final { head_len: usize, status: u16, framing: Framing, reusable: bool },
+    Informational {
+        head_len: usize,
+    },
+    Final {
+        head_len: usize,
+        status: u16,
+        framing: Framing,
+        reusable: bool,
+    },
 }
 
 #[derive(Debug, PartialEq, thiserror::Error)]
@@ -287,7 +295,9 @@ mod tests {
     fn classify(raw: &str) -> Parsed<(usize, usize, bool, String)> {
         let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
         match parse_request(raw.as_bytes(), &mut h) {
-            Parsed::Done(r) => Parsed::Done((r.head_len, r.body_len, r.close, String::from_utf8_lossy(r.host).into_owned())),
+            Parsed::Done(r) => {
+                Parsed::Done((r.head_len, r.body_len, r.close, String::from_utf8_lossy(r.host).into_owned()))
+            }
             Parsed::Partial => Parsed::Partial,
             Parsed::Decline => Parsed::Decline,
         }
@@ -384,7 +394,10 @@ mod tests {
 
     #[test]
     fn bad_responses_are_errors() {
-        assert_eq!(response("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false, false).0, Err(HeadError::BadLength));
+        assert_eq!(
+            response("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false, false).0,
+            Err(HeadError::BadLength)
+        );
         assert_eq!(response("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false, false).0, Err(HeadError::BadLength));
         assert_eq!(response("HTTP/1.1 101 Switching\r\n\r\n", false, false).0, Err(HeadError::UnexpectedUpgrade));
         assert_eq!(response("HTTX/1.1 200 OK\r\n\r\n", false, false).0, Err(HeadError::Malformed));

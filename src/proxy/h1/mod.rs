@@ -56,7 +56,13 @@ const CLIENT_CHUNK: usize = 4 * 1024;
 
 /// Serves `io` until it closes or hyper must take over. `idle_timeout` is `server.tcpTimeout`
 /// (hyper's `header_read_timeout` on the other path); `shutdown` stops it between requests.
-pub async fn serve<I>(shared: Arc<Shared>, client: Arc<ClientInfo>, mut io: I, idle_timeout: Option<Duration>, mut shutdown: watch::Receiver<bool>) -> Ended<I>
+pub async fn serve<I>(
+    shared: Arc<Shared>,
+    client: Arc<ClientInfo>,
+    mut io: I,
+    idle_timeout: Option<Duration>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Ended<I>
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
@@ -223,7 +229,14 @@ impl Conn<'_> {
 
     /// Sends the request on a pooled or new connection and reads the response head; on
     /// success `self.out` holds the client's head.
-    async fn attempt(&mut self, authority: &Authority, request: &[u8], head_request: bool, client_close: bool, fresh_only: bool) -> Result<Answered, Failure> {
+    async fn attempt(
+        &mut self,
+        authority: &Authority,
+        request: &[u8],
+        head_request: bool,
+        client_close: bool,
+        fresh_only: bool,
+    ) -> Result<Answered, Failure> {
         let pooled = if fresh_only { None } else { self.shared.h1_pool.checkout(authority) };
         let reused = pooled.is_some();
         let mut conn = match pooled {
@@ -267,7 +280,14 @@ impl Conn<'_> {
 
     /// Sends the head in `self.out` with the body, then pools the backend connection if the
     /// response ended cleanly on it.
-    async fn relay<I: AsyncWrite + Unpin>(&mut self, io: &mut I, answered: Answered, client_close: bool, log: Option<Box<dyn OnEnd>>, authority: &Authority) -> Flow {
+    async fn relay<I: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut I,
+        answered: Answered,
+        client_close: bool,
+        log: Option<Box<dyn OnEnd>>,
+        authority: &Authority,
+    ) -> Flow {
         let Answered { mut conn, head_len, framing, reusable, .. } = answered;
         let (flow, sent, clean) = self.relay_body(io, &mut conn, head_len, framing).await;
         if let Some(log) = log {
@@ -291,7 +311,13 @@ impl Conn<'_> {
     /// Relays the body as the backend frames it, starting with what followed its head in
     /// `self.bbuf`. Returns the flow, the body bytes sent, and whether the backend sent
     /// nothing past the body's end (else its connection is not reused).
-    async fn relay_body<I: AsyncWrite + Unpin>(&mut self, io: &mut I, conn: &mut TcpStream, head_len: usize, framing: Framing) -> (Flow, u64, bool) {
+    async fn relay_body<I: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut I,
+        conn: &mut TcpStream,
+        head_len: usize,
+        framing: Framing,
+    ) -> (Flow, u64, bool) {
         let mut scanner = ChunkedScanner::default();
         let mut left = if let Framing::Length(n) = framing { n } else { 0 };
         let mut sent = 0u64;
@@ -342,7 +368,15 @@ impl Conn<'_> {
     }
 
     /// The access-log record of this request, when the log is on (§4.2).
-    fn log_record(&self, req: &ClientRequest, time: Option<SystemTime>, status: u16, frontend: &Frontend, start: Instant, backend_start: Instant) -> Option<Box<dyn OnEnd>> {
+    fn log_record(
+        &self,
+        req: &ClientRequest,
+        time: Option<SystemTime>,
+        status: u16,
+        frontend: &Frontend,
+        start: Instant,
+        backend_start: Instant,
+    ) -> Option<Box<dyn OnEnd>> {
         let (log, time) = (self.shared.access_log.as_ref()?, time?);
         let header = |name| req.header(name).and_then(|v| HeaderValue::from_bytes(v).ok());
         let record = Record {
@@ -366,7 +400,13 @@ impl Conn<'_> {
     }
 
     /// One of our own pages (502 after the last retry), in HTTP/1.1.
-    async fn write_page<I: AsyncWrite + Unpin>(&mut self, io: &mut I, page: Response<Body>, close: bool, log: Option<Box<dyn OnEnd>>) -> Flow {
+    async fn write_page<I: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut I,
+        page: Response<Body>,
+        close: bool,
+        log: Option<Box<dyn OnEnd>>,
+    ) -> Flow {
         let (parts, body) = page.into_parts();
         // Pages are in memory: collecting never waits.
         let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
