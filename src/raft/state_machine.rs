@@ -449,4 +449,92 @@ mod tests {
         assert_eq!((decoded.keyspace, decoded.tags), (keyspace, Tags::new()));
         assert!(SnapshotBody::decode(b"\x01garbage").is_err());
     }
+
+    /// What a data dir of format 1 holds, as this build wrote it (`tests/data/golden/`): every
+    /// kind of value, expiry, several databases, WATCH stamps and tags in a snapshot body, and
+    /// every kind of log entry. Decoding them must give what they were made from, so a change
+    /// to an encoding fails here and needs a deliberate migration (and a new DATA_FORMAT).
+    /// `HIPACHE_WRITE_GOLDEN=1` rewrites the files, for a new format version only.
+    #[test]
+    fn golden_snapshot_body_and_log_entries_of_format_1_still_decode() {
+        use openraft::{EntryPayload, Membership};
+
+        use crate::raft::types::{NodeInfo, Origin, WatchedKey};
+
+        let mut ctx = ApplyCtx { index: 3, now_ms: 1_700_000_000_000, publisher: &mut NullPublisher };
+        let mut keyspace = Keyspace::new();
+        let script: [(usize, &[&str]); 6] = [
+            (0, &["RPUSH", "frontend:www.example.com", "site", "http://127.0.0.1:8080", "http://127.0.0.2:8080"]),
+            (0, &["SADD", "dead:www.example.com", "1"]),
+            (0, &["EXPIRE", "dead:www.example.com", "30"]),
+            (0, &["HSET", "tls:www.example.com", "certificate", "pem", "key", "pem"]),
+            (3, &["SET", "hchecker_ping", "1700000000"]),
+            (0, &["DEL", "frontend:gone.example.com"]),
+        ];
+        for (i, (db, cmd)) in script.iter().enumerate() {
+            ctx.index = 3 + i as u64;
+            let argv: Vec<Bytes> = cmd.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect();
+            keyspace.apply(*db, &argv, &mut ctx);
+        }
+        keyspace.take_changes();
+        let tags =
+            Tags::from([(2, AppliedTag { boot: 77, seq: 5, reply: Reply::Array(vec![Reply::Int(1), Reply::ok()]) })]);
+        let body = SnapshotBody { keyspace, tags };
+
+        let argv = |cmd: &[&str]| cmd.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect::<Vec<_>>();
+        let log_id = |index| LogId::new(openraft::CommittedLeaderId::new(2, 1), index);
+        let normal = |index, op| Entry {
+            log_id: log_id(index),
+            payload: EntryPayload::Normal(Request { stamp_ms: 1_700_000_000_123, op }),
+        };
+        let members = std::collections::BTreeMap::from([
+            (1, NodeInfo { grpc: "127.0.0.1:7380".into(), resp: "127.0.0.1:6380".into() }),
+            (2, NodeInfo { grpc: "127.0.0.1:7382".into(), resp: "127.0.0.1:6382".into() }),
+        ]);
+        let entries = vec![
+            Entry { log_id: log_id(1), payload: EntryPayload::Blank },
+            Entry {
+                log_id: log_id(2),
+                payload: EntryPayload::Membership(Membership::new(
+                    vec![std::collections::BTreeSet::from([1, 2])],
+                    members,
+                )),
+            },
+            normal(3, Op::Command { db: 0, argv: argv(&["RPUSH", "frontend:a", "id", "http://127.0.0.1:1"]) }),
+            normal(
+                4,
+                Op::Exec {
+                    db: 0,
+                    queued: vec![argv(&["DEL", "frontend:a"]), argv(&["RPUSH", "frontend:a", "id"])],
+                    watched: vec![WatchedKey { db: 0, key: Bytes::from_static(b"frontend:a"), version: 4 }],
+                },
+            ),
+            normal(5, Op::Batch(vec![Op::Command { db: 1, argv: argv(&["SET", "k", "v"]) }, Op::Sweep])),
+            normal(6, Op::Sweep),
+            normal(
+                7,
+                Op::Tagged {
+                    origin: Origin { node: 2, boot: 77, seq: 5 },
+                    op: Box::new(Op::Batch(vec![Op::Command { db: 0, argv: argv(&["PUBLISH", "dead", "m"]) }])),
+                },
+            ),
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden");
+        if std::env::var_os("HIPACHE_WRITE_GOLDEN").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("snapshot-body-format-1.bin"), postcard::to_allocvec(&body).unwrap()).unwrap();
+            std::fs::write(dir.join("log-entries-format-1.bin"), postcard::to_allocvec(&entries).unwrap()).unwrap();
+        }
+        let golden_body = std::fs::read(dir.join("snapshot-body-format-1.bin")).unwrap();
+        let decoded = SnapshotBody::decode(&golden_body).unwrap();
+        assert_eq!(decoded.keyspace, body.keyspace, "the golden snapshot's keyspace");
+        assert_eq!(decoded.tags, body.tags, "the golden snapshot's tags");
+        let golden_entries = std::fs::read(dir.join("log-entries-format-1.bin")).unwrap();
+        assert_eq!(postcard::from_bytes::<Vec<Entry>>(&golden_entries).unwrap(), entries, "the golden log entries");
+        assert_eq!(
+            postcard::to_allocvec(&entries).unwrap(),
+            golden_entries,
+            "log entries are still written the same way"
+        );
+    }
 }
