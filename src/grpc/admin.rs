@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use super::watch::{self, ChangeLog};
 use crate::proto::admin_v1::admin_server::Admin;
 use crate::proto::admin_v1::*;
-use crate::raft::{now_ms, status_of, NodeInfo, Op, RaftNode, Status as NodeStatusView};
+use crate::raft::{now_ms, NodeInfo, Op, RaftNode, Status as NodeStatusView};
 use crate::routes::Reply;
 use crate::routing::RoutingKeys;
 
@@ -47,7 +47,7 @@ impl AdminService {
             1 => Op::Command { db: self.db(), argv: cmds.into_iter().next().unwrap_or_default() },
             _ => Op::Exec { db: self.db(), queued: cmds, watched: Vec::new() },
         };
-        let written = self.node.write(op).await.map_err(status_of)?;
+        let written = self.node.write(op).await.map_err(Status::from)?;
         if let Reply::Error(e) = &written.reply {
             return Err(Status::failed_precondition(e.clone()));
         }
@@ -63,7 +63,7 @@ impl AdminService {
     }
 
     async fn read(&self, cmds: Vec<Vec<Bytes>>) -> Result<Vec<Reply>, Status> {
-        self.node.read_many(self.keys.db, cmds).await.map_err(status_of)
+        self.node.read_many(self.keys.db, cmds).await.map_err(Status::from)
     }
 
     fn status(&self) -> ClusterStatusResponse {
@@ -272,12 +272,12 @@ impl Admin for AdminService {
             return Err(Status::invalid_argument("id (> 0), grpc_addr and resp_addr are required"));
         }
         let info = NodeInfo { grpc: req.grpc_addr, resp: req.resp_addr };
-        self.node.add_node(req.id, info).await.map_err(status_of)?;
+        self.node.add_node(req.id, info).await.map_err(Status::from)?;
         self.cluster_status(Request::new(ClusterStatusRequest {})).await
     }
 
     async fn remove_node(&self, req: Request<RemoveNodeRequest>) -> Result<Response<ClusterStatusResponse>, Status> {
-        self.node.remove_node(req.into_inner().id).await.map_err(status_of)?;
+        self.node.remove_node(req.into_inner().id).await.map_err(Status::from)?;
         self.cluster_status(Request::new(ClusterStatusRequest {})).await
     }
 

@@ -3,6 +3,7 @@
 
 mod admin;
 pub mod cli;
+mod status;
 mod watch;
 
 use std::sync::Arc;

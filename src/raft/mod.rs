@@ -3,17 +3,22 @@
 //! `LIFECYCLE.md` for the write path.
 
 mod durable;
+mod expiry;
 mod forward;
+mod leader;
 mod log_store;
+mod membership;
 mod network;
 mod node;
+mod proposer;
+mod replicas;
 mod service;
 mod state_machine;
 #[cfg(test)]
 mod storage_tests;
 mod types;
 
-pub use node::{now_ms, status_of, NodeError, NodeOptions, RaftNode, Status, Written};
+pub use node::{now_ms, NodeError, NodeOptions, RaftNode, Status, Written};
 pub use service::service;
 pub use state_machine::ApplyListener;
 pub use types::{NodeInfo, Op, WatchedKey};

@@ -89,7 +89,7 @@ impl RaftService for Service {
             return Err(Status::invalid_argument("node id 0 is reserved"));
         }
         let info = NodeInfo { grpc: req.grpc_addr, resp: req.resp_addr };
-        let leader = self.node.add_node(req.node_id, info).await.map_err(super::node::status_of)?;
+        let leader = self.node.add_node(req.node_id, info).await.map_err(tonic::Status::from)?;
         Ok(Response::new(JoinResponse { leader_id: leader }))
     }
 
