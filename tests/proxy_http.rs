@@ -488,10 +488,12 @@ async fn a_fresh_hchecker_ping_leaves_marks_to_the_checker() {
     let expected = Reply::Array(vec![bulk("message"), bulk("dead"), bulk(&format!("checked.test;{refused};0;2"))]);
 
     // Each time the refused backend is picked it is published, never marked: with the checker
-    // in charge the proxy keeps trying it (and retrying to the live one).
+    // in charge the proxy keeps picking it, its retries included, so a request whose every
+    // attempt drew it answers 502 (Hipache alike); most reach the live backend.
     for _ in 0..2 {
         loop {
-            assert_eq!(get(&c, addr, "checked.test", &[]).await.body, "live");
+            let status = get(&c, addr, "checked.test", &[]).await.status;
+            assert!(status == 200 || status == 502, "{status}");
             if sub.has_pending() {
                 break;
             }
