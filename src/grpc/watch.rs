@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 
 use crate::proto::admin_v1::WatchEvent;
-use crate::raft::{now_ms, ApplyListener, RaftNode};
+use crate::raft::{now_ms, AppliedState, ApplyListener, RaftNode};
 use crate::routes::{Change, Entry, Keyspace, Value};
 
 /// Changed keys kept for resuming watchers; older positions get a full dump instead.
@@ -80,7 +80,7 @@ impl ChangeLog {
             retained: Mutex::new(Retained { batches: VecDeque::new(), keys: 0, complete_after: u64::MAX }),
             live: broadcast::channel(LAGGING).0,
         });
-        node.applied().add_listener(log.clone());
+        node.add_apply_listener(log.clone());
         log
     }
 
@@ -101,9 +101,9 @@ impl ChangeLog {
             return Start { backlog, after, live };
         }
         drop(retained);
-        let index = self.node.applied().index();
-        let ks = self.node.local();
-        Start { backlog: dump(&ks, self.db, index), after: index, live }
+        // Index and keyspace of one batch: the dump is exactly the state after `index`.
+        let state = self.node.applied_state();
+        Start { backlog: dump(&state.keyspace, self.db, state.index), after: state.index, live }
     }
 }
 
@@ -116,8 +116,8 @@ fn dump(ks: &Keyspace, watched: usize, index: u64) -> Vec<WatchEvent> {
 }
 
 impl ApplyListener for ChangeLog {
-    fn applied(&self, _keyspace: &Keyspace, changes: &[Change], reload: bool) {
-        let index = self.node.applied().index();
+    fn applied(&self, state: &AppliedState, changes: &[Change], reload: bool) {
+        let index = state.index;
         let mut retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
         if reload {
             // After a snapshot install nothing before `index` can be replayed exactly.

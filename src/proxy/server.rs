@@ -72,7 +72,7 @@ impl Proxy {
         }
         let metrics = Metrics::new();
         let view = Arc::new(SharedView::new(opts.routing.clone()));
-        node.applied().add_listener(view.clone());
+        node.add_apply_listener(view.clone());
 
         let mut listeners = Vec::new();
         for addr in &opts.http {

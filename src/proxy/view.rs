@@ -19,7 +19,7 @@ use rustls::sign::CertifiedKey;
 
 use super::backend::Frontend;
 use super::tls;
-use crate::raft::ApplyListener;
+use crate::raft::{AppliedState, ApplyListener};
 use crate::routes::host::Candidate;
 use crate::routes::{Change, Keyspace, Value};
 use crate::routing::{RoutingKeys, HCHECKER_PING};
@@ -266,8 +266,8 @@ impl std::fmt::Debug for SharedView {
 }
 
 impl ApplyListener for SharedView {
-    fn applied(&self, keyspace: &Keyspace, changes: &[Change], reload: bool) {
-        self.apply_changes(keyspace, changes, reload, super::now_ms());
+    fn applied(&self, state: &AppliedState, changes: &[Change], reload: bool) {
+        self.apply_changes(&state.keyspace, changes, reload, super::now_ms());
     }
 }
 

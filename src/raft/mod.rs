@@ -20,5 +20,5 @@ mod types;
 
 pub use node::{now_ms, NodeError, NodeOptions, RaftNode, Status, Written};
 pub use service::service;
-pub use state_machine::ApplyListener;
+pub use state_machine::{AppliedState, ApplyListener};
 pub use types::{NodeInfo, Op, WatchedKey};

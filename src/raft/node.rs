@@ -24,7 +24,7 @@ use super::leader::unexpected;
 use super::log_store::{self, LogStore};
 use super::network::{Channels, Network};
 use super::proposer::{propose_batches, Proposal};
-use super::state_machine::{Applied, StateMachine};
+use super::state_machine::{Applied, AppliedState, ApplyListener, StateMachine};
 use super::types::{NodeInfo, Raft};
 use crate::peer_tls::PeerTls;
 use crate::pubsub::PubSub;
@@ -206,13 +206,25 @@ impl RaftNode {
     }
 
     /// The state machine's outputs: local keyspace, pub/sub hub, apply listeners.
-    pub fn applied(&self) -> &Arc<Applied> {
-        &self.applied
+    /// The pub/sub hub of this node's subscribers (deliveries happen on apply).
+    pub fn pubsub(&self) -> &Arc<PubSub> {
+        &self.applied.pubsub
+    }
+
+    /// Registers a listener for applied batches; it is first told the current state.
+    pub fn add_apply_listener(&self, listener: Arc<dyn ApplyListener>) {
+        self.applied.add_listener(listener);
+    }
+
+    /// The applied state of this node (possibly behind the leader): index and keyspace of
+    /// the same batch.
+    pub fn applied_state(&self) -> Arc<AppliedState> {
+        self.applied.state()
     }
 
     /// The keyspace as applied on this node (possibly behind the leader).
     pub fn local(&self) -> Arc<Keyspace> {
-        self.applied.keyspace.load_full()
+        self.applied.state().keyspace.clone()
     }
 
     pub(super) fn raft(&self) -> &Raft {

@@ -16,7 +16,6 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -33,22 +32,30 @@ use crate::routes::{ApplyCtx, Change, Keyspace, Publisher, Reply, Watch};
 const SNAPSHOT_META: &[u8] = b"meta";
 const SNAPSHOT_DATA: &[u8] = b"data";
 
-/// Told about every applied batch, after the new keyspace is published. The proxy's routing
-/// view implements it; it must be quick (it runs on the apply path).
+/// Told about every applied batch, after the new state is published. The proxy's routing
+/// view and the gRPC Watch log implement it; it must be quick (it runs on the apply path).
 pub trait ApplyListener: Send + Sync {
     /// `changes` lists the keys the batch touched; `reload` means "everything may have
-    /// changed" (snapshot installed), so rebuild from `keyspace`.
-    fn applied(&self, keyspace: &Keyspace, changes: &[Change], reload: bool);
+    /// changed" (snapshot installed), so rebuild from `state.keyspace`.
+    fn applied(&self, state: &AppliedState, changes: &[Change], reload: bool);
+}
+
+/// One applied state: the keyspace and the log index it reflects, published together behind
+/// one `ArcSwap`, so no reader sees the index of one batch with the keyspace of another (a
+/// Watch starting between two separate stores could miss a batch).
+#[derive(Debug, Default)]
+pub struct AppliedState {
+    pub index: u64,
+    pub keyspace: Arc<Keyspace>,
 }
 
 /// The state machine's outputs that the rest of the node reads.
 pub struct Applied {
-    /// The keyspace after the last applied batch: local (READONLY) reads and WATCH versions.
-    pub keyspace: ArcSwap<Keyspace>,
+    /// The state after the last applied batch: local (READONLY) reads, WATCH versions, the
+    /// gRPC Watch's starting point.
+    state: ArcSwap<AppliedState>,
     pub pubsub: Arc<PubSub>,
-    pub listeners: std::sync::RwLock<Vec<Arc<dyn ApplyListener>>>,
-    /// Log index of the last applied entry, set before listeners are told.
-    index: AtomicU64,
+    listeners: std::sync::RwLock<Vec<Arc<dyn ApplyListener>>>,
     /// This node's id, to recognise its own proposals among the applied entries.
     node_id: u64,
     /// The reply this node's apply gave to its latest own proposal: `(boot, seq, reply)`.
@@ -58,10 +65,9 @@ pub struct Applied {
 impl Applied {
     pub fn new(pubsub: Arc<PubSub>, node_id: u64) -> Arc<Applied> {
         Arc::new(Applied {
-            keyspace: ArcSwap::from_pointee(Keyspace::new()),
+            state: ArcSwap::from_pointee(AppliedState::default()),
             pubsub,
             listeners: Default::default(),
-            index: AtomicU64::new(0),
             node_id,
             own: Default::default(),
         })
@@ -82,26 +88,25 @@ impl Applied {
         }
     }
 
-    /// The log index the published keyspace reflects.
-    pub fn index(&self) -> u64 {
-        self.index.load(Ordering::Acquire)
+    /// The last published state (index and keyspace of the same batch).
+    pub fn state(&self) -> Arc<AppliedState> {
+        self.state.load_full()
     }
 
-    /// Holding the write lock while the listener loads the current keyspace means no batch
-    /// applied meanwhile can slip past it: `publish` stores its keyspace, then waits for the
+    /// Holding the write lock while the listener loads the current state means no batch
+    /// applied meanwhile can slip past it: `publish` stores its state, then waits for the
     /// lock and tells the new listener too (applying a change twice is harmless).
     pub fn add_listener(&self, listener: Arc<dyn ApplyListener>) {
         let mut listeners = self.listeners.write().unwrap_or_else(|e| e.into_inner());
-        listener.applied(&self.keyspace.load(), &[], true);
+        listener.applied(&self.state.load(), &[], true);
         listeners.push(listener);
     }
 
     fn publish(&self, keyspace: Keyspace, index: Option<LogId>, changes: &[Change], reload: bool) {
-        let keyspace = Arc::new(keyspace);
-        self.index.store(index.map_or(0, |l| l.index), Ordering::Release);
-        self.keyspace.store(keyspace.clone());
+        let state = Arc::new(AppliedState { index: index.map_or(0, |l| l.index), keyspace: Arc::new(keyspace) });
+        self.state.store(state.clone());
         for l in self.listeners.read().unwrap_or_else(|e| e.into_inner()).iter() {
-            l.applied(&keyspace, changes, reload);
+            l.applied(&state, changes, reload);
         }
     }
 }

@@ -225,7 +225,7 @@ pub fn info(shared: &Shared, argv: &[Bytes]) -> Reply {
         );
     }
     if show("clients") {
-        let (channels, patterns) = shared.node.applied().pubsub.counts();
+        let (channels, patterns) = shared.node.pubsub().counts();
         let _ = write!(
             out,
             "# Clients\r\nconnected_clients:{}\r\npubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\n\r\n",

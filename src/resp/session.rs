@@ -519,7 +519,7 @@ impl Session {
         for ch in &argv[1..] {
             let set = if pattern { &mut self.patterns } else { &mut self.channels };
             if set.insert(ch.clone()) {
-                self.shared.node.applied().pubsub.subscribe(self.id, ch.clone(), self.messages.clone(), pattern);
+                self.shared.node.pubsub().subscribe(self.id, ch.clone(), self.messages.clone(), pattern);
             }
             let count = self.subscriptions() as i64;
             let r = Reply::Push(vec![Reply::bulk(name.to_string()), Reply::Bulk(ch.clone()), Reply::Int(count)]);
@@ -545,7 +545,7 @@ impl Session {
         for ch in targets {
             let set = if pattern { &mut self.patterns } else { &mut self.channels };
             if set.remove(&ch) {
-                self.shared.node.applied().pubsub.unsubscribe(self.id, &ch, pattern);
+                self.shared.node.pubsub().unsubscribe(self.id, &ch, pattern);
             }
             let count = self.subscriptions() as i64;
             let r = Reply::Push(vec![Reply::bulk(name.to_string()), Reply::Bulk(ch), Reply::Int(count)]);
@@ -572,7 +572,7 @@ impl Session {
 
     /// Drops this connection's subscriptions from the node's hub.
     pub fn close(&mut self) {
-        let pubsub = &self.shared.node.applied().pubsub;
+        let pubsub = self.shared.node.pubsub();
         for ch in std::mem::take(&mut self.channels) {
             pubsub.unsubscribe(self.id, &ch, false);
         }
