@@ -299,13 +299,10 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
     let resp_task = tokio::spawn(resp::serve(resp_listener, node.clone(), resp_opts, shutdown_rx.clone()));
 
     // --- proxy wiring: bind the data plane, report its addresses, drain on shutdown ---
-    let driver = &config.driver;
     tracing::info!(
-        db = driver.db,
-        prefix = %driver.prefix,
         "routes are read from database {} under the key prefix {:?} (`driver`: its host and port are ignored, the store is embedded)",
-        driver.db,
-        driver.prefix
+        config.driver.db,
+        config.driver.prefix
     );
     let proxy = hipache_raft::proxy::Proxy::bind(hipache_raft::proxy::ProxyOptions::from_config(&config), node.clone())
         .await

@@ -7,8 +7,8 @@
 //!
 //! Every key gets master's default (§1.1), because 0.3.1 had no defaults at all and a missing key
 //! there only produced `undefined` behaviour nobody relies on. Our own additions are the timeouts
-//! `server.connectTimeout`, `server.backendTimeout`, `server.shutdownTimeout` the `cluster`
-//! section, and the `--metrics`-style flags (the README's "Configuration").
+//! `server.connectTimeout`, `server.backendTimeout`, `server.shutdownTimeout`, the
+//! `cluster` section and the command-line overrides (the README's "Configuration").
 //!
 //! Hipache ignored unknown keys silently; we still accept them but return a warning naming each
 //! one, so a typo (`tcpTimout`) does not go unnoticed. A value of the wrong type is an error that

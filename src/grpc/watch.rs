@@ -40,7 +40,7 @@ struct Retained {
 pub struct ChangeLog {
     node: Arc<RaftNode>,
     /// The database watched: where the routing keys live.
-    pub db: usize,
+    db: usize,
     retained: Mutex<Retained>,
     live: broadcast::Sender<Arc<Batch>>,
 }

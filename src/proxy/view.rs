@@ -20,7 +20,7 @@ use rustls::sign::CertifiedKey;
 use super::backend::Frontend;
 use super::tls;
 use crate::raft::{AppliedState, ApplyListener};
-use crate::routes::host::Candidate;
+use crate::routes::host::{Candidate, Host};
 use crate::routes::{Change, Keyspace, Value};
 use crate::routing::{RoutingKeys, HCHECKER_PING};
 
@@ -123,7 +123,7 @@ impl RoutingView {
                 }
                 Candidate::Wildcard(suffix) => {
                     if !self.local_dead.is_empty() {
-                        self.local_dead.retain(|host, _| !is_subdomain(host, suffix));
+                        self.local_dead.retain(|host, _| !routed_by_wildcard(host, suffix));
                     }
                     set_or_remove(&mut self.wildcard, name.slice_ref(suffix), frontend)
                 }
@@ -169,9 +169,10 @@ impl RoutingView {
     }
 }
 
-/// Whether `host` is a strict subdomain of `suffix` (what `frontend:*.<suffix>` can route).
-fn is_subdomain(host: &[u8], suffix: &[u8]) -> bool {
-    host.len() > suffix.len() + 1 && host.ends_with(suffix) && host[host.len() - suffix.len() - 1] == b'.'
+/// Whether `frontend:*.<suffix>` is one of the keys a lookup of `host` tries: the lookup's own
+/// candidate rule, so exactly the hosts this wildcard can route.
+fn routed_by_wildcard(host: &[u8], suffix: &[u8]) -> bool {
+    Host::parse(host).is_ok_and(|h| h.candidates().any(|c| c == Candidate::Wildcard(suffix)))
 }
 
 fn set_or_remove<V: Clone>(map: &mut Map<V>, key: Bytes, value: Option<V>) {

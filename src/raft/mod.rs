@@ -19,6 +19,7 @@ mod storage_tests;
 mod types;
 
 pub use node::{now_ms, NodeError, NodeOptions, RaftNode, Status, Written};
+pub use proposer::MAX_BATCH;
 pub use service::service;
 pub use state_machine::{AppliedState, ApplyListener};
 pub use types::{NodeInfo, Op, WatchedKey};

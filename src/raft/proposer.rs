@@ -21,7 +21,7 @@ const LOCAL_APPLY_PATIENCE: Duration = Duration::from_secs(2);
 pub(super) type Proposal = (Op, oneshot::Sender<Result<Written, NodeError>>);
 
 /// Most writes one entry carries.
-const MAX_BATCH: usize = 1024;
+pub const MAX_BATCH: usize = 1024;
 /// Batches on their way (to the leader, through the log) at once. While one is in flight, new
 /// writes queue up and go out together in the next batch: under load each forward and each
 /// Raft round (fsync, replication, apply) carries many clients' writes instead of one, as etcd

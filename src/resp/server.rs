@@ -19,7 +19,7 @@ use crate::raft::RaftNode;
 
 /// Most commands taken from the read buffer at once: the proposer's batch size, so one chunk
 /// of a long pipeline is one Raft entry, and the replies held in memory stay bounded.
-const PIPELINE_CHUNK: usize = 1024;
+const PIPELINE_CHUNK: usize = crate::raft::MAX_BATCH;
 
 /// Bytes read per call, and most buffered before a chunk of the pipeline is run.
 const READ_SIZE: usize = 16 * 1024;
