@@ -151,31 +151,36 @@ fn a_data_dir_from_a_newer_format_is_refused() {
     assert_eq!(node.resp().raw(&["SET", "kept", "v"]), b"+OK\r\n");
     assert!(node.terminate().success());
 
-    // What a future build with data format 2 would leave behind.
+    // What a future build with data format 3 would leave behind.
     let db_path = dir.path().join("data").join("raft.sled");
     {
         let db = sled::open(&db_path).unwrap();
         let meta = db.open_tree("raft_meta").unwrap();
         assert_eq!(
             meta.get("format").unwrap().as_deref(),
-            Some(&1u32.to_be_bytes()[..]),
+            Some(&2u32.to_be_bytes()[..]),
             "this build records its format"
         );
-        meta.insert("format", &2u32.to_be_bytes()).unwrap();
+        meta.insert("format", &3u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
     let out =
         std::process::Command::new(binary()).arg("--config").arg(dir.path().join("config.json")).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "started on a newer data format: {stderr}");
-    assert!(stderr.contains("data format 2") && stderr.contains("up to 1") && stderr.contains("raft.sled"), "{stderr}");
+    assert!(stderr.contains("data format 3") && stderr.contains("up to 2") && stderr.contains("raft.sled"), "{stderr}");
 
-    // Back to format 1 (as if the newer build had never run), the data is all there.
+    // Recorded as format 1 (as a build of that format left it), the data is all there, and
+    // the dir is recorded as this build's format from then on.
     {
         let db = sled::open(&db_path).unwrap();
         db.open_tree("raft_meta").unwrap().insert("format", &1u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
-    let node = Node::start(dir.path(), &config);
+    let mut node = Node::start(dir.path(), &config);
     assert_eq!(node.resp().raw(&["GET", "kept"]), b"$1\r\nv\r\n");
+    assert!(node.terminate().success());
+    let db = sled::open(&db_path).unwrap();
+    let format = db.open_tree("raft_meta").unwrap().get("format").unwrap();
+    assert_eq!(format.as_deref(), Some(&2u32.to_be_bytes()[..]), "an older dir is recorded as this build's format");
 }

@@ -4,9 +4,9 @@
 //! operation travels to the leader's gRPC `Forward` call (a channel pool apart from Raft
 //! replication, as openraft's maintainers advise), the leader runs it and the follower relays
 //! the answer. After an ambiguous failure (the leader died, the call timed out or broke after
-//! sending) a write is sent again, to the next leader, only when it is tagged (`Op::Tagged`,
-//! what the proposer sends): the state machine answers a tag it already applied with its first
-//! reply, so a retried write is applied once. Untagged writes are never re-sent.
+//! sending) a write is sent again, to the next leader, only when it is numbered (`Op::Sequenced`,
+//! what the proposer sends): the state machine answers a number it already applied with its first
+//! reply, so a retried write is applied once. Other writes are never re-sent.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -42,10 +42,10 @@ pub enum Forwarded {
 
 impl Forwarded {
     /// Safe to send again after a call that may have reached the leader: reads change nothing,
-    /// and a tagged write is applied at most once (`Op::Tagged`).
+    /// and a numbered write is applied at most once (`Op::Sequenced`).
     pub fn replayable(&self) -> bool {
         match self {
-            Forwarded::Write(op) => matches!(op, Op::Tagged { .. }),
+            Forwarded::Write(op) => matches!(op, Op::Tagged { .. } | Op::Sequenced { .. }),
             Forwarded::Read { .. } | Forwarded::Versions { .. } => true,
             Forwarded::AddNode { .. } | Forwarded::RemoveNode { .. } => false,
         }

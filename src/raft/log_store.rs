@@ -31,18 +31,24 @@ const LAST_PURGED: &[u8] = b"last_purged";
 const FORMAT: &[u8] = b"format";
 
 /// Version of what this build writes to a data dir (log entries, vote, snapshots). Data dirs
-/// from before the number existed are version 1: this build still reads everything they hold
-/// (new `Op` variants go last, older snapshot bodies have decode fallbacks). Bump it with any
-/// change older builds cannot read, so that they refuse the dir instead of failing later.
-pub const DATA_FORMAT: u32 = 1;
+/// from before the number existed are version 1. Bump it with any change older builds cannot
+/// read, so that they refuse the dir instead of failing later; this build reads every older
+/// version (new `Op` variants go last, older snapshot bodies have decode fallbacks).
+/// - 2: proposals numbered for many in flight (`Op::Sequenced`, `raft::dedup`); marked
+///   snapshot bodies.
+pub const DATA_FORMAT: u32 = 2;
 
-/// The data format recorded in `db`, recording [`DATA_FORMAT`] (durably) when there is none.
+/// The data format recorded in `db`. A dir of an older format is recorded as this one
+/// (durably), since this build writes its own format into it from now on.
 pub fn data_format(durable: &Durable) -> Result<u32, sled::Error> {
     let meta = durable.db().open_tree(META_TREE)?;
     if let Some(v) = meta.get(FORMAT)? {
         let bytes: [u8; 4] =
             v.as_ref().try_into().map_err(|_| sled::Error::Unsupported("malformed data format record".into()))?;
-        return Ok(u32::from_be_bytes(bytes));
+        let found = u32::from_be_bytes(bytes);
+        if found >= DATA_FORMAT {
+            return Ok(found);
+        }
     }
     meta.insert(FORMAT, &DATA_FORMAT.to_be_bytes())?;
     durable.flush()?;

@@ -2,6 +2,7 @@
 //! forwarding to the leader, and the node facade the rest of the program uses. See
 //! `LIFECYCLE.md` for the write path.
 
+mod dedup;
 mod durable;
 mod expiry;
 mod forward;

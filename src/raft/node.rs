@@ -23,7 +23,7 @@ use super::forward::{Answer, Forwarded};
 use super::leader::unexpected;
 use super::log_store::{self, LogStore};
 use super::network::{Channels, Network};
-use super::proposer::{propose_batches, Proposal};
+use super::proposer::{propose_batches, Proposal, Sequencer};
 use super::state_machine::{Applied, AppliedState, ApplyListener, StateMachine};
 use super::types::{NodeInfo, Raft};
 use crate::peer_tls::PeerTls;
@@ -111,9 +111,9 @@ pub struct RaftNode {
     pub(super) membership_lock: tokio::sync::Mutex<()>,
     /// Writes waiting to be proposed; see `propose_batches`.
     pub(super) proposals: mpsc::UnboundedSender<Proposal>,
-    /// This process's proposal tags (`Op::Tagged`): random per start, then numbered.
+    /// This process's proposal numbers (`Op::Sequenced`): `boot` is random per start.
     pub(super) boot: u64,
-    pub(super) next_seq: AtomicU64,
+    pub(super) sequencer: Sequencer,
     _db: sled::Db,
 }
 
@@ -176,7 +176,7 @@ impl RaftNode {
             channels,
             membership_lock: tokio::sync::Mutex::new(()),
             boot: rand::random(),
-            next_seq: AtomicU64::new(1),
+            sequencer: Sequencer::default(),
             _db: db,
         });
         let initialise =

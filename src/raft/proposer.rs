@@ -1,8 +1,8 @@
 //! Write batching: every write of this node goes through one queue, and the writes waiting
 //! together are proposed as one Raft entry (`Op::Batch`), tagged so a retry is applied once.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -73,6 +73,41 @@ pub(super) async fn propose_batches(node: std::sync::Weak<RaftNode>, mut queued:
     }
 }
 
+/// Numbers this process's proposals and knows which are still awaited: the lowest of those
+/// is the `settled_below` each entry carries (see `raft::dedup`).
+#[derive(Default)]
+pub(super) struct Sequencer(Mutex<Numbers>);
+
+#[derive(Default)]
+struct Numbers {
+    last: u64,
+    awaited: BTreeSet<u64>,
+}
+
+/// A proposal's number while it is awaited; settled when dropped.
+struct Number<'a> {
+    sequencer: &'a Sequencer,
+    seq: u64,
+    settled_below: u64,
+}
+
+impl Sequencer {
+    fn begin(&self) -> Number<'_> {
+        let mut numbers = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        numbers.last += 1;
+        let seq = numbers.last;
+        numbers.awaited.insert(seq);
+        let settled_below = numbers.awaited.first().copied().unwrap_or(seq);
+        Number { sequencer: self, seq, settled_below }
+    }
+}
+
+impl Drop for Number<'_> {
+    fn drop(&mut self) {
+        self.sequencer.0.lock().unwrap_or_else(|e| e.into_inner()).awaited.remove(&self.seq);
+    }
+}
+
 impl RaftNode {
     /// Proposes one entry for `proposals` (a plain op when alone, else an `Op::Batch`) through
     /// the leader and hands each write its own reply.
@@ -87,8 +122,9 @@ impl RaftNode {
             }
             None => return,
         };
-        let origin = Origin { node: self.id, boot: self.boot, seq: self.next_seq.fetch_add(1, Ordering::Relaxed) };
-        let op = Op::Tagged { origin, op: Box::new(op) };
+        let number = self.sequencer.begin();
+        let origin = Origin { node: self.id, boot: self.boot, seq: number.seq };
+        let op = Op::Sequenced { origin, settled_below: number.settled_below, op: Box::new(op) };
         let replies: Vec<Result<Written, NodeError>> = match self.on_leader(Forwarded::Write(op)).await {
             Ok(Answer::Written { reply, index }) => {
                 self.applied_here(index).await;
@@ -106,6 +142,7 @@ impl RaftNode {
             }
             Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
         };
+        drop(number);
         for (tx, reply) in senders.into_iter().zip(replies) {
             let _ = tx.send(reply);
         }

@@ -24,8 +24,9 @@ use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
+use super::dedup::{Admission, Proposers};
 use super::durable::Durable;
-use super::types::{Entry, LogId, Op, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use super::types::{Entry, LogId, Op, Origin, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::pubsub::PubSub;
 use crate::routes::{ApplyCtx, Change, Keyspace, Publisher, Reply, Watch};
 
@@ -58,8 +59,9 @@ pub struct Applied {
     listeners: std::sync::RwLock<Vec<Arc<dyn ApplyListener>>>,
     /// This node's id, to recognise its own proposals among the applied entries.
     node_id: u64,
-    /// The reply this node's apply gave to its latest own proposal: `(boot, seq, reply)`.
-    own: std::sync::Mutex<Option<(u64, u64, Reply)>>,
+    /// The replies this node's apply gave to its own proposals not yet taken by the proposer,
+    /// by `(boot, seq)`; only those still awaited are kept (see `keep_own_reply`).
+    own: std::sync::Mutex<BTreeMap<(u64, u64), Reply>>,
 }
 
 impl Applied {
@@ -78,14 +80,15 @@ impl Applied {
     /// about the node itself: PUBLISH counts the subscribers of the node that took it, as in
     /// Redis Cluster.
     pub fn own_reply(&self, boot: u64, seq: u64) -> Option<Reply> {
+        self.own.lock().unwrap_or_else(|e| e.into_inner()).remove(&(boot, seq))
+    }
+
+    /// Keeps the reply to this node's proposal `origin`, dropping those its proposer no longer
+    /// waits for (numbers below `settled_below`, earlier processes).
+    fn keep_own_reply(&self, origin: Origin, settled_below: u64, reply: Reply) {
         let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
-        match own.take() {
-            Some((b, s, reply)) if (b, s) == (boot, seq) => Some(reply),
-            other => {
-                *own = other;
-                None
-            }
-        }
+        own.retain(|&(boot, seq), _| boot == origin.boot && seq >= settled_below);
+        own.insert((origin.boot, origin.seq), reply);
     }
 
     /// The last published state (index and keyspace of the same batch).
@@ -115,12 +118,19 @@ impl Applied {
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
     keyspace: Keyspace,
-    tags: Tags,
+    proposers: Proposers,
 }
 
-/// Per proposing node, the last tagged op applied and its reply (`Op::Tagged`): replicated
-/// state, so a retried op is recognised on every replica and after a restart.
-type Tags = BTreeMap<u64, AppliedTag>;
+/// Starts a snapshot body of data format 2, which older bodies cannot start with: they begin
+/// with a postcard length, and ten bytes with the continuation bit set are no valid length.
+const BODY_FORMAT_2: &[u8] = b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02";
+
+/// The body as data format 1 wrote it: per proposing node, the last `Op::Tagged` applied.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBodyFormat1 {
+    keyspace: Keyspace,
+    tags: BTreeMap<u64, AppliedTag>,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct AppliedTag {
@@ -141,18 +151,32 @@ struct SnapshotBodyWithoutStamps {
     keyspace: crate::routes::KeyspaceWithoutStamps,
 }
 
-/// A keyspace whose proposers' tags are unknown (a fresh node, or a body from before tags).
+/// A keyspace whose proposers are unknown (a fresh node, or a body from before tags).
 impl From<Keyspace> for SnapshotBody {
     fn from(keyspace: Keyspace) -> SnapshotBody {
-        SnapshotBody { keyspace, tags: Tags::new() }
+        SnapshotBody { keyspace, proposers: Proposers::default() }
     }
 }
 
 impl SnapshotBody {
+    fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut bytes = BODY_FORMAT_2.to_vec();
+        postcard::to_io(self, &mut bytes)?;
+        Ok(bytes)
+    }
+
     /// Reads this version's body and the earlier ones, so existing data dirs and peers'
-    /// snapshots still load (each older form lacks a trailing field, so only one form fits).
+    /// snapshots still load (format 2 is marked; of the older forms each lacks a trailing
+    /// field, so only one fits).
     fn decode(bytes: &[u8]) -> Result<SnapshotBody, postcard::Error> {
-        postcard::from_bytes::<SnapshotBody>(bytes)
+        if let Some(body) = bytes.strip_prefix(BODY_FORMAT_2) {
+            return postcard::from_bytes(body);
+        }
+        postcard::from_bytes::<SnapshotBodyFormat1>(bytes)
+            .map(|old| {
+                let tags = old.tags.into_iter().map(|(node, t)| (node, t.boot, t.seq, t.reply));
+                SnapshotBody { keyspace: old.keyspace, proposers: Proposers::from_last_tags(tags) }
+            })
             .or_else(|e| {
                 let old: SnapshotBodyWithoutTags = postcard::from_bytes(bytes).map_err(|_| e)?;
                 Ok(old.keyspace.into())
@@ -168,7 +192,7 @@ pub struct StateMachine {
     durable: Durable,
     snapshots: sled::Tree,
     keyspace: Keyspace,
-    tags: Tags,
+    proposers: Proposers,
     last_applied: Option<LogId>,
     membership: StoredMembership,
     out: Arc<Applied>,
@@ -211,13 +235,13 @@ impl StateMachine {
             }
             None => (Keyspace::new().into(), None, StoredMembership::default()),
         };
-        let SnapshotBody { keyspace, tags } = body;
+        let SnapshotBody { keyspace, proposers } = body;
         out.publish(keyspace.clone(), last_applied, &[], true);
         Ok(StateMachine {
             durable: durable.clone(),
             snapshots,
             keyspace,
-            tags,
+            proposers,
             last_applied,
             membership,
             out,
@@ -235,17 +259,27 @@ impl StateMachine {
             }
             EntryPayload::Normal(req) => req,
         };
-        let mut delivery = Delivery { pubsub: &self.out.pubsub, live: entry.log_id.index > self.replay_upto };
-        let mut ctx = ApplyCtx { index: entry.log_id.index, now_ms: req.stamp_ms, publisher: &mut delivery };
-        let Op::Tagged { origin, op } = &req.op else { return apply_op(&mut self.keyspace, &req.op, &mut ctx) };
-        if let Some(done) = self.tags.get(&origin.node).filter(|t| t.boot == origin.boot && t.seq == origin.seq) {
+        let index = entry.log_id.index;
+        let live = index > self.replay_upto;
+        let mut delivery = Delivery { pubsub: &self.out.pubsub, live };
+        let mut ctx = ApplyCtx { index, now_ms: req.stamp_ms, publisher: &mut delivery };
+        let (origin, settled_below, op, format_1) = match &req.op {
+            Op::Sequenced { origin, settled_below, op } => (*origin, *settled_below, op, false),
+            Op::Tagged { origin, op } => (*origin, origin.seq, op, true),
+            op => return apply_op(&mut self.keyspace, op, &mut ctx),
+        };
+        match self.proposers.admit(origin, index) {
             // A retry of an op that did land: its reply again, nothing applied or published twice.
-            return done.reply.clone();
+            Admission::Repeat(reply) => return reply,
+            Admission::Settled if !format_1 => {
+                return Reply::err("ERR write arrived after its proposer stopped waiting for it; not applied")
+            }
+            Admission::Settled | Admission::New => {}
         }
         let reply = apply_op(&mut self.keyspace, op, &mut ctx);
-        self.tags.insert(origin.node, AppliedTag { boot: origin.boot, seq: origin.seq, reply: reply.clone() });
-        if origin.node == self.out.node_id {
-            *self.out.own.lock().unwrap_or_else(|e| e.into_inner()) = Some((origin.boot, origin.seq, reply.clone()));
+        self.proposers.record(origin, settled_below, index, reply.clone());
+        if origin.node == self.out.node_id && live {
+            self.out.keep_own_reply(origin, settled_below, reply.clone());
         }
         reply
     }
@@ -265,8 +299,8 @@ fn apply_op(keyspace: &mut Keyspace, op: &Op, ctx: &mut ApplyCtx<'_>) -> Reply {
             keyspace.sweep(ctx);
             Reply::ok()
         }
-        // Only proposers tag, and only whole entries; a nested tag is just its op.
-        Op::Tagged { op, .. } => apply_op(keyspace, op, ctx),
+        // Only proposers number, and only whole entries; a nested number is just its op.
+        Op::Tagged { op, .. } | Op::Sequenced { op, .. } => apply_op(keyspace, op, ctx),
     }
 }
 
@@ -301,7 +335,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             durable: self.durable.clone(),
             snapshots: self.snapshots.clone(),
             keyspace: self.keyspace.clone(),
-            tags: self.tags.clone(),
+            proposers: self.proposers.clone(),
             last_applied: self.last_applied,
             membership: self.membership.clone(),
         }
@@ -315,7 +349,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let body = SnapshotBody::decode(&snapshot)
             .map_err(|e| StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), &e)))?;
         self.keyspace = body.keyspace;
-        self.tags = body.tags;
+        self.proposers = body.proposers;
         self.keyspace.take_changes();
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -351,7 +385,7 @@ pub struct SnapshotBuilder {
     durable: Durable,
     snapshots: sled::Tree,
     keyspace: Keyspace,
-    tags: Tags,
+    proposers: Proposers,
     last_applied: Option<LogId>,
     membership: StoredMembership,
 }
@@ -362,11 +396,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     /// one of the runtime's workers (a node may have only one), so both run on a blocking
     /// thread. The CPU burst itself still slows writes while it runs (docs/benchmarks.md).
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let body = SnapshotBody { keyspace: self.keyspace.clone(), tags: self.tags.clone() };
+        let body = SnapshotBody { keyspace: self.keyspace.clone(), proposers: self.proposers.clone() };
         let (durable, tree) = (self.durable.clone(), self.snapshots.clone());
         let (last_log_id, last_membership) = (self.last_applied, self.membership.clone());
         let build = move || {
-            let data = encode(&body)?;
+            let data = body.encode().map_err(sm_err)?;
             let snapshot_id = match last_log_id {
                 Some(l) => format!("{}-{}-{}", l.leader_id, l.index, data.len()),
                 None => format!("empty-{}", data.len()),
@@ -394,12 +428,18 @@ mod tests {
         clock_ms: u64,
     }
 
-    fn tagged(seq: u64, argv: &[&str]) -> Op {
-        let argv = argv.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect();
-        Op::Tagged {
-            origin: crate::raft::types::Origin { node: 2, boot: 77, seq },
-            op: Box::new(Op::Command { db: 0, argv }),
-        }
+    fn argv(cmd: &[&str]) -> Vec<Bytes> {
+        cmd.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect()
+    }
+
+    /// A format-1 tag, as proposers wrote them with one proposal in flight.
+    fn tagged(seq: u64, cmd: &[&str]) -> Op {
+        Op::Tagged { origin: Origin { node: 2, boot: 77, seq }, op: Box::new(Op::Command { db: 0, argv: argv(cmd) }) }
+    }
+
+    fn sequenced(boot: u64, seq: u64, settled_below: u64, cmd: &[&str]) -> Op {
+        let op = Box::new(Op::Command { db: 0, argv: argv(cmd) });
+        Op::Sequenced { origin: Origin { node: 2, boot, seq }, settled_below, op }
     }
 
     fn entry(index: u64, op: Op) -> Entry {
@@ -409,25 +449,67 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_retried_tagged_op_is_answered_again_not_applied_again() {
-        let dir = tempfile::tempdir().unwrap();
+    fn state_machine(dir: &tempfile::TempDir) -> StateMachine {
         let path = dir.path().join("raft.sled");
         let db = sled::Config::new().path(&path).open().unwrap();
         let durable = Durable::open(&db, &path).unwrap();
-        let mut sm = StateMachine::open(&durable, Applied::new(Arc::new(PubSub::default()), 1), 0).unwrap();
+        StateMachine::open(&durable, Applied::new(Arc::new(PubSub::default()), 1), 0).unwrap()
+    }
+
+    fn list(sm: &StateMachine) -> Reply {
+        let mut ctx = ApplyCtx { index: 0, now_ms: 1, publisher: &mut NullPublisher };
+        sm.keyspace.clone().apply(0, &argv(&["LRANGE", "l", "0", "-1"]), &mut ctx)
+    }
+
+    fn bulks(items: &[&str]) -> Reply {
+        Reply::Array(items.iter().map(|i| Reply::Bulk(Bytes::copy_from_slice(i.as_bytes()))).collect())
+    }
+
+    #[test]
+    fn a_retried_format_1_tag_is_answered_again_not_applied_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = state_machine(&dir);
         // The leader died after committing #1; the proposer sent #1 again to the next leader.
         assert_eq!(sm.apply_one(&entry(1, tagged(1, &["RPUSH", "l", "a"]))), Reply::Int(1));
         assert_eq!(sm.apply_one(&entry(2, tagged(1, &["RPUSH", "l", "a"]))), Reply::Int(1), "same reply");
         assert_eq!(sm.apply_one(&entry(3, tagged(2, &["RPUSH", "l", "b"]))), Reply::Int(2), "the next op applies");
-        let untagged = Op::Command { db: 0, argv: vec![Bytes::from_static(b"LLEN"), Bytes::from_static(b"l")] };
-        assert_eq!(sm.apply_one(&entry(4, untagged)), Reply::Int(2), "applied once each");
         // Another process of the same node (new boot) starts its own numbering.
         let mut other_boot = tagged(1, &["RPUSH", "l", "c"]);
         if let Op::Tagged { origin, .. } = &mut other_boot {
             origin.boot = 78;
         }
-        assert_eq!(sm.apply_one(&entry(5, other_boot)), Reply::Int(3));
+        assert_eq!(sm.apply_one(&entry(4, other_boot)), Reply::Int(3));
+        assert_eq!(list(&sm), bulks(&["a", "b", "c"]), "applied once each");
+    }
+
+    /// Four proposals in flight at once reach the log out of order, each retried after it had
+    /// landed, some retried after later numbers; a late copy arrives after the proposer
+    /// settled it; a second process of the node interleaves. Each write is applied once and
+    /// every copy gets the first reply. (With format 1's one-tag-per-node rule, the retry of
+    /// #1 after #2 applied twice.)
+    #[test]
+    fn numbered_writes_in_flight_together_apply_once_in_any_order_with_their_first_reply() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = state_machine(&dir);
+        let steps: [(Op, Reply); 11] = [
+            (sequenced(7, 2, 1, &["RPUSH", "l", "b"]), Reply::Int(1)),
+            (sequenced(7, 1, 1, &["RPUSH", "l", "a"]), Reply::Int(2)),
+            (sequenced(7, 2, 1, &["RPUSH", "l", "b"]), Reply::Int(1)),
+            (sequenced(7, 4, 1, &["RPUSH", "l", "d"]), Reply::Int(3)),
+            (sequenced(7, 1, 1, &["RPUSH", "l", "a"]), Reply::Int(2)),
+            (sequenced(8, 1, 1, &["RPUSH", "l", "x"]), Reply::Int(4)),
+            (sequenced(7, 3, 1, &["RPUSH", "l", "c"]), Reply::Int(5)),
+            (sequenced(7, 4, 1, &["RPUSH", "l", "d"]), Reply::Int(3)),
+            (sequenced(7, 5, 3, &["RPUSH", "l", "e"]), Reply::Int(6)),
+            (sequenced(7, 3, 3, &["RPUSH", "l", "c"]), Reply::Int(5)),
+            (sequenced(8, 1, 1, &["RPUSH", "l", "x"]), Reply::Int(4)),
+        ];
+        for (i, (op, reply)) in steps.into_iter().enumerate() {
+            assert_eq!(sm.apply_one(&entry(i as u64 + 1, op.clone())), reply, "step {i}: {op}");
+        }
+        let late = sm.apply_one(&entry(20, sequenced(7, 2, 1, &["RPUSH", "l", "b"])));
+        assert!(matches!(late, Reply::Error(_)), "#2 was settled (answered) before this copy: {late:?}");
+        assert_eq!(list(&sm), bulks(&["b", "a", "d", "x", "c", "e"]), "each write applied once");
     }
 
     #[test]
@@ -441,30 +523,27 @@ mod tests {
         assert!(postcard::from_bytes::<SnapshotBody>(&old).is_err(), "the current form alone cannot read it");
         let loaded = SnapshotBody::decode(&old).unwrap().keyspace;
         assert_eq!(loaded.dbs, keyspace.dbs);
-        let tags = Tags::from([(2, AppliedTag { boot: 9, seq: 4, reply: Reply::Int(1) })]);
-        let current = postcard::to_allocvec(&SnapshotBody { keyspace: keyspace.clone(), tags: tags.clone() }).unwrap();
+        let mut proposers = Proposers::default();
+        proposers.record(Origin { node: 2, boot: 9, seq: 4 }, 4, 6, Reply::Int(1));
+        let current = SnapshotBody { keyspace: keyspace.clone(), proposers: proposers.clone() }.encode().unwrap();
         let decoded = SnapshotBody::decode(&current).unwrap();
-        assert_eq!((decoded.keyspace, decoded.tags), (keyspace.clone(), tags));
+        assert_eq!((decoded.keyspace, decoded.proposers), (keyspace.clone(), proposers));
         #[derive(Serialize)]
         struct BodyWithoutTags<'a> {
             keyspace: &'a Keyspace,
         }
         let without_tags = postcard::to_allocvec(&BodyWithoutTags { keyspace: &keyspace }).unwrap();
         let decoded = SnapshotBody::decode(&without_tags).unwrap();
-        assert_eq!((decoded.keyspace, decoded.tags), (keyspace, Tags::new()));
+        assert_eq!((decoded.keyspace, decoded.proposers), (keyspace, Proposers::default()));
         assert!(SnapshotBody::decode(b"\x01garbage").is_err());
     }
 
-    /// What a data dir of format 1 holds, as this build wrote it (`tests/data/golden/`): every
-    /// kind of value, expiry, several databases, WATCH stamps and tags in a snapshot body, and
-    /// every kind of log entry. Decoding them must give what they were made from, so a change
-    /// to an encoding fails here and needs a deliberate migration (and a new DATA_FORMAT).
-    /// `HIPACHE_WRITE_GOLDEN=1` rewrites the files, for a new format version only.
-    #[test]
-    fn golden_snapshot_body_and_log_entries_of_format_1_still_decode() {
-        use openraft::{EntryPayload, Membership};
+    /// What this build writes, made from every kind of value, expiry, several databases,
+    /// WATCH stamps and proposers' replies in a snapshot body, and every kind of log entry.
+    fn golden_content() -> (Keyspace, Vec<Entry>) {
+        use openraft::Membership;
 
-        use crate::raft::types::{NodeInfo, Origin, WatchedKey};
+        use crate::raft::types::{NodeInfo, WatchedKey};
 
         let mut ctx = ApplyCtx { index: 3, now_ms: 1_700_000_000_000, publisher: &mut NullPublisher };
         let mut keyspace = Keyspace::new();
@@ -478,21 +557,16 @@ mod tests {
         ];
         for (i, (db, cmd)) in script.iter().enumerate() {
             ctx.index = 3 + i as u64;
-            let argv: Vec<Bytes> = cmd.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect();
-            keyspace.apply(*db, &argv, &mut ctx);
+            keyspace.apply(*db, &argv(cmd), &mut ctx);
         }
         keyspace.take_changes();
-        let tags =
-            Tags::from([(2, AppliedTag { boot: 77, seq: 5, reply: Reply::Array(vec![Reply::Int(1), Reply::ok()]) })]);
-        let body = SnapshotBody { keyspace, tags };
 
-        let argv = |cmd: &[&str]| cmd.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect::<Vec<_>>();
         let log_id = |index| LogId::new(openraft::CommittedLeaderId::new(2, 1), index);
         let normal = |index, op| Entry {
             log_id: log_id(index),
             payload: EntryPayload::Normal(Request { stamp_ms: 1_700_000_000_123, op }),
         };
-        let members = std::collections::BTreeMap::from([
+        let members = BTreeMap::from([
             (1, NodeInfo { grpc: "127.0.0.1:7380".into(), resp: "127.0.0.1:6380".into() }),
             (2, NodeInfo { grpc: "127.0.0.1:7382".into(), resp: "127.0.0.1:6382".into() }),
         ]);
@@ -524,17 +598,59 @@ mod tests {
                 },
             ),
         ];
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden");
+        (keyspace, entries)
+    }
+
+    fn golden(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden").join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// A data dir of format 1, as the build of then wrote it (`tests/data/golden/`): it must
+    /// still load, its last tag per node becoming the proposer's mark.
+    #[test]
+    fn golden_snapshot_body_and_log_entries_of_format_1_still_decode() {
+        let (keyspace, entries) = golden_content();
+        let decoded = SnapshotBody::decode(&golden("snapshot-body-format-1.bin")).unwrap();
+        assert_eq!(decoded.keyspace, keyspace, "the golden snapshot's keyspace");
+        let reply = Reply::Array(vec![Reply::Int(1), Reply::ok()]);
+        assert_eq!(decoded.proposers, Proposers::from_last_tags([(2, 77, 5, reply)]), "its tags");
+        let decoded: Vec<Entry> = postcard::from_bytes(&golden("log-entries-format-1.bin")).unwrap();
+        assert_eq!(decoded, entries, "the golden log entries");
+    }
+
+    /// What a data dir of format 2 holds, as this build wrote it. Decoding must give what the
+    /// files were made from and encoding must give the same bytes, so a change to an encoding
+    /// fails here and needs a deliberate migration (and a new DATA_FORMAT).
+    /// `HIPACHE_WRITE_GOLDEN=1` writes the files, for a new format version only.
+    #[test]
+    fn golden_snapshot_body_and_log_entries_of_format_2_still_decode() {
+        let (keyspace, mut entries) = golden_content();
+        let mut proposers = Proposers::default();
+        let reply = Reply::Array(vec![Reply::Int(1), Reply::ok()]);
+        proposers.record(Origin { node: 2, boot: 77, seq: 6 }, 5, 8, reply);
+        proposers.record(Origin { node: 3, boot: 12, seq: 9 }, 9, 9, Reply::Int(4));
+        let body = SnapshotBody { keyspace, proposers };
+        let op = Op::Command { db: 0, argv: argv(&["RPUSH", "frontend:b", "id"]) };
+        let sequenced =
+            Op::Sequenced { origin: Origin { node: 3, boot: 12, seq: 9 }, settled_below: 8, op: Box::new(op) };
+        let log_id = LogId::new(openraft::CommittedLeaderId::new(2, 1), 8);
+        entries.push(Entry {
+            log_id,
+            payload: EntryPayload::Normal(Request { stamp_ms: 1_700_000_000_456, op: sequenced }),
+        });
+
         if std::env::var_os("HIPACHE_WRITE_GOLDEN").is_some() {
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join("snapshot-body-format-1.bin"), postcard::to_allocvec(&body).unwrap()).unwrap();
-            std::fs::write(dir.join("log-entries-format-1.bin"), postcard::to_allocvec(&entries).unwrap()).unwrap();
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden");
+            std::fs::write(dir.join("snapshot-body-format-2.bin"), body.encode().unwrap()).unwrap();
+            std::fs::write(dir.join("log-entries-format-2.bin"), postcard::to_allocvec(&entries).unwrap()).unwrap();
         }
-        let golden_body = std::fs::read(dir.join("snapshot-body-format-1.bin")).unwrap();
+        let golden_body = golden("snapshot-body-format-2.bin");
         let decoded = SnapshotBody::decode(&golden_body).unwrap();
         assert_eq!(decoded.keyspace, body.keyspace, "the golden snapshot's keyspace");
-        assert_eq!(decoded.tags, body.tags, "the golden snapshot's tags");
-        let golden_entries = std::fs::read(dir.join("log-entries-format-1.bin")).unwrap();
+        assert_eq!(decoded.proposers, body.proposers, "the golden snapshot's proposers");
+        assert_eq!(body.encode().unwrap(), golden_body, "snapshot bodies are still written the same way");
+        let golden_entries = golden("log-entries-format-2.bin");
         assert_eq!(postcard::from_bytes::<Vec<Entry>>(&golden_entries).unwrap(), entries, "the golden log entries");
         assert_eq!(
             postcard::to_allocvec(&entries).unwrap(),

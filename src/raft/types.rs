@@ -49,15 +49,22 @@ pub enum Op {
     /// Leader-proposed removal of every key whose deadline has passed (a Redis master's
     /// `DEL` of expired keys), so replicas free memory identically.
     Sweep,
-    /// An op from one node's proposer, tagged so it is applied at most once: after an
-    /// ambiguous failure (the leader died or the call broke after sending) the proposer sends
-    /// the same tagged op again, and the state machine answers a tag it already applied with
-    /// the reply it gave then. Last variant: entries written before it still decode.
+    /// An op from one node's proposer as written by data format 1, when a proposer had one
+    /// proposal in flight: still decoded and applied by the rules of then (a repeat of the
+    /// node's latest tag is answered, anything else applied). New proposals are `Sequenced`.
     Tagged { origin: Origin, op: Box<Op> },
+    /// An op from one node's proposer, numbered so it is applied at most once however many of
+    /// the node's proposals are in flight: after an ambiguous failure (the leader died or the
+    /// call broke after sending) the proposer sends the same op again, and the state machine
+    /// answers a number it already applied with the reply it gave then. `settled_below` is
+    /// the proposer's promise that it answered every lower number and will not send one again,
+    /// which lets the state machine forget their replies. Last variant: entries written before
+    /// it still decode.
+    Sequenced { origin: Origin, settled_below: u64, op: Box<Op> },
 }
 
-/// Who proposed an op: a node's process (`boot` is random per start) and its proposal number.
-/// A proposer has one proposal in flight at a time, so the last tag per node is enough.
+/// Who proposed an op: a node's process (`boot` is random per start) and its proposal number,
+/// increasing within one process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
     pub node: u64,
@@ -88,7 +95,9 @@ impl std::fmt::Display for Op {
             Op::Exec { queued, .. } => write!(f, "EXEC ({} commands)", queued.len()),
             Op::Batch(ops) => write!(f, "batch of {} ops", ops.len()),
             Op::Sweep => f.write_str("expiry sweep"),
-            Op::Tagged { origin, op } => write!(f, "{op} from node {} #{}", origin.node, origin.seq),
+            Op::Tagged { origin, op } | Op::Sequenced { origin, op, .. } => {
+                write!(f, "{op} from node {} #{}", origin.node, origin.seq)
+            }
         }
     }
 }
