@@ -304,7 +304,11 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
         config.driver.db,
         config.driver.prefix
     );
-    let proxy = hipache_raft::proxy::Proxy::bind(hipache_raft::proxy::ProxyOptions::from_config(&config), node.clone())
+    if let Some(addr) = config.cluster.metrics {
+        hipache_raft::metrics::install(addr)?;
+        hipache_raft::metrics::spawn_raft_gauges(&node);
+    }
+    let proxy = hipache_raft::proxy::Proxy::bind(config.proxy_options(), node.clone())
         .await
         .context("cannot start the proxy")?;
     let (http_addrs, https_addrs) = (proxy.http_addrs(), proxy.https_addrs());

@@ -10,7 +10,7 @@ use std::sync::RwLock;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::routes::glob;
+use crate::keyspace::glob;
 
 /// A message on its way to one subscribed connection.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::{base_config, binary, encode_command, eventually, Node, Resp};
-use hipache_raft::routes::Reply;
+use hipache_raft::keyspace::Reply;
 use serde_json::json;
 
 const KEYS: usize = 1000;

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{base_config, binary, Node};
-use hipache_raft::routes::Reply;
+use hipache_raft::keyspace::Reply;
 use serde_json::{json, Value};
 
 /// Runs the binary on `config` and expects it to refuse to start: returns its stderr.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hipache_raft::routes::Reply;
+use hipache_raft::keyspace::Reply;
 use proxy_support::{http_addr, resp, start_node};
 use serde_json::json;
 

@@ -7,7 +7,7 @@ mod proxy_support;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hipache_raft::routes::Reply;
+use hipache_raft::keyspace::Reply;
 use proxy_support::*;
 use serde_json::json;
 

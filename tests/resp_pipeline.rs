@@ -5,7 +5,7 @@
 mod common;
 
 use common::{encode_command, fresh_node, redis_and_node, RawConn, Resp};
-use hipache_raft::routes::Reply;
+use hipache_raft::keyspace::Reply;
 
 /// A fixed pseudo-random mix of writes, reads, errors, SELECT, MULTI/EXEC and WATCH.
 fn script() -> Vec<Vec<String>> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::script::Script;
 use common::{base_config, encode_command, fresh_node, redis_and_node, Node, RedisServer, UnixResp};
-use hipache_raft::routes::command_table;
+use hipache_raft::keyspace::command_table;
 
 /// Our default `cluster` bulk limit (the 64 MiB; Redis's is 512 MiB).
 const MAX_BULK: usize = 64 * 1024 * 1024;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hipache_raft::routes::Reply;
+use hipache_raft::keyspace::Reply;
 use serde_json::{json, Value};
 
 use crate::node::{base_config, eventually, Node, Resp};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use cluster_tests::cluster::{http_get, raft_info, Backend, Cluster};
 use cluster_tests::node::{binary, bulk, eventually, Resp};
-use hipache_raft::routes::Reply;
+use hipache_raft::keyspace::Reply;
 use serde_json::json;
 
 fn lrange(resp: &mut Resp, key: &str) -> Reply {

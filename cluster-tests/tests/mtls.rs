@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cluster_tests::cluster::Cluster;
 use cluster_tests::node::{base_config, binary, bulk};
-use hipache_raft::routes::Reply;
+use hipache_raft::keyspace::Reply;
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use serde_json::json;
 

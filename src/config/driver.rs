@@ -12,7 +12,7 @@ use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
 use super::ConfigError;
-use crate::routes::DATABASES;
+use crate::keyspace::DATABASES;
 use crate::routing::RoutingKeys;
 
 /// What the first `driver` URL says about where routes live.

@@ -20,6 +20,7 @@
 
 mod driver;
 mod parse;
+mod proxy;
 #[cfg(test)]
 mod tests;
 

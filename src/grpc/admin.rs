@@ -14,10 +14,10 @@ use tokio_stream::wrappers::BroadcastStream;
 use tonic::{Request, Response, Status};
 
 use super::watch::{self, ChangeLog};
+use crate::keyspace::Reply;
 use crate::proto::admin_v1::admin_server::Admin;
 use crate::proto::admin_v1::*;
 use crate::raft::{now_ms, NodeInfo, Op, RaftNode, Status as NodeStatusView};
-use crate::routes::Reply;
 use crate::routing::RoutingKeys;
 
 pub struct AdminService {

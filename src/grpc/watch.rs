@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::broadcast;
 
+use crate::keyspace::{Change, Entry, Keyspace, Value};
 use crate::proto::admin_v1::WatchEvent;
 use crate::raft::{now_ms, AppliedState, ApplyListener, RaftNode};
-use crate::routes::{Change, Entry, Keyspace, Value};
 
 /// Changed keys kept for resuming watchers; older positions get a full dump instead.
 const RETAINED_KEYS: usize = 100_000;

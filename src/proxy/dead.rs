@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::backend::Frontend;
 use super::metrics::{BackendError, Metrics};
 use super::now_ms;
 use super::view::SharedView;
 use crate::raft::{Op, RaftNode};
+use crate::routing::backend::Frontend;
 use crate::routing::RoutingKeys;
 
 /// Backend statuses that count as dead: 501, 502, 504–599. 500 and 503 are relayed without

@@ -14,17 +14,17 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
 
 use super::access_log::{AccessLog, Record};
-use super::backend::Frontend;
 use super::body::{empty, full, Body, Observed};
 use super::client::Backends;
 use super::dead::DeadMarker;
 use super::forward::{add_forwarded, is_upgrade, strip_hop_by_hop, ClientInfo};
-use super::lookup::Lookup;
 use super::metrics::{BackendError, Metrics};
 use super::pages::{self, msg, Pages};
 use super::view::SharedView;
 use super::{now_ms, upgrade};
-use crate::routes::host::{Host, HostError};
+use crate::routing::backend::Frontend;
+use crate::routing::host::{Host, HostError};
+use crate::routing::lookup::Lookup;
 
 /// Request bodies up to this size are buffered so a failed attempt can be retried; larger
 /// or unsized bodies stream through and get one attempt (Hipache retried with an already

@@ -12,14 +12,12 @@
 //! - [`tls`], [`client`], [`pages`], [`access_log`], [`metrics`], [`body`], [`options`].
 
 pub mod access_log;
-pub mod backend;
 pub mod body;
 pub mod client;
 pub mod dead;
 pub mod forward;
 pub mod h1;
 pub mod handler;
-pub mod lookup;
 pub mod metrics;
 pub mod options;
 pub mod pages;

@@ -24,7 +24,7 @@ use super::dead::DeadMarker;
 use super::forward::ClientInfo;
 use super::h1::{self, Ended, Rewind};
 use super::handler::{self, Shared};
-use super::metrics::{self, Metrics, MetricsError};
+use super::metrics::Metrics;
 use super::options::ProxyOptions;
 use super::pages::Pages;
 use super::tls::{self, TlsError};
@@ -41,8 +41,6 @@ pub enum ProxyError {
     BackendTls(TlsError),
     #[error(transparent)]
     AccessLog(#[from] AccessLogError),
-    #[error(transparent)]
-    Metrics(#[from] MetricsError),
 }
 
 /// A TLS handshake that takes longer than this is dropped (slow or stuck clients).
@@ -66,10 +64,6 @@ impl Proxy {
     /// Binds every listener, loads certificates and pages, and starts following the node's
     /// applied state. Must run inside the tokio runtime.
     pub async fn bind(opts: ProxyOptions, node: Arc<RaftNode>) -> Result<Proxy, ProxyError> {
-        if let Some(addr) = opts.metrics {
-            metrics::install(addr)?;
-            metrics::spawn_raft_gauges(&node);
-        }
         let metrics = Metrics::new();
         let view = Arc::new(SharedView::new(opts.routing.clone()));
         node.add_apply_listener(view.clone());

@@ -11,29 +11,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::view::SharedView;
+use crate::routing::certs::{certified_key, provider, CertError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("missing field {0:?}")]
-    MissingField(&'static str),
-    #[error("no certificate in the PEM data")]
-    NoCertificate,
-    #[error("bad certificate PEM: {0}")]
-    Certificate(rustls_pki_types::pem::Error),
-    #[error("bad private key PEM: {0}")]
-    Key(rustls_pki_types::pem::Error),
-    #[error("unsupported private key: {0}")]
-    Signer(rustls::Error),
-    #[error("certificate and key do not match: {0}")]
-    Mismatch(rustls::Error),
+    #[error(transparent)]
+    Cert(#[from] CertError),
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     /// rustls cannot decrypt keys; Hipache passed the passphrase to OpenSSL.
@@ -41,42 +28,6 @@ pub enum TlsError {
     Passphrase,
     #[error("TLS configuration: {0}")]
     Config(rustls::Error),
-}
-
-/// The one crypto provider we compile (ring), passed explicitly so another dependency
-/// enabling a second provider can never make rustls pick at random or panic.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// Certificate chain and key, both PEM, into a signing key.
-pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
-    let chain =
-        CertificateDer::pem_slice_iter(cert_pem).collect::<Result<Vec<_>, _>>().map_err(TlsError::Certificate)?;
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificate);
-    }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(TlsError::Key)?;
-    let signer = provider().key_provider.load_private_key(key).map_err(TlsError::Signer)?;
-    let certified = CertifiedKey::new(chain, signer);
-    certified.keys_match().map_err(TlsError::Mismatch)?;
-    Ok(certified)
-}
-
-/// A `tls:<name>` hash (`certificate`, `key`). Takes any map-like value of the keyspace.
-pub fn certified_key_from_hash<'a, M>(fields: &'a M) -> Result<CertifiedKey, TlsError>
-where
-    &'a M: IntoIterator<Item = (&'a Bytes, &'a Bytes)>,
-{
-    let (mut cert, mut key) = (None, None);
-    for (name, value) in fields {
-        match name.as_ref() {
-            b"certificate" => cert = Some(value),
-            b"key" => key = Some(value),
-            _ => {}
-        }
-    }
-    certified_key(cert.ok_or(TlsError::MissingField("certificate"))?, key.ok_or(TlsError::MissingField("key"))?)
 }
 
 /// A listener's configured certificate: the fallback when no `tls:` hash matches (or the
@@ -91,7 +42,7 @@ pub fn load_default(cert: &Path, key: &Path, ca: &[PathBuf], passphrase: bool) -
         chain.push(b'\n');
         chain.extend(read(extra)?);
     }
-    certified_key(&chain, &read(key)?)
+    Ok(certified_key(&chain, &read(key)?)?)
 }
 
 #[derive(Debug)]

@@ -1,190 +1,16 @@
-//! The routing view: everything a request (or a TLS handshake) reads, behind ONE `ArcSwap`.
-//!
-//! Why one swap: frontends, dead marks and certificates must be seen together (two swaps
-//! updated apart let a reader see a frontend with another state's dead marks; Pingora's
-//! authors describe that mistake in their own design notes). Why persistent maps: the
-//! view is republished after every applied Raft batch, and the scale target is 1,000,000
-//! frontends, so an update must cost O(changed keys) — `imbl` maps share structure, so
-//! cloning the view is O(1) and each changed key is O(log n).
-//!
-//! Writers (the apply listener and the dead-marking path) serialise on a mutex and publish
-//! with one `store`; readers never lock.
+//! The published routing view: one `ArcSwap` of `routing::RoutingView` that request handlers
+//! and the TLS resolver read lock-free, kept current by the Raft apply path and by this node's
+//! dead marks. Writers serialise on a mutex and publish with one `store`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 use bytes::Bytes;
-use rustls::sign::CertifiedKey;
 
-use super::backend::Frontend;
-use super::tls;
+use crate::keyspace::Change;
 use crate::raft::{AppliedState, ApplyListener};
-use crate::routes::host::{Candidate, Host};
-use crate::routes::{Change, Keyspace, Value};
-use crate::routing::{RoutingKeys, HCHECKER_PING};
-
-pub type Map<V> = imbl::GenericHashMap<Bytes, V, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
-
-/// Dead backend indexes of one request host, with the deadline of the whole set (the
-/// `EXPIRE` on `dead:<host>` covers every member, §2.3).
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeadSet {
-    pub members: Box<[u32]>,
-    pub expire_at_ms: Option<u64>,
-}
-
-impl DeadSet {
-    fn contains(&self, idx: usize, now_ms: u64) -> bool {
-        self.expire_at_ms.is_none_or(|t| t > now_ms) && self.members.iter().any(|&m| m as usize == idx)
-    }
-}
-
-#[derive(Clone, Default)]
-pub struct RoutingView {
-    /// `frontend:<host>` by host.
-    pub(super) exact: Map<Arc<Frontend>>,
-    /// `frontend:*.<suffix>` by suffix, so a lookup probes with a slice of the request host.
-    pub(super) wildcard: Map<Arc<Frontend>>,
-    /// `frontend:*`.
-    pub(super) catch_all: Option<Arc<Frontend>>,
-    /// Replicated `dead:<request-host>` sets.
-    pub(super) dead: Map<DeadSet>,
-    /// Node-local marks, visible before (or without) the Raft write: the next request on
-    /// this node must already skip a backend that just failed (§9.3).
-    pub(super) local_dead: Map<DeadSet>,
-    /// `tls:<servername>` and `tls:*.<parent>` certificates, parsed once.
-    pub(super) certs: Map<Arc<CertifiedKey>>,
-    /// `hchecker_ping` (unix seconds) and its key deadline.
-    pub(super) hchecker_ping: Option<(u64, Option<u64>)>,
-}
-
-/// How long an `hchecker_ping` keeps passive checks off (§1.3).
-const HCHECKER_FRESH_S: u64 = 30;
-
-impl RoutingView {
-    pub fn frontends(&self) -> usize {
-        self.exact.len() + self.wildcard.len() + usize::from(self.catch_all.is_some())
-    }
-
-    /// Whether `idx` of `host`'s list is marked dead, replicated or locally.
-    pub fn is_dead(&self, host: &[u8], idx: usize, now_ms: u64) -> bool {
-        let check = |m: &Map<DeadSet>| m.get(host).is_some_and(|d| d.contains(idx, now_ms));
-        (!self.dead.is_empty() && check(&self.dead)) || (!self.local_dead.is_empty() && check(&self.local_dead))
-    }
-
-    /// An external health checker wrote `hchecker_ping` in the last 30 s: it owns `dead:*`,
-    /// so we only publish (Hipache's rule, §2.3.4).
-    pub fn hchecker_active(&self, now_ms: u64) -> bool {
-        match self.hchecker_ping {
-            Some((ping_s, expire)) => {
-                expire.is_none_or(|t| t > now_ms) && (now_ms / 1000).saturating_sub(ping_s) <= HCHECKER_FRESH_S
-            }
-            None => false,
-        }
-    }
-
-    /// The certificate for an SNI name: exact `tls:<name>`, then `tls:*.<parent>`.
-    pub fn cert_for(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
-        if self.certs.is_empty() {
-            return None;
-        }
-        if let Some(c) = self.certs.get(server_name.as_bytes()) {
-            return Some(c.clone());
-        }
-        let (_, parent) = server_name.split_once('.')?;
-        self.certs.get(format!("*.{parent}").as_bytes()).cloned()
-    }
-
-    /// Applies one key of the routing database as it now is (`None`: deleted or not a routing
-    /// key's type). A change to a host's `frontend:` list or `dead:` set also drops that host's
-    /// node-local marks: the replicated keys are the truth, a local mark only bridges the time
-    /// until this node's own `SADD` of the same mark is applied (which is itself such a change).
-    fn set(&mut self, keys: &RoutingKeys, key: &Bytes, value: Option<&Value>, expire_at_ms: Option<u64>) {
-        if key.as_ref() == HCHECKER_PING {
-            self.hchecker_ping = match value {
-                Some(Value::Str(s)) => {
-                    std::str::from_utf8(s).ok().and_then(|s| s.trim().parse().ok()).map(|p| (p, expire_at_ms))
-                }
-                _ => None,
-            };
-            return;
-        }
-        if let Some(name) = keys.frontend_name(key) {
-            let frontend = match value {
-                Some(Value::List(items)) => Frontend::from_list(items.iter(), expire_at_ms).map(Arc::new),
-                _ => None,
-            };
-            let name = key.slice_ref(name);
-            match Candidate::of_key(&name) {
-                Candidate::CatchAll => {
-                    self.catch_all = frontend;
-                    self.local_dead = Map::default();
-                }
-                Candidate::Wildcard(suffix) => {
-                    if !self.local_dead.is_empty() {
-                        self.local_dead.retain(|host, _| !routed_by_wildcard(host, suffix));
-                    }
-                    set_or_remove(&mut self.wildcard, name.slice_ref(suffix), frontend)
-                }
-                Candidate::Exact(_) => {
-                    self.local_dead.remove(&name);
-                    set_or_remove(&mut self.exact, name, frontend)
-                }
-            }
-        } else if let Some(host) = keys.dead_host(key) {
-            let dead = match value {
-                Some(Value::Set(members)) => Some(DeadSet {
-                    members: members.iter().filter_map(|m| std::str::from_utf8(m).ok()?.parse().ok()).collect(),
-                    expire_at_ms,
-                }),
-                _ => None,
-            };
-            let host = key.slice_ref(host);
-            self.local_dead.remove(&host);
-            set_or_remove(&mut self.dead, host, dead);
-        } else if let Some(name) = keys.tls_name(key) {
-            let name = std::str::from_utf8(name).unwrap_or_default().to_ascii_lowercase();
-            let cert = match value {
-                Some(Value::Hash(fields)) => match tls::certified_key_from_hash(fields) {
-                    Ok(c) => Some(Arc::new(c)),
-                    Err(e) => {
-                        // Skipped, never fatal: other names keep their handshakes.
-                        tracing::warn!(key = %String::from_utf8_lossy(key), error = %e, "ignoring unusable TLS certificate");
-                        None
-                    }
-                },
-                _ => None,
-            };
-            set_or_remove(&mut self.certs, Bytes::from(name), cert);
-        }
-    }
-
-    /// Drops local marks whose TTL has passed, so the overlay stays as small as the set of
-    /// recently failing backends.
-    fn prune_local(&mut self, now_ms: u64) {
-        if self.local_dead.iter().any(|(_, d)| d.expire_at_ms.is_some_and(|t| t <= now_ms)) {
-            self.local_dead.retain(|_, d| d.expire_at_ms.is_none_or(|t| t > now_ms));
-        }
-    }
-}
-
-/// Whether `frontend:*.<suffix>` is one of the keys a lookup of `host` tries: the lookup's own
-/// candidate rule, so exactly the hosts this wildcard can route.
-fn routed_by_wildcard(host: &[u8], suffix: &[u8]) -> bool {
-    Host::parse(host).is_ok_and(|h| h.candidates().any(|c| c == Candidate::Wildcard(suffix)))
-}
-
-fn set_or_remove<V: Clone>(map: &mut Map<V>, key: Bytes, value: Option<V>) {
-    match value {
-        Some(v) => {
-            map.insert(key, v);
-        }
-        None => {
-            map.remove(&key);
-        }
-    }
-}
+use crate::routing::{RoutingKeys, RoutingView};
 
 /// The published view plus its writer lock. Shared by the request handlers, the TLS
 /// resolver and the Raft apply path.
@@ -216,47 +42,11 @@ impl SharedView {
         self.current.store(Arc::new(next));
     }
 
-    /// Adds `idx` to the node-local dead set of `host` for `ttl`. Returns false when it was
-    /// already marked and fresh: repeated failures of one backend coalesce into one Raft write.
+    /// Adds `idx` to the node-local dead set of `host` for `ttl` (`RoutingView::mark_local`).
     pub fn mark_local(&self, host: &Bytes, idx: usize, ttl: Duration, now_ms: u64) -> bool {
         let mut fresh = false;
-        self.update(|view| {
-            // Marked already, locally or in the replicated set (this node's own mark, applied,
-            // has replaced the local one): nothing new to say.
-            if view.is_dead(host, idx, now_ms) {
-                return;
-            }
-            fresh = true;
-            let deadline = now_ms + ttl.as_millis() as u64;
-            // Like `EXPIRE` on the replicated set, a new mark refreshes the whole set's TTL.
-            let mut members: Vec<u32> = match view.local_dead.get(host) {
-                Some(d) if d.expire_at_ms.is_some_and(|t| t > now_ms) => d.members.to_vec(),
-                _ => Vec::new(),
-            };
-            members.push(idx as u32);
-            view.local_dead.insert(host.clone(), DeadSet { members: members.into(), expire_at_ms: Some(deadline) });
-        });
+        self.update(|view| fresh = view.mark_local(host, idx, ttl, now_ms));
         fresh
-    }
-
-    fn apply_changes(&self, keyspace: &Keyspace, changes: &[Change], reload: bool, now_ms: u64) {
-        self.update(|view| {
-            if reload {
-                // A snapshot was installed: anything may have changed. Keep only the overlay.
-                *view = RoutingView { local_dead: view.local_dead.clone(), ..RoutingView::default() };
-                for (db, key, entry) in keyspace.iter() {
-                    if db == self.keys.db {
-                        view.set(&self.keys, key, Some(&entry.value), entry.expire_at_ms);
-                    }
-                }
-            } else {
-                for change in changes.iter().filter(|c| c.db == self.keys.db) {
-                    let entry = keyspace.get(self.keys.db, &change.key);
-                    view.set(&self.keys, &change.key, entry.map(|e| &e.value), entry.and_then(|e| e.expire_at_ms));
-                }
-            }
-            view.prune_local(now_ms);
-        });
     }
 }
 
@@ -268,7 +58,7 @@ impl std::fmt::Debug for SharedView {
 
 impl ApplyListener for SharedView {
     fn applied(&self, state: &AppliedState, changes: &[Change], reload: bool) {
-        self.apply_changes(&state.keyspace, changes, reload, super::now_ms());
+        self.update(|view| view.apply(&self.keys, &state.keyspace, changes, reload, super::now_ms()));
     }
 }
 
@@ -276,100 +66,12 @@ impl ApplyListener for SharedView {
 mod tests {
     use super::*;
 
-    fn list(items: &[&str]) -> Value {
-        Value::List(items.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect())
-    }
-
-    fn set(view: &mut RoutingView, key: &str, value: Option<Value>, expire: Option<u64>) {
-        view.set(&RoutingKeys::default(), &Bytes::copy_from_slice(key.as_bytes()), value.as_ref(), expire);
-    }
-
     #[test]
-    fn frontends_land_where_candidates_look() {
-        let mut v = RoutingView::default();
-        set(&mut v, "frontend:a.com", Some(list(&["a", "http://x:1"])), None);
-        set(&mut v, "frontend:*.b.com", Some(list(&["b", "http://x:2"])), None);
-        set(&mut v, "frontend:*", Some(list(&["all"])), None);
-        assert_eq!(v.exact.get(b"a.com".as_slice()).unwrap().id, "a");
-        assert_eq!(v.wildcard.get(b"b.com".as_slice()).unwrap().id, "b");
-        assert_eq!(v.catch_all.as_ref().unwrap().backends.len(), 0);
-        assert_eq!(v.frontends(), 3);
-        set(&mut v, "frontend:a.com", None, None);
-        set(&mut v, "frontend:*", Some(Value::Str(Bytes::from("x"))), None);
-        assert_eq!(v.frontends(), 1);
-    }
-
-    #[test]
-    fn dead_sets_and_overlay() {
-        let mut v = RoutingView::default();
-        let members = ["1", "x"].iter().map(|s| Bytes::from(*s)).collect();
-        set(&mut v, "dead:a.com", Some(Value::Set(members)), Some(1000));
-        assert!(v.is_dead(b"a.com", 1, 999));
-        assert!(!v.is_dead(b"a.com", 1, 1000));
-        assert!(!v.is_dead(b"a.com", 0, 0));
-
+    fn marks_are_published_and_coalesced() {
         let shared = SharedView::default();
         let host = Bytes::from("h");
         assert!(shared.mark_local(&host, 0, Duration::from_secs(1), 0));
         assert!(!shared.mark_local(&host, 0, Duration::from_secs(1), 10), "coalesced while fresh");
-        assert!(shared.mark_local(&host, 1, Duration::from_secs(1), 500));
-        assert!(shared.load().is_dead(b"h", 0, 1499), "a new mark refreshes the set's TTL");
-        assert!(!shared.load().is_dead(b"h", 0, 1500));
-        assert!(shared.mark_local(&host, 0, Duration::from_secs(1), 2000), "marks again once expired");
-    }
-
-    fn apply(shared: &SharedView, keyspace: &Keyspace, keys: &[&str]) {
-        let db = shared.keys().db;
-        let changes: Vec<Change> =
-            keys.iter().map(|k| Change { db, key: Bytes::copy_from_slice(k.as_bytes()) }).collect();
-        shared.apply_changes(keyspace, &changes, false, 0);
-    }
-
-    #[test]
-    fn a_replicated_change_of_a_host_drops_its_local_marks() {
-        let shared = SharedView::default();
-        let ttl = Duration::from_secs(30);
-        let ks = Keyspace::default();
-        for host in ["a.com", "b.com", "x.w.com", "w.com", "other.org"] {
-            assert!(shared.mark_local(&Bytes::from(host), 1, ttl, 0));
-        }
-        let marked = |h: &str| shared.load().is_dead(h.as_bytes(), 1, 1);
-        apply(&shared, &ks, &["dead:a.com"]);
-        assert!(!marked("a.com"), "DEL/SREM/SADD of dead:<host> replaces the local mark");
-        assert!(marked("b.com"));
-        apply(&shared, &ks, &["frontend:b.com"]);
-        assert!(!marked("b.com"), "a rewritten frontend forgets marks made by index");
-        apply(&shared, &ks, &["frontend:*.w.com"]);
-        assert!(!marked("x.w.com") && marked("w.com"), "a wildcard covers strict subdomains only");
-        apply(&shared, &ks, &["tls:other.org", "hchecker_ping", "frontend2:other.org"]);
-        assert!(marked("other.org"), "other keys leave marks alone");
-        apply(&shared, &ks, &["frontend:*"]);
-        assert!(!marked("other.org") && !marked("w.com"), "the catch-all can route any host");
-    }
-
-    #[test]
-    fn routing_keys_database_and_prefix() {
-        let keys = RoutingKeys { db: 3, prefix: Bytes::from("hip_") };
-        let shared = SharedView::new(keys.clone());
-        let mut node = crate::routes::testkit::Node::new();
-        for (db, key) in
-            [(3, "hip_frontend:a.com"), (0, "frontend:b.com"), (3, "frontend:c.com"), (0, "hip_frontend:d.com")]
-        {
-            node.db = db;
-            node.run(&format!("RPUSH {key} id http://127.0.0.1:1"));
-        }
-        shared.apply_changes(&node.ks, &[], true, 0);
-        let view = shared.load();
-        assert!(view.exact.contains_key(b"a.com".as_slice()));
-        assert_eq!(view.frontends(), 1, "only <prefix>frontend: keys of the configured database");
-    }
-
-    #[test]
-    fn hchecker_ping_freshness() {
-        let mut v = RoutingView::default();
-        assert!(!v.hchecker_active(100_000));
-        set(&mut v, "hchecker_ping", Some(Value::Str(Bytes::from("100"))), None);
-        assert!(v.hchecker_active(130_000));
-        assert!(!v.hchecker_active(131_000));
+        assert!(shared.load().is_dead(b"h", 0, 999), "published to readers");
     }
 }

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::types::Origin;
-use crate::routes::Reply;
+use crate::keyspace::Reply;
 
 /// Processes of one node remembered at once. A node's earlier process can only matter while
 /// one of its forwards is still on the wire, so a few restarts back is plenty; the one whose

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::types::{NodeInfo, Op};
-use crate::routes::Reply;
+use crate::keyspace::Reply;
 
 /// What a follower asks the leader to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -26,9 +26,9 @@ use super::network::{Channels, Network};
 use super::proposer::{propose_batches, Proposal, Sequencer};
 use super::state_machine::{Applied, AppliedState, ApplyListener, StateMachine};
 use super::types::{NodeInfo, Raft};
+use crate::keyspace::{Keyspace, Reply};
 use crate::peer_tls::PeerTls;
 use crate::pubsub::PubSub;
-use crate::routes::{Keyspace, Reply};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -11,7 +11,7 @@ use super::forward::{Answer, Forwarded};
 use super::leader::unexpected;
 use super::node::{NodeError, RaftNode, Written};
 use super::types::{Op, Origin};
-use crate::routes::Reply;
+use crate::keyspace::Reply;
 
 /// How long a write taken on a follower waits for that follower to apply it before answering
 /// anyway (the write is committed either way; only read-your-writes on this node is at stake).

@@ -1,6 +1,6 @@
 //! The replicated keyspace as an openraft state machine, persisted in sled as snapshots.
 //!
-//! - `apply` runs each entry through the pure core (`routes::Keyspace`) in memory only. What
+//! - `apply` runs each entry through the pure core (`keyspace::Keyspace`) in memory only. What
 //!   makes a write durable is its log entry (flushed before it commits); the state machine is
 //!   persisted by the snapshots openraft asks for every `snapshotThreshold` entries. On start
 //!   it loads the latest snapshot and openraft re-applies the log after it. Writing each
@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use super::dedup::{Admission, Proposers};
 use super::durable::Durable;
 use super::types::{Entry, LogId, Op, Origin, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::keyspace::{ApplyCtx, Change, Keyspace, Publisher, Reply, Watch};
 use crate::pubsub::PubSub;
-use crate::routes::{ApplyCtx, Change, Keyspace, Publisher, Reply, Watch};
 
 const SNAPSHOT_META: &[u8] = b"meta";
 const SNAPSHOT_DATA: &[u8] = b"data";
@@ -148,7 +148,7 @@ struct SnapshotBodyWithoutTags {
 /// The body as written before WATCH buckets (`Keyspace::stamps`).
 #[derive(Deserialize)]
 struct SnapshotBodyWithoutStamps {
-    keyspace: crate::routes::KeyspaceWithoutStamps,
+    keyspace: crate::keyspace::KeyspaceWithoutStamps,
 }
 
 /// A keyspace whose proposers are unknown (a fresh node, or a body from before tags).
@@ -418,13 +418,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keyspace::{ApplyCtx, NullPublisher, DATABASES};
     use crate::raft::types::Request;
-    use crate::routes::{ApplyCtx, NullPublisher, DATABASES};
 
     /// A snapshot body as the program wrote it before `Keyspace::stamps`.
     #[derive(Serialize)]
     struct BodyWithoutStamps<'a> {
-        dbs: &'a [crate::routes::db::Db; DATABASES],
+        dbs: &'a [crate::keyspace::db::Db; DATABASES],
         clock_ms: u64,
     }
 

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::routes::Reply;
+use crate::keyspace::Reply;
 
 /// Where a node can be reached; replicated in the membership so any node can find the
 /// leader's admin endpoints without a separate directory.

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::encode::Protocol;
 use super::server::Shared;
 use super::session::Session;
-use crate::routes::{self, Reply, DATABASES};
+use crate::keyspace::{self, Reply, DATABASES};
 
 /// The Redis version we answer as: the one whose replies our differential tests match.
 pub const REDIS_VERSION: &str = "7.0.15";
@@ -114,7 +114,7 @@ pub fn client(session: &mut Session, argv: &[Bytes]) -> Reply {
 }
 
 fn all_commands() -> impl Iterator<Item = (&'static str, i32, bool, (i32, i32, i32), &'static str, &'static str)> {
-    let core = routes::commands::command_table()
+    let core = keyspace::commands::command_table()
         .iter()
         .map(|c| (c.name, c.arity, c.replicated, (c.first_key, c.last_key, c.step), c.group, c.summary));
     let conn = CONNECTION_COMMANDS.iter().map(|(n, a, s)| (*n, *a, false, (0, 0, 0), "connection", *s));

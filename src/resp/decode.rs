@@ -14,7 +14,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::routes::Reply;
+use crate::keyspace::Reply;
 
 /// Redis's `PROTO_INLINE_MAX_SIZE`: how much may be buffered without finding the end of an
 /// inline line or of a `*`/`$` count line before the client is cut off.

@@ -7,7 +7,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::decode::ProtocolError;
-use crate::routes::Reply;
+use crate::keyspace::Reply;
 
 /// What the connection negotiated: RESP2 until a successful `HELLO 3`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

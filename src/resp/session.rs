@@ -14,9 +14,9 @@ use subtle::ConstantTimeEq;
 use super::admin;
 use super::encode::{encode, Protocol};
 use super::server::Shared;
+use crate::keyspace::{self, Reply, DATABASES};
 use crate::pubsub::{ConnId, Message, Sender};
 use crate::raft::{now_ms, NodeError, Op, WatchedKey};
-use crate::routes::{self, Reply, DATABASES};
 
 /// Whether the connection goes on after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,9 +224,9 @@ impl Session {
 
     /// Whether `handle` would send `argv` straight to the log as one `Op::Command`.
     fn is_plain_write(&self, argv: &[Bytes]) -> bool {
-        let Some(spec) = argv.first().and_then(|name| routes::lookup(name)) else { return false };
+        let Some(spec) = argv.first().and_then(|name| keyspace::lookup(name)) else { return false };
         spec.replicated
-            && routes::commands::arity_matches(spec.arity, argv.len())
+            && keyspace::commands::arity_matches(spec.arity, argv.len())
             && self.authenticated
             && self.tx.is_none()
             && !(self.proto == Protocol::Resp2 && self.subscriptions() > 0)
@@ -263,13 +263,13 @@ impl Session {
     /// discards it. Commands answered by this session must be listed in
     /// `admin::CONNECTION_COMMANDS`, or they are refused here as unknown.
     fn reject(&mut self, name: &str, argv: &[Bytes]) -> Option<Reply> {
-        let arity = match routes::lookup(&argv[0]) {
+        let arity = match keyspace::lookup(&argv[0]) {
             Some(spec) => Some(spec.arity),
             None => admin::connection_arity(name),
         };
         let refusal = match arity {
-            None => routes::unknown_command(argv),
-            Some(arity) if routes::commands::arity_matches(arity, argv.len()) => return None,
+            None => keyspace::unknown_command(argv),
+            Some(arity) if keyspace::commands::arity_matches(arity, argv.len()) => return None,
             Some(_) if name == "exec" => {
                 self.tx = None;
                 self.watched.clear();
@@ -286,7 +286,7 @@ impl Session {
     }
 
     async fn keyspace_command(&mut self, argv: Vec<Bytes>) -> Reply {
-        let Some(spec) = routes::lookup(&argv[0]) else { return routes::unknown_command(&argv) };
+        let Some(spec) = keyspace::lookup(&argv[0]) else { return keyspace::unknown_command(&argv) };
         if spec.replicated {
             return self.write_all(vec![argv]).await.pop().unwrap_or_else(|| Reply::err("ERR the write got no reply"));
         }
@@ -435,7 +435,7 @@ impl Session {
     /// Queues a command inside MULTI (`reject` has already refused unknown commands and
     /// wrong arity, as Redis does); everything else fails (or not) at EXEC, in the core.
     fn queue(&mut self, name: &str, argv: Vec<Bytes>) -> Reply {
-        let runs_in_core = routes::lookup(&argv[0]).is_some() || matches!(name, "select" | "ping" | "echo");
+        let runs_in_core = keyspace::lookup(&argv[0]).is_some() || matches!(name, "select" | "ping" | "echo");
         let Some(tx) = self.tx.as_mut() else { return Reply::err("ERR EXEC without MULTI") };
         if !runs_in_core {
             tx.poisoned = true;

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hipache_raft::keyspace::Reply;
 use hipache_raft::resp::encode::parse_reply;
-use hipache_raft::routes::Reply;
 use serde_json::{json, Value};
 
 /// A node process and the addresses it reported.

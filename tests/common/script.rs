@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use hipache_raft::keyspace::Reply;
 use hipache_raft::resp::decode::{decode, Limits};
 use hipache_raft::resp::encode::parse_reply;
-use hipache_raft::routes::Reply;
 
 use super::{encode_command, Node, RawConn, RedisServer, Resp, UnixResp};
 

@@ -51,7 +51,7 @@ pub fn start_node(dir: &Path, patch: Value) -> Node {
 }
 
 /// Runs a RESP command and returns its reply (the blocking client, off the async runtime).
-pub fn resp(node: &Node, args: &[&str]) -> hipache_raft::routes::Reply {
+pub fn resp(node: &Node, args: &[&str]) -> hipache_raft::keyspace::Reply {
     let mut r: Resp = node.resp();
     r.cmd(args)
 }

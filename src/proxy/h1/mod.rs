@@ -28,14 +28,14 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::access_log::Record;
-use super::backend::Frontend;
 use super::body::{Body, OnEnd};
 use super::forward::ClientInfo;
 use super::handler::{no_retry, Shared};
-use super::lookup::Lookup;
 use super::metrics::BackendError;
 use super::now_ms;
-use crate::routes::host::Host;
+use crate::routing::backend::Frontend;
+use crate::routing::host::Host;
+use crate::routing::lookup::Lookup;
 use chunked::ChunkedScanner;
 use head::{BackendHead, ClientRequest, Framing, Parsed, MAX_HEADERS};
 pub use pool::Pool;

@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 
-use super::keyspace::{ApplyCtx, Keyspace, Publisher};
 use super::reply::Reply;
+use super::store::{ApplyCtx, Keyspace, Publisher};
 
 /// Splits on spaces; test arguments never contain one.
 pub(crate) fn argv(cmd: &str) -> Vec<Bytes> {

@@ -12,19 +12,18 @@ pub(crate) mod db;
 mod expire;
 pub mod glob;
 mod hashes;
-pub mod host;
 mod keys;
-pub mod keyspace;
 mod lists;
 pub mod reply;
 mod server;
 mod sets;
+pub mod store;
 mod strings;
 pub mod value;
 
 pub use commands::{command_table, lookup, select, unknown_command, CommandSpec};
-pub use keyspace::{ApplyCtx, Change, Entry, Keyspace, KeyspaceWithoutStamps, NullPublisher, Publisher, Watch};
 pub use reply::Reply;
+pub use store::{ApplyCtx, Change, Entry, Keyspace, KeyspaceWithoutStamps, NullPublisher, Publisher, Watch};
 pub use value::Value;
 
 /// Redis' default `databases`.

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::backend::Frontend;
+use super::host::{Candidate, Host};
 use super::view::RoutingView;
-use crate::routes::host::{Candidate, Host};
 
 /// What the routing view says about a request host.
 #[derive(Debug)]
@@ -53,7 +53,7 @@ impl RoutingView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::view::{DeadSet, Map};
+    use crate::routing::view::{DeadSet, Map};
     use bytes::Bytes;
 
     fn frontend(id: &str, backends: usize) -> Arc<Frontend> {

@@ -8,8 +8,8 @@
 use bytes::Bytes;
 
 use super::db::Db;
-use super::keyspace::{Entry, Keyspace, Publisher};
 use super::reply::Reply;
+use super::store::{Entry, Keyspace, Publisher};
 use super::value::{Kind, Value};
 
 pub(crate) struct View<'a> {

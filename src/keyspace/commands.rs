@@ -241,7 +241,7 @@ fn select_index(argv: &[Bytes]) -> Result<usize, Reply> {
     };
     let out_of_int = || Reply::err("ERR value is out of range, value must between -2147483648 and 2147483647");
     let index = i32::try_from(super::args::int_arg(index)?).map_err(|_| out_of_int())?;
-    usize::try_from(index).ok().filter(|&i| i < DATABASES).ok_or_else(super::keyspace::db_out_of_range)
+    usize::try_from(index).ok().filter(|&i| i < DATABASES).ok_or_else(super::store::db_out_of_range)
 }
 
 #[cfg(test)]

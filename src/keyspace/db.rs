@@ -8,7 +8,7 @@ use bytes::Bytes;
 use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 
-use super::keyspace::Entry;
+use super::store::Entry;
 use super::value::Value;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
