@@ -415,6 +415,36 @@ async fn metrics_count_known_traffic() {
     );
 }
 
+/// A request the HTTP/1.1 fast path hands over to hyper after a failed attempt keeps its retry
+/// count. Each host has a refused `http://` backend (the fast path's) and a refused `https://`
+/// one (hyper's only), and `retryOnError: 1`: two attempts per request in all, one retry,
+/// whichever backend is picked first. With the count reset at the hand-over, a request that
+/// failed on the fast path first got two more attempts there (two retries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_count_carries_over_the_hand_over_to_hyper() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = json!({ "server": { "retryOnError": 1 }, "cluster": { "metrics": metrics.to_string() } });
+    let node = start_node(dir.path(), config);
+    let (addr, c) = (http_addr(&node), client());
+    const HOSTS: usize = 20;
+    for i in 0..HOSTS {
+        let tls = refused_url().replace("http://", "https://");
+        resp(&node, &["RPUSH", &format!("frontend:h{i}.test"), "app", &refused_url(), &tls]);
+    }
+    let before = tokio::task::spawn_blocking(move || scrape(metrics)).await.unwrap();
+    for i in 0..HOSTS {
+        // A new client connection each: hyper keeps the rest of a connection it took over.
+        let answer = get(&c, addr, &format!("h{i}.test"), &[("connection", "close")]).await;
+        assert_eq!(answer.status, 502, "h{i}.test");
+    }
+    let after = tokio::task::spawn_blocking(move || scrape(metrics)).await.unwrap();
+    let delta = |k: &str| after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
+    assert_eq!(delta("hipache_retries_total"), HOSTS as f64, "one retry per request");
+    assert_eq!(delta(r#"hipache_backend_errors_total{kind="connect"}"#), 2.0 * HOSTS as f64, "two attempts each");
+}
+
 /// A backend that never completes the TCP handshake, on loopback: a listener with the smallest
 /// backlog that never accepts, its queue filled by our own connections, so the kernel drops
 /// further SYNs. The proxy gives up after `connectTimeout`, marks it dead and retries.

@@ -38,17 +38,26 @@ pub enum AccessLogError {
     Open { path: PathBuf, source: std::io::Error },
 }
 
-/// One request, complete but for the numbers known only when the response body ends.
+/// What the client asked, as the log line shows it. Each HTTP path fills it from its own
+/// view of the request head.
 #[derive(Debug)]
-pub struct Record {
+pub struct Request {
+    /// The `X-Real-IP` the backend saw: the client's own header, or ours.
     pub remote: Option<HeaderValue>,
     pub time: SystemTime,
     pub method: Method,
+    /// The request target as an HTTP/1 client sends it, also for HTTP/2 clients.
     pub uri: Uri,
     pub version: Version,
-    pub status: u16,
     pub referer: Option<HeaderValue>,
     pub user_agent: Option<HeaderValue>,
+}
+
+/// One request, complete but for the numbers known only when the response body ends.
+#[derive(Debug)]
+pub struct Record {
+    pub request: Request,
+    pub status: u16,
     pub identifier: Bytes,
     pub start: Instant,
     pub backend_start: Instant,
@@ -74,8 +83,26 @@ impl AccessLog {
         Ok(AccessLog { tx })
     }
 
-    /// Sends the record once the response body has ended, with its byte count and times.
-    pub fn on_end(&self, record: Record) -> Box<dyn OnEnd> {
+    /// Logs `request`, answered `status` by `identifier`'s backend, once the response body
+    /// has ended, with its byte count and the times since `start` and `backend_start`.
+    pub fn on_end(
+        &self,
+        request: Request,
+        status: u16,
+        identifier: Bytes,
+        start: Instant,
+        backend_start: Instant,
+    ) -> Box<dyn OnEnd> {
+        let record = Record {
+            request,
+            status,
+            identifier,
+            start,
+            backend_start,
+            bytes: 0,
+            total: Duration::ZERO,
+            backend: Duration::ZERO,
+        };
         Box::new(Pending { log: self.clone(), record })
     }
 
@@ -172,11 +199,12 @@ fn reopen(target: &Target, out: &mut std::io::BufWriter<Box<dyn Write + Send>>) 
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// Formats one line (with its newline) into `out`.
-pub fn format_line(out: &mut String, r: &Record) {
-    let secs = r.time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+pub fn format_line(out: &mut String, record: &Record) {
+    let (r, req) = (record, &record.request);
+    let secs = req.time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let tod = secs % 86_400;
-    let version = match r.version {
+    let version = match req.version {
         Version::HTTP_09 => "0.9",
         Version::HTTP_10 => "1.0",
         Version::HTTP_2 => "2.0",
@@ -186,20 +214,20 @@ pub fn format_line(out: &mut String, r: &Record) {
     let _ = writeln!(
         out,
         "{} - - [{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000] \"{} {} HTTP/{}\" {} {} \"{}\" \"{}\" \"{}\" {:.3} {:.3}",
-        text(r.remote.as_ref().map(HeaderValue::as_bytes).unwrap_or(b"-")),
+        text(req.remote.as_ref().map(HeaderValue::as_bytes).unwrap_or(b"-")),
         day,
         MONTHS[(month - 1) as usize],
         year,
         tod / 3600,
         tod % 3600 / 60,
         tod % 60,
-        r.method,
-        r.uri,
+        req.method,
+        req.uri,
         version,
         r.status,
         r.bytes,
-        text(r.referer.as_ref().map(HeaderValue::as_bytes).unwrap_or(b"")),
-        text(r.user_agent.as_ref().map(HeaderValue::as_bytes).unwrap_or(b"")),
+        text(req.referer.as_ref().map(HeaderValue::as_bytes).unwrap_or(b"")),
+        text(req.user_agent.as_ref().map(HeaderValue::as_bytes).unwrap_or(b"")),
         text(&r.identifier),
         r.total.as_secs_f64(),
         r.backend.as_secs_f64(),
@@ -233,14 +261,16 @@ mod tests {
     fn formats_like_hipache() {
         let now = Instant::now();
         let record = Record {
-            remote: Some(HeaderValue::from_static("1.2.3.4")),
-            time: UNIX_EPOCH + Duration::from_secs(1_764_060_245), // 2025-11-25 08:44:05 UTC
-            method: Method::GET,
-            uri: Uri::from_static("/a?b=1"),
-            version: Version::HTTP_11,
+            request: Request {
+                remote: Some(HeaderValue::from_static("1.2.3.4")),
+                time: UNIX_EPOCH + Duration::from_secs(1_764_060_245), // 2025-11-25 08:44:05 UTC
+                method: Method::GET,
+                uri: Uri::from_static("/a?b=1"),
+                version: Version::HTTP_11,
+                referer: None,
+                user_agent: Some(HeaderValue::from_static("curl/8 \"x\"")),
+            },
             status: 200,
-            referer: None,
-            user_agent: Some(HeaderValue::from_static("curl/8 \"x\"")),
             identifier: Bytes::from("app"),
             start: now,
             backend_start: now,

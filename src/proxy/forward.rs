@@ -72,18 +72,13 @@ const UPGRADE_KEEPS: u8 = CONNECTION_BIT | 1 << 6;
 /// Which [`HOP_BY_HOP`] names `headers` holds, in one pass over its names: every `remove`
 /// hashes its name, and most messages hold none of these (or only `Connection`).
 fn hop_by_hop_bits(headers: &HeaderMap) -> u8 {
-    headers.keys().fold(0, |bits, name| {
-        bits | match name.as_str() {
-            "connection" => 1,
-            "keep-alive" => 1 << 1,
-            "proxy-connection" => 1 << 2,
-            "te" => 1 << 3,
-            "trailer" => 1 << 4,
-            "transfer-encoding" => 1 << 5,
-            "upgrade" => 1 << 6,
-            _ => 0,
-        }
-    })
+    headers.keys().fold(0, |bits, name| bits | HOP_BY_HOP.iter().position(|h| h == name).map_or(0, |i| 1 << i))
+}
+
+/// Whether a header name (any case) is one of [`HOP_BY_HOP`]: the fast path's raw-header form
+/// of the same rule.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h.as_str()))
 }
 
 /// Removes hop-by-hop headers, including those named by `Connection`. On an upgrade the

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
@@ -13,52 +13,17 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
 
-use super::access_log::{AccessLog, Record};
+use super::access_log;
 use super::body::{empty, full, Body, Observed};
-use super::client::Backends;
-use super::dead::DeadMarker;
 use super::forward::{add_forwarded, is_upgrade, strip_hop_by_hop, ClientInfo};
-use super::metrics::{BackendError, Metrics};
-use super::pages::{self, msg, Pages};
-use super::view::SharedView;
+use super::metrics::BackendError;
+use super::pages::{self, msg};
+use super::retry::{Attempts, MAX_REPLAY_BODY};
+use super::shared::Shared;
 use super::{now_ms, upgrade};
 use crate::routing::backend::Frontend;
 use crate::routing::host::{Host, HostError};
 use crate::routing::lookup::Lookup;
-
-/// Request bodies up to this size are buffered so a failed attempt can be retried; larger
-/// or unsized bodies stream through and get one attempt (Hipache retried with an already
-/// consumed stream, §3.6, fixed per §9.2).
-pub const MAX_REPLAY_BODY: u64 = 64 * 1024;
-
-/// Everything the request path shares; built once by `server`.
-pub struct Shared {
-    pub view: Arc<SharedView>,
-    pub client: Backends,
-    pub pages: Pages,
-    pub dead: DeadMarker,
-    pub access_log: Option<AccessLog>,
-    pub metrics: Metrics,
-    /// `server.backendTimeout`: how long to wait for a backend's response head.
-    pub backend_timeout: Option<Duration>,
-    /// `server.retryOnError`.
-    pub retry_on_error: u32,
-    /// The HTTP/1.1 fast path's backend connections (`h1`).
-    pub h1_pool: super::h1::Pool,
-    /// `server.connectTimeout`, for the fast path's own connects.
-    pub connect_timeout: Option<Duration>,
-}
-
-/// Why a failed attempt whose body can be resent is not retried, if it is not (§3.6).
-pub fn no_retry(shared: &Shared, retries: u32) -> Option<&'static str> {
-    if shared.retry_on_error == 0 {
-        Some(msg::RETRY_DISABLED)
-    } else if retries >= shared.retry_on_error {
-        Some(msg::MAX_RETRIES)
-    } else {
-        None
-    }
-}
 
 static X_DEBUG: HeaderName = HeaderName::from_static("x-debug");
 static X_DEBUG_BACKEND_URL: HeaderName = HeaderName::from_static("x-debug-backend-url");
@@ -86,10 +51,13 @@ struct Context {
     debug: bool,
 }
 
+/// Answers one request. `attempts` is what the fast path already spent on it before handing
+/// the connection over (nothing for any other request).
 pub async fn handle(
     shared: Arc<Shared>,
     client: Arc<ClientInfo>,
     mut req: Request<Incoming>,
+    attempts: Attempts,
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let debug = req.headers().contains_key(&X_DEBUG);
@@ -117,7 +85,7 @@ pub async fn handle(
         }
     };
     prepare_headers(&mut parts, &client, upgrade);
-    Ok(proxy(&shared, &ctx, parts, body, client_upgrade).await)
+    Ok(proxy(&shared, &ctx, parts, body, client_upgrade, attempts).await)
 }
 
 /// `Host`, or the HTTP/2 `:authority` when there is no `Host` header.
@@ -162,9 +130,9 @@ async fn proxy(
     parts: Parts,
     mut body: RequestBody,
     mut client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    mut attempts: Attempts,
 ) -> Response<Body> {
     let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let mut retries = 0;
     loop {
         let (frontend, idx) = match shared.view.load().lookup(&ctx.host, now_ms(), |n| rand::random_range(0..n)) {
             Lookup::NotFound => return error(shared, ctx, StatusCode::BAD_REQUEST, msg::NOT_FOUND),
@@ -199,9 +167,9 @@ async fn proxy(
             Some(t) => tokio::time::timeout(t, sent).await.map_err(|_| BackendError::Timeout),
             None => Ok(sent.await),
         };
-        let failure = match result {
+        let (kind, error) = match result {
             Ok(Ok(mut resp)) => {
-                shared.dead.answered(ctx.host.as_bytes(), &frontend, idx, resp.status().as_u16());
+                attempts.answered(shared, &ctx.host, &frontend, idx, resp.status().as_u16());
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(client_side) = client_upgrade.take() {
                         upgrade::tunnel(client_side, hyper::upgrade::on(&mut resp), shared.metrics.clone());
@@ -211,26 +179,15 @@ async fn proxy(
             }
             Ok(Err(e)) => {
                 let kind = if e.is_connect() { BackendError::Connect } else { BackendError::Other };
-                tracing::warn!(host = ctx.host.as_str(), backend = %String::from_utf8_lossy(&backend.url), idx, error = %error_chain(&e), "backend error");
-                kind
+                (kind, error_chain(&e))
             }
-            Err(timeout) => {
-                tracing::warn!(host = ctx.host.as_str(), backend = %String::from_utf8_lossy(&backend.url), idx, "backend timeout");
-                timeout
-            }
+            Err(timeout) => (timeout, "no response head in time".to_owned()),
         };
-        shared.dead.failed(ctx.host.as_bytes(), &frontend, idx, failure);
-        let message = match &body {
-            RequestBody::Streaming(_) => Some(msg::CANNOT_RETRY),
-            _ => no_retry(shared, retries),
-        };
-        if let Some(message) = message {
+        let replayable = matches!(body, RequestBody::Replayable(_));
+        if let Err(message) = attempts.failed(shared, (&ctx.host, &frontend, idx), kind, &error, replayable) {
             let resp = shared.pages.error(StatusCode::BAD_GATEWAY, message, ctx.debug);
             return logged(shared, ctx, &parts, resp, &frontend.id, backend_start);
         }
-        retries += 1;
-        shared.metrics.retries.increment(1);
-        tracing::info!(host = ctx.host.as_str(), retries, "retrying");
     }
 }
 
@@ -294,25 +251,18 @@ fn logged(
     let resp = respond(shared, resp, ctx.start);
     let Some(log) = &shared.access_log else { return resp };
     let header = |name: header::HeaderName| parts.headers.get(name).cloned();
-    let record = Record {
+    let request = access_log::Request {
         // The X-Real-IP sent to the backend: Hipache logs that header, the client's or ours.
         remote: parts.headers.get("x-real-ip").cloned(),
         time: ctx.time,
         method: parts.method.clone(),
-        // The request target as an HTTP/1 client sends it, also for HTTP/2 clients.
         uri: parts.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone())),
         version: ctx.version,
-        status: resp.status().as_u16(),
         referer: header(header::REFERER),
         user_agent: header(header::USER_AGENT),
-        identifier: identifier.clone(),
-        start: ctx.start,
-        backend_start,
-        bytes: 0,
-        total: Duration::ZERO,
-        backend: Duration::ZERO,
     };
-    resp.map(|body| Observed::wrap(body, log.on_end(record)))
+    let on_end = log.on_end(request, resp.status().as_u16(), identifier.clone(), ctx.start, backend_start);
+    resp.map(|body| Observed::wrap(body, on_end))
 }
 
 fn error(shared: &Shared, ctx: &Context, status: StatusCode, message: &'static str) -> Response<Body> {

@@ -6,8 +6,9 @@
 //!
 //! - [`server`]: listeners, TLS handshakes, HTTP/1.1 + HTTP/2, graceful drain;
 //! - [`h1`]: the HTTP/1.1 fast path for ordinary requests to `http://` backends;
-//! - [`handler`]: every other request (hyper) — host, body, lookup, attempts, retries, response;
-//! - [`view`] / [`lookup`] / [`backend`]: the routing snapshot and backend choice;
+//! - [`handler`]: every other request (hyper) — host, body, lookup, attempts, response;
+//! - [`retry`]: the retry and dead-marking policy both paths follow; [`shared`]: what they share;
+//! - [`view`]: the published routing view (`crate::routing` builds it and picks backends);
 //! - [`dead`]: passive health checks; [`forward`]: header rules; [`upgrade`]: tunnels;
 //! - [`tls`], [`client`], [`pages`], [`access_log`], [`metrics`], [`body`], [`options`].
 
@@ -21,7 +22,9 @@ pub mod handler;
 pub mod metrics;
 pub mod options;
 pub mod pages;
+pub mod retry;
 pub mod server;
+pub mod shared;
 pub mod tls;
 pub mod upgrade;
 pub mod view;

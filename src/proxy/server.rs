@@ -23,10 +23,12 @@ use super::client;
 use super::dead::DeadMarker;
 use super::forward::ClientInfo;
 use super::h1::{self, Ended, Rewind};
-use super::handler::{self, Shared};
+use super::handler;
 use super::metrics::Metrics;
 use super::options::ProxyOptions;
 use super::pages::Pages;
+use super::retry::Attempts;
+use super::shared::Shared;
 use super::tls::{self, TlsError};
 use super::view::SharedView;
 use crate::raft::RaftNode;
@@ -219,15 +221,20 @@ impl Connection {
     /// The watcher is held throughout, so the drain waits for fast-path connections too.
     async fn serve<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self, io: I, watcher: Watcher, h2: bool) {
         let Connection { shared, builder, client, tcp_timeout, shutdown, .. } = self;
-        let io = if h2 {
-            Rewind::new(bytes::Bytes::new(), io)
+        let (io, attempts) = if h2 {
+            (Rewind::new(bytes::Bytes::new(), io), Attempts::default())
         } else {
             match h1::serve(shared.clone(), client.clone(), io, tcp_timeout, shutdown).await {
                 Ended::Closed => return,
-                Ended::Hyper(io) => io,
+                Ended::Hyper(io, attempts) => (io, attempts),
             }
         };
-        let service = service_fn(move |req| handler::handle(shared.clone(), client.clone(), req));
+        // The fast path's attempts belong to the request it handed over, hyper's first.
+        let carried = std::sync::Mutex::new(Some(attempts));
+        let service = service_fn(move |req| {
+            let attempts = carried.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+            handler::handle(shared.clone(), client.clone(), req, attempts)
+        });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
         if let Err(e) = watcher.watch(conn).await {
             tracing::debug!(error = %e, "client connection ended with an error");

@@ -7,8 +7,8 @@
 //! safe, so the fast path stays small and strict: it never guesses at message framing,
 //! which is where request smuggling lives.
 
-use super::super::forward::ClientInfo;
-use super::super::handler::MAX_REPLAY_BODY;
+use super::super::forward::{is_hop_by_hop, ClientInfo};
+use super::super::retry::MAX_REPLAY_BODY;
 
 /// Header slots for one parse; a message with more is declined (hyper allows 100).
 pub const MAX_HEADERS: usize = 64;
@@ -39,14 +39,6 @@ pub struct ClientRequest<'h, 'b> {
     headers: &'h [httparse::Header<'b>],
     /// Which `X-Forwarded-*` headers the client sent (bits of [`FORWARDED`]).
     forwarded: u8,
-}
-
-/// Header names the fast path never forwards: hop-by-hop (RFC 9110 §7.6.1). Requests with
-/// `Transfer-Encoding` or `Upgrade` are declined before this matters.
-fn is_hop_by_hop(name: &str) -> bool {
-    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"]
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// `X-Forwarded-*` in the order [`ClientRequest::write_backend_head`] adds them.

@@ -27,12 +27,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::access_log::Record;
+use super::access_log;
 use super::body::{Body, OnEnd};
 use super::forward::ClientInfo;
-use super::handler::{no_retry, Shared};
 use super::metrics::BackendError;
 use super::now_ms;
+use super::retry::Attempts;
+use super::shared::Shared;
 use crate::routing::backend::Frontend;
 use crate::routing::host::Host;
 use crate::routing::lookup::Lookup;
@@ -45,8 +46,9 @@ pub use rewind::Rewind;
 pub enum Ended<I> {
     /// Closed (by either side, an idle timeout, or shutdown).
     Closed,
-    /// hyper serves the rest of the connection, starting with the bytes put back.
-    Hyper(Rewind<I>),
+    /// hyper serves the rest of the connection, starting with the bytes put back; its first
+    /// request has already made these attempts here.
+    Hyper(Rewind<I>, Attempts),
 }
 
 /// Backend reads: one read takes a typical response whole.
@@ -91,10 +93,10 @@ where
                         return Ended::Closed;
                     }
                     Flow::Abort => return Ended::Closed,
-                    Flow::Decline => return Ended::Hyper(Rewind::new(buf.freeze(), io)),
+                    Flow::Decline(attempts) => return Ended::Hyper(Rewind::new(buf.freeze(), io), attempts),
                 }
             }
-            Parsed::Decline => return Ended::Hyper(Rewind::new(buf.freeze(), io)),
+            Parsed::Decline => return Ended::Hyper(Rewind::new(buf.freeze(), io), Attempts::default()),
             // The head or the body is still incomplete.
             Parsed::Done(_) | Parsed::Partial => {}
         }
@@ -133,8 +135,9 @@ enum Flow {
     Close,
     /// Broken mid-response: close without further writes.
     Abort,
-    /// Nothing was sent: hyper answers this request and the rest of the connection.
-    Decline,
+    /// Nothing was sent: hyper answers this request, after the attempts made here, and the
+    /// rest of the connection.
+    Decline(Attempts),
 }
 
 /// Why an attempt failed before anything reached the client.
@@ -188,20 +191,20 @@ impl Conn<'_> {
     async fn proxy<I: AsyncWrite + Unpin>(&mut self, req: &ClientRequest<'_, '_>, raw: &[u8], io: &mut I) -> Flow {
         let start = Instant::now();
         let time = self.shared.access_log.is_some().then(SystemTime::now);
-        let Ok(host) = Host::parse(req.host) else { return Flow::Decline };
+        let Ok(host) = Host::parse(req.host) else { return Flow::Decline(Attempts::default()) };
         let mut request = Vec::with_capacity(raw.len() + 160);
         req.write_backend_head(self.client, self.shared.h1_pool.keeps_alive(), &mut request);
         request.extend_from_slice(&raw[req.head_len..]);
         let head_request = req.method == "HEAD";
 
-        let mut retries = 0;
+        let mut attempts = Attempts::default();
         let mut fresh_only = false;
         loop {
-            let Some((frontend, idx, authority)) = pick(self.shared, &host) else { return Flow::Decline };
+            let Some((frontend, idx, authority)) = pick(self.shared, &host) else { return Flow::Decline(attempts) };
             let backend_start = Instant::now();
             let failure = match self.attempt(&authority, &request, head_request, req.close, fresh_only).await {
                 Ok(answered) => {
-                    self.shared.dead.answered(host.as_bytes(), &frontend, idx, answered.status);
+                    attempts.answered(self.shared, &host, &frontend, idx, answered.status);
                     self.shared.metrics.response(answered.status, start.elapsed());
                     let log = self.log_record(req, time, answered.status, &frontend, start, backend_start);
                     return self.relay(io, answered, req.close, log, &authority).await;
@@ -212,18 +215,14 @@ impl Conn<'_> {
                 }
                 Err(failure) => failure,
             };
-            let backend = String::from_utf8_lossy(&frontend.backends[idx].url);
-            tracing::warn!(host = host.as_str(), %backend, idx, error = %failure, "backend error");
-            self.shared.dead.failed(host.as_bytes(), &frontend, idx, failure.kind());
-            if let Some(message) = no_retry(self.shared, retries) {
+            // The fast path takes only requests whose whole body it holds: always replayable.
+            if let Err(message) = attempts.failed(self.shared, (&host, &frontend, idx), failure.kind(), &failure, true)
+            {
                 let page = self.shared.pages.error(StatusCode::BAD_GATEWAY, message, false);
                 self.shared.metrics.response(page.status().as_u16(), start.elapsed());
                 let log = self.log_record(req, time, page.status().as_u16(), &frontend, start, backend_start);
                 return self.write_page(io, page, req.close, log).await;
             }
-            retries += 1;
-            self.shared.metrics.retries.increment(1);
-            tracing::info!(host = host.as_str(), retries, "retrying");
         }
     }
 
@@ -379,24 +378,16 @@ impl Conn<'_> {
     ) -> Option<Box<dyn OnEnd>> {
         let (log, time) = (self.shared.access_log.as_ref()?, time?);
         let header = |name| req.header(name).and_then(|v| HeaderValue::from_bytes(v).ok());
-        let record = Record {
-            // The X-Real-IP the backend saw: the client's own, or ours.
+        let request = access_log::Request {
             remote: header("x-real-ip").or_else(|| Some(self.client.ip.clone())),
             time,
             method: Method::from_bytes(req.method.as_bytes()).unwrap_or(Method::GET),
             uri: Uri::try_from(req.path).unwrap_or_else(|_| Uri::from_static("/")),
             version: Version::HTTP_11,
-            status,
             referer: header("referer"),
             user_agent: header("user-agent"),
-            identifier: frontend.id.clone(),
-            start,
-            backend_start,
-            bytes: 0,
-            total: Duration::ZERO,
-            backend: Duration::ZERO,
         };
-        Some(log.on_end(record))
+        Some(log.on_end(request, status, frontend.id.clone(), start, backend_start))
     }
 
     /// One of our own pages (502 after the last retry), in HTTP/1.1.

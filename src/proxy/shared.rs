@@ -1,0 +1,30 @@
+//! What every request on either HTTP path shares; built once by `server`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::access_log::AccessLog;
+use super::client::Backends;
+use super::dead::DeadMarker;
+use super::h1;
+use super::metrics::Metrics;
+use super::pages::Pages;
+use super::view::SharedView;
+
+/// Everything the request path shares; built once by `server`.
+pub struct Shared {
+    pub view: Arc<SharedView>,
+    pub client: Backends,
+    pub pages: Pages,
+    pub dead: DeadMarker,
+    pub access_log: Option<AccessLog>,
+    pub metrics: Metrics,
+    /// `server.backendTimeout`: how long to wait for a backend's response head.
+    pub backend_timeout: Option<Duration>,
+    /// `server.retryOnError`.
+    pub retry_on_error: u32,
+    /// The HTTP/1.1 fast path's backend connections (`h1`).
+    pub h1_pool: h1::Pool,
+    /// `server.connectTimeout`, for the fast path's own connects.
+    pub connect_timeout: Option<Duration>,
+}
