@@ -23,6 +23,7 @@ mod parse;
 mod proxy;
 #[cfg(test)]
 mod tests;
+mod values;
 
 pub use driver::Driver;
 

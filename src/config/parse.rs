@@ -6,14 +6,17 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{
     default_data_dir, AccessLog, ClusterOptions, ClusterTls, Config, ConfigError, Driver, Listen, ServerOptions,
     TlsListen,
 };
 
-type Obj = Map<String, Value>;
+use super::values::{
+    as_object, bind_addr, boolean, expected, get, integer, invalid, join_key, one_or_many, paths, port, seconds,
+    section, show, socket_addr, string, to_usize, Obj,
+};
 
 const TOP_KEYS: &[&str] = &["server", "http", "https", "driver", "user", "group", "cluster"];
 /// 0.2.x keys that 0.3.1 turned into a redis driver URL (§1.2).
@@ -498,124 +501,4 @@ fn privileges(top: &Obj) -> Result<(Option<String>, Option<String>), ConfigError
     let user = name("user")?;
     let group = name("group")?.or_else(|| user.clone());
     Ok((keep_root(user), keep_root(group)))
-}
-
-// ---- value helpers ---------------------------------------------------------------------
-
-/// A present, non-null value. `null` means "use the default", like a missing key.
-fn get<'a>(obj: &'a Obj, key: &str) -> Option<&'a Value> {
-    obj.get(key).filter(|v| !v.is_null())
-}
-
-fn section<'a>(top: &'a Obj, name: &str, empty: &'a Obj) -> Result<&'a Obj, ConfigError> {
-    get(top, name).map_or(Ok(empty), |v| as_object(v, name))
-}
-
-fn join_key(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{prefix}.{key}")
-    }
-}
-
-fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.into(), message: message.into() }
-}
-
-fn expected(key: &str, what: &str, got: &Value) -> ConfigError {
-    invalid(key, format!("expected {what}, got {}", show(got)))
-}
-
-/// The offending value as JSON, cut short so a huge array does not flood the terminal.
-fn show(v: &Value) -> String {
-    let s = v.to_string();
-    match s.char_indices().nth(60) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s,
-    }
-}
-
-fn as_object<'a>(v: &'a Value, key: &str) -> Result<&'a Obj, ConfigError> {
-    v.as_object().ok_or_else(|| expected(key, "an object", v))
-}
-
-fn string<'a>(v: &'a Value, key: &str) -> Result<&'a str, ConfigError> {
-    v.as_str().ok_or_else(|| expected(key, "a string", v))
-}
-
-fn boolean(v: &Value, key: &str) -> Result<bool, ConfigError> {
-    v.as_bool().ok_or_else(|| expected(key, "true or false", v))
-}
-
-/// Numbers may be written as strings ("30"): Node coerced them, so old files may do that.
-fn number(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
-        _ => None,
-    }
-}
-
-/// Seconds, fractional allowed (`0.5`), never negative.
-fn seconds(v: &Value, key: &str) -> Result<Duration, ConfigError> {
-    let secs = number(v).filter(|f| *f >= 0.0).ok_or_else(|| expected(key, "a non-negative number", v))?;
-    Duration::try_from_secs_f64(secs).map_err(|_| expected(key, "a number of seconds that fits", v))
-}
-
-fn integer(v: &Value, key: &str) -> Result<u64, ConfigError> {
-    let exact = match v {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse::<u64>().ok(),
-        _ => None,
-    };
-    exact.ok_or_else(|| expected(key, "a non-negative integer", v))
-}
-
-fn to_usize(n: u64, key: &str) -> Result<usize, ConfigError> {
-    usize::try_from(n).map_err(|_| invalid(key, "too large"))
-}
-
-fn port(v: &Value, key: &str) -> Result<u16, ConfigError> {
-    integer(v, key).ok().and_then(|n| u16::try_from(n).ok()).ok_or_else(|| expected(key, "a port number (0-65535)", v))
-}
-
-/// Hipache's "a value or an array of values", each element named `key[i]`.
-fn one_or_many<'a>(v: &'a Value, key: &str) -> Result<Vec<(&'a Value, String)>, ConfigError> {
-    Ok(match v {
-        Value::Array(items) => items.iter().enumerate().map(|(i, v)| (v, format!("{key}[{i}]"))).collect(),
-        other => vec![(other, key.to_owned())],
-    })
-}
-
-fn paths(v: &Value, key: &str) -> Result<Vec<PathBuf>, ConfigError> {
-    one_or_many(v, key)?.into_iter().map(|(v, k)| string(v, &k).map(PathBuf::from)).collect()
-}
-
-/// A listen address: an IP ("0.0.0.0", "::", "[::1]"), "localhost", or an IP with its own
-/// port ("127.0.0.1:8080", "[::1]:8080"). Other host names are refused: we bind before any
-/// resolver is worth trusting, and a name that resolves to several addresses is ambiguous.
-fn bind_addr(v: &Value, key: &str) -> Result<(IpAddr, Option<u16>), ConfigError> {
-    let s = string(v, key)?.trim();
-    if s == "localhost" {
-        return Ok((IpAddr::V4(Ipv4Addr::LOCALHOST), None));
-    }
-    let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok((ip, None));
-    }
-    match socket_addr(v, key) {
-        Ok(addr) => Ok((addr.ip(), Some(addr.port()))),
-        Err(_) => Err(expected(key, "an IP address such as \"0.0.0.0\" or \"::\"", v)),
-    }
-}
-
-/// "ip:port" (or "localhost:port"); port 0 is allowed so tests can ask for ephemeral ports.
-fn socket_addr(v: &Value, key: &str) -> Result<SocketAddr, ConfigError> {
-    let s = string(v, key)?.trim();
-    let parsed = match s.strip_prefix("localhost:") {
-        Some(port) => port.parse::<u16>().ok().map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p)),
-        None => s.parse::<SocketAddr>().ok(),
-    };
-    parsed.ok_or_else(|| expected(key, "\"ip:port\"", v))
 }

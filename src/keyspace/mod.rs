@@ -20,11 +20,13 @@ mod sets;
 pub mod store;
 mod strings;
 pub mod value;
+mod versions;
 
 pub use commands::{command_table, lookup, select, unknown_command, CommandSpec};
 pub use reply::Reply;
-pub use store::{ApplyCtx, Change, Entry, Keyspace, KeyspaceWithoutStamps, NullPublisher, Publisher, Watch};
+pub use store::{ApplyCtx, Change, Entry, Keyspace, KeyspaceWithoutStamps, NullPublisher, Publisher};
 pub use value::Value;
+pub use versions::Watch;
 
 /// Redis' default `databases`.
 pub const DATABASES: usize = 16;

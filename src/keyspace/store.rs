@@ -5,21 +5,6 @@
 //! and the arguments (the entry's log index and the leader's clock stamp), never on the local
 //! clock, a random seed or hash-map iteration order, so every replica that applies the same
 //! log holds an equal `Keyspace` and gives the same replies.
-//!
-//! # Versions (WATCH)
-//!
-//! `version()` is an opaque number a `WATCH` remembers and `EXEC` compares. A live key's is
-//! `1 +` the log index of its last modification (value or TTL). A missing key's is 0 while
-//! no key of its *bucket* was ever modified, else that bucket's stamp with the top bit set (log
-//! indexes never reach it, so it cannot equal a live version): every write, delete, rename or flush
-//! stamps the bucket of each key it touches (4,096 buckets by a fixed FNV-1a hash of database
-//! and key). Hence `EXEC` aborts when a watched key was written, deleted, renamed away,
-//! flushed or expired, and also when a key missing at `WATCH` was created and deleted again
-//! in between (the bucket moved). A key that had already expired when it was watched does not
-//! abort just because a sweep removed it (sweeps do not stamp buckets), as in Redis 7.0.
-//! Two keys sharing a bucket can only cause a needless abort, never a missed one, and the
-//! clients of optimistic locking retry an abort anyway. The buckets are part of the
-//! replicated state (snapshots carry them), so every replica decides every `EXEC` alike.
 
 use std::collections::BTreeSet;
 
@@ -31,13 +16,8 @@ use super::commands::{self, Handler};
 use super::db::Db;
 use super::reply::Reply;
 use super::value::Value;
+use super::versions::{Watch, STAMP_BUCKETS};
 use super::DATABASES;
-
-/// Buckets of [`Keyspace::stamps`]: few enough to clone and snapshot cheaply (an `imbl`
-/// vector), many enough that unrelated deletes rarely abort a transaction.
-const STAMP_BUCKETS: usize = 4096;
-/// Marks the version of a missing key whose bucket was stamped (module docs).
-const MISSING_TAG: u64 = 1 << 63;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -61,14 +41,6 @@ impl Entry {
 pub struct Change {
     pub db: usize,
     pub key: Bytes,
-}
-
-/// A key a client `WATCH`ed and the `version()` it had then; carried inside the EXEC entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Watch {
-    pub db: usize,
-    pub key: Bytes,
-    pub version: u64,
 }
 
 /// Delivers `PUBLISH` to this node's own subscribers (each node does it when it applies the
@@ -104,7 +76,7 @@ pub struct Keyspace {
     clock_ms: u64,
     /// Per bucket of keys, `1 + ` the log index of the last client modification of any key in
     /// it (0: never); the versions of missing keys (module docs).
-    stamps: imbl::Vector<u64>,
+    pub(super) stamps: imbl::Vector<u64>,
     /// Not state: what `take_changes` hands out next. Not serialized, not compared.
     #[serde(skip)]
     changes: Vec<Change>,
@@ -199,11 +171,6 @@ impl Keyspace {
         }
     }
 
-    /// What a `WATCH` records for `key` (see the module docs).
-    pub fn version(&self, db: usize, key: &[u8], now_ms: u64) -> u64 {
-        self.version_at(db, key, now_ms.max(self.clock_ms))
-    }
-
     /// Deletes every key whose deadline is `<= now`, like a Redis master's active expiry
     /// sending `DEL`s to its replicas. Returns how many keys it removed.
     pub fn sweep(&mut self, ctx: &mut ApplyCtx<'_>) -> usize {
@@ -276,16 +243,6 @@ impl Keyspace {
         .unwrap_or_else(|e| e)
     }
 
-    fn version_at(&self, db: usize, key: &[u8], now: u64) -> u64 {
-        match self.get(db, key).filter(|e| !e.is_expired(now)) {
-            Some(e) => e.version + 1,
-            None => match self.stamps.get(stamp_bucket(db, key)).copied().unwrap_or(0) {
-                0 => 0,
-                stamp => stamp | MISSING_TAG,
-            },
-        }
-    }
-
     /// Removes `key` if its deadline has passed; true if it did.
     pub(crate) fn expire_if_due(&mut self, db: usize, key: &[u8], now: u64) -> bool {
         if !self.dbs[db].get(key).is_some_and(|e| e.is_expired(now)) {
@@ -301,19 +258,6 @@ impl Keyspace {
     pub(crate) fn record(&mut self, db: usize, key: Bytes) {
         self.changes.push(Change { db, key });
     }
-
-    /// A key a command wrote, deleted, renamed or flushed at log index `index`.
-    pub(crate) fn modified(&mut self, db: usize, key: Bytes, index: u64) {
-        self.stamps.set(stamp_bucket(db, &key), index + 1);
-        self.record(db, key);
-    }
-}
-
-/// FNV-1a of the database number and the key: fixed, so every replica and every version of
-/// the program picks the same bucket.
-fn stamp_bucket(db: usize, key: &[u8]) -> usize {
-    let hash = super::db::fnv1a(std::iter::once(db as u8).chain(key.iter().copied()));
-    (hash % STAMP_BUCKETS as u64) as usize
 }
 
 pub(crate) fn db_out_of_range() -> Reply {
@@ -324,14 +268,6 @@ pub(crate) fn db_out_of_range() -> Reply {
 mod tests {
     use super::super::testkit::{argv, bulk, err, Node};
     use super::*;
-
-    fn watch(n: &Node, key: &str) -> Watch {
-        Watch {
-            db: n.db,
-            key: Bytes::copy_from_slice(key.as_bytes()),
-            version: n.ks.version(n.db, key.as_bytes(), n.now),
-        }
-    }
 
     #[test]
     fn exec_runs_all_and_keeps_errors_in_place() {
@@ -383,86 +319,6 @@ mod tests {
         );
         assert_eq!(n.read("get k"), bulk("zero"));
         assert_eq!(n.ks.read(3, &argv("get k"), n.now), bulk("three"));
-    }
-
-    #[test]
-    fn watch_aborts_on_write_delete_rename_flush_expire() {
-        let scenarios: &[(&str, &str)] = &[
-            ("set k v", "set k w"),
-            ("set k v", "del k"),
-            ("set k v", "rename k k2"),
-            ("set k v", "flushdb"),
-            ("set k v", "flushall"),
-            ("set k v", "expire k 100"),
-            ("rpush k a", "rpush k b"),
-            ("del k", "set k v"),
-        ];
-        for (setup, change) in scenarios {
-            let mut n = Node::new();
-            n.run(setup);
-            let w = watch(&n, "k");
-            n.run(change);
-            assert_eq!(n.exec(&["set other 1"], &[w]), Reply::NilArray, "{setup} / {change}");
-            assert_eq!(n.read("exists other"), Reply::Int(0), "nothing ran");
-        }
-    }
-
-    #[test]
-    fn watch_passes_when_untouched_or_noop() {
-        let mut n = Node::new();
-        n.run("sadd k a");
-        let w = watch(&n, "k");
-        n.run("set unrelated 1");
-        n.run("sadd k a");
-        n.run("srem k zzz");
-        n.run("get k");
-        assert_eq!(n.exec(&["set other 1"], &[w]), Reply::Array(vec![Reply::ok()]));
-        let missing = watch(&n, "never");
-        assert_eq!(missing.version, 0, "never-touched missing keys have version 0, as before buckets");
-        assert_eq!(n.exec(&["get never"], &[missing]), Reply::Array(vec![Reply::Nil]));
-    }
-
-    #[test]
-    fn watch_of_a_missing_key_sees_it_come_and_go() {
-        let mut n = Node::new();
-        let w = watch(&n, "k");
-        n.run("set k v");
-        n.run("del k");
-        assert_eq!(n.exec(&["get k"], &[w]), Reply::NilArray, "created and deleted meanwhile");
-        let w = watch(&n, "k");
-        n.run("rpush l a");
-        n.run("rename l k");
-        n.run("flushdb");
-        assert_eq!(n.exec(&["get k"], &[w]), Reply::NilArray, "renamed onto, then flushed");
-        // Created with a TTL and expired before EXEC: it was still created (Redis aborts too).
-        let w = watch(&n, "k");
-        n.run("set k v px 10");
-        n.now += 20;
-        n.sweep();
-        assert_eq!(n.exec(&["get k"], &[w]), Reply::NilArray);
-        // Untouched, or only other keys' buckets stamped: it passes.
-        let w = watch(&n, "k");
-        n.run("set other 1");
-        n.run("del other");
-        assert_ne!(stamp_bucket(0, b"other"), stamp_bucket(0, b"k"));
-        assert_eq!(n.exec(&["get k"], &[w]), Reply::Array(vec![Reply::Nil]));
-    }
-
-    #[test]
-    fn watch_sees_expiry_by_time_alone() {
-        let mut n = Node::new();
-        n.run("set k v px 100");
-        let w = watch(&n, "k");
-        n.now += 100;
-        assert_ne!(n.ks.version(0, b"k", n.now), w.version, "deadline passed: version changed");
-        assert_eq!(n.exec(&["get k"], &[w]), Reply::NilArray);
-        // Watched after expiry: the sweep removing it is not a change.
-        let mut n = Node::new();
-        n.run("set k v px 100");
-        n.now += 200;
-        let w = watch(&n, "k");
-        n.sweep();
-        assert_eq!(n.exec(&["get k"], &[w]), Reply::Array(vec![Reply::Nil]));
     }
 
     #[test]

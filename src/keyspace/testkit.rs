@@ -4,6 +4,7 @@ use bytes::Bytes;
 
 use super::reply::Reply;
 use super::store::{ApplyCtx, Keyspace, Publisher};
+use super::versions::Watch;
 
 /// Splits on spaces; test arguments never contain one.
 pub(crate) fn argv(cmd: &str) -> Vec<Bytes> {
@@ -98,4 +99,9 @@ impl Node {
         assert_eq!(local, logged, "{cmd}: local read and applied read differ");
         logged
     }
+}
+
+/// What a `WATCH` of `key` would record now.
+pub fn watch(n: &Node, key: &str) -> Watch {
+    Watch { db: n.db, key: Bytes::copy_from_slice(key.as_bytes()), version: n.ks.version(n.db, key.as_bytes(), n.now) }
 }

@@ -14,6 +14,7 @@ mod node;
 mod proposer;
 mod replicas;
 mod service;
+mod snapshot_body;
 mod state_machine;
 #[cfg(test)]
 mod storage_tests;

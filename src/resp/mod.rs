@@ -3,6 +3,7 @@
 mod admin;
 pub mod decode;
 pub mod encode;
+mod inline;
 mod server;
 mod session;
 
