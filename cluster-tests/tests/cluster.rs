@@ -4,7 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use cluster_tests::cluster::{http_get, raft_info, Backend, Cluster};
-use cluster_tests::node::{binary, bulk, eventually, Resp};
+use cluster_tests::node::{binary, bulk, encode_command, eventually, Resp};
 use hipache_raft::keyspace::Reply;
 use serde_json::json;
 
@@ -359,4 +359,49 @@ fn cli_adds_and_removes_a_node_as_the_readme_shows() {
     let status = cli(&["status"]);
     assert_eq!(status.lines().filter(|l| l.starts_with(|ch: char| ch.is_ascii_digit())).count(), 3, "{status}");
     drop(node4);
+}
+
+/// Several proposals of a node are in flight at once, and batches may reach the log in either
+/// order; a client's pipeline must not. Six clients, three on a follower (forwarded) and three
+/// on the leader, pipeline RPUSHes to one list concurrently: every value lands once, and each
+/// client's values are in the order it sent them.
+#[test]
+fn concurrent_pipelines_keep_each_clients_order_and_apply_once() {
+    const CLIENTS: usize = 6;
+    const ROUNDS: usize = 10;
+    const PER_ROUND: usize = 200;
+    let c = Cluster::start(3, json!({}));
+    let leader = c.leader(Duration::from_secs(20)).expect("a leader");
+    let follower = c.followers(leader)[0];
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let mut resp = c.members[if client % 2 == 0 { follower } else { leader }].resp();
+            std::thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    let mut pipeline = Vec::new();
+                    for k in 0..PER_ROUND {
+                        let value = format!("{client}:{}", round * PER_ROUND + k);
+                        pipeline.extend(encode_command(&["RPUSH", "l", &value]));
+                    }
+                    resp.send_raw(&pipeline);
+                    for _ in 0..PER_ROUND {
+                        assert!(matches!(resp.read_reply(), Reply::Int(_)), "client {client}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in clients {
+        t.join().unwrap();
+    }
+    let Reply::Array(items) = lrange(&mut c.members[leader].resp(), "l") else { panic!("LRANGE l") };
+    assert_eq!(items.len(), CLIENTS * ROUNDS * PER_ROUND, "every value once");
+    let mut next = [0usize; CLIENTS];
+    for item in items {
+        let Reply::Bulk(b) = item else { panic!("{item:?}") };
+        let (client, n) = std::str::from_utf8(&b).unwrap().split_once(':').unwrap();
+        let (client, n): (usize, usize) = (client.parse().unwrap(), n.parse().unwrap());
+        assert_eq!(n, next[client], "client {client}'s values out of order or repeated");
+        next[client] += 1;
+    }
 }

@@ -20,15 +20,19 @@ const LOCAL_APPLY_PATIENCE: Duration = Duration::from_secs(2);
 /// A write waiting to be proposed, and where its answer goes.
 pub(super) type Proposal = (Op, oneshot::Sender<Result<Written, NodeError>>);
 
-/// Most writes one entry carries.
+/// Most writes one entry carries (a pipeline counts each of its writes), unless one proposal
+/// alone has more.
 pub const MAX_BATCH: usize = 1024;
-/// Batches on their way (to the leader, through the log) at once. While one is in flight, new
-/// writes queue up and go out together in the next batch: under load each forward and each
-/// Raft round (fsync, replication, apply) carries many clients' writes instead of one, as etcd
-/// batches proposals. Batching at the node that took the write also makes a follower forward
-/// one gRPC call per batch, not per write. One in flight measured best (docs/benchmarks.md:
-/// 40.8k RPUSH/s on one node against 22.8k with four): bigger batches, fewer rounds.
-const IN_FLIGHT: usize = 1;
+/// Batches on their way (to the leader, through the log) at once. While they are in flight,
+/// new writes queue up and go out together in the next batch: under load each forward and
+/// each Raft round (fsync, replication, apply) carries many clients' writes instead of one, as
+/// etcd batches proposals. Batching at the node that took the write also makes a follower
+/// forward one gRPC call per batch, not per write. Batches in flight together may reach the
+/// log in either order, which is safe because each client's writes are in one proposal at a
+/// time (a pipeline is one `Op::Batch`, `write_many`), and because `raft::dedup` applies each
+/// numbered batch once in any order. Measured (docs/benchmarks.md, 50 clients on one node):
+/// four in flight 50.7k RPUSH/s, one 36.6k.
+const IN_FLIGHT: usize = 4;
 
 /// Longest a batch waits for the writers the previous round answered (see `propose_batches`).
 /// tokio's timer ticks in milliseconds, so this is at most about 2 ms.
@@ -48,7 +52,8 @@ pub(super) async fn propose_batches(node: std::sync::Weak<RaftNode>, mut queued:
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let waiting = queued.len();
-        if queued.recv_many(&mut batch, MAX_BATCH).await == 0 {
+        // Proposals left over from the previous batch go first, without waiting.
+        if batch.is_empty() && queued.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
         }
         let want = (waiting + answered).min(MAX_BATCH);
@@ -63,7 +68,8 @@ pub(super) async fn propose_batches(node: std::sync::Weak<RaftNode>, mut queued:
             };
             let _ = tokio::time::timeout(GATHER, gather).await;
         }
-        let proposals = std::mem::take(&mut batch);
+        let rest = batch.split_off(fitting(&batch));
+        let proposals = std::mem::replace(&mut batch, rest);
         answered = proposals.len();
         let Some(node) = node.upgrade() else { return };
         tokio::spawn(async move {
@@ -71,6 +77,20 @@ pub(super) async fn propose_batches(node: std::sync::Weak<RaftNode>, mut queued:
             drop(slot);
         });
     }
+}
+
+/// How many of `batch`'s proposals, from the front, fit in one entry of at most `MAX_BATCH`
+/// writes (at least one).
+fn fitting(batch: &[Proposal]) -> usize {
+    let mut writes = 0;
+    let n = batch.iter().take_while(|(op, _)| {
+        writes += match op {
+            Op::Batch(ops) => ops.len(),
+            _ => 1,
+        };
+        writes <= MAX_BATCH
+    });
+    n.count().max(1)
 }
 
 /// Numbers this process's proposals and knows which are still awaited: the lowest of those
@@ -158,25 +178,27 @@ impl RaftNode {
         rx.await.map_err(|_| NodeError::Fatal("the proposer dropped a write".into()))?
     }
 
-    /// Proposes several writes in order, as one client's pipeline: they join the proposer's
-    /// queue back to back, so they travel in as few entries as the batch size allows (one for
-    /// up to 1,024) instead of one Raft round each, and are applied in the order given.
-    /// Each gets its own reply, as if sent alone.
-    pub async fn write_many(&self, ops: Vec<Op>) -> Vec<Result<Written, NodeError>> {
-        let mut answers = Vec::with_capacity(ops.len());
-        for op in ops {
-            let (tx, rx) = oneshot::channel();
-            let sent = self.proposals.send((op, tx)).is_ok();
-            answers.push(sent.then_some(rx));
+    /// Proposes several writes in order, as one client's pipeline: ONE proposal (an
+    /// `Op::Batch`), so they travel together in one entry, applied in the order given, and
+    /// nothing else in flight can come between them. Each gets its own reply, as if sent alone.
+    pub async fn write_many(&self, mut ops: Vec<Op>) -> Vec<Result<Written, NodeError>> {
+        let n = ops.len();
+        if n <= 1 {
+            return match ops.pop() {
+                Some(op) => vec![self.write(op).await],
+                None => Vec::new(),
+            };
         }
-        let mut replies = Vec::with_capacity(answers.len());
-        for answer in answers {
-            replies.push(match answer {
-                Some(rx) => rx.await.unwrap_or_else(|_| Err(NodeError::Fatal("the proposer dropped a write".into()))),
-                None => Err(NodeError::Fatal("the proposer stopped".into())),
-            });
+        match self.write(Op::Batch(ops)).await {
+            Ok(Written { reply: Reply::Array(items), index }) if items.len() == n => {
+                items.into_iter().map(|reply| Ok(Written { reply, index })).collect()
+            }
+            Ok(Written { reply, index }) => {
+                let reply = Reply::err(format!("ERR unexpected pipeline reply {reply:?}"));
+                vec![Ok(Written { reply, index }); n]
+            }
+            Err(e) => vec![Err(e); n],
         }
-        replies
     }
 
     /// Waits (bounded) until this node has applied `index`. The leader answers a forwarded
