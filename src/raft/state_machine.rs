@@ -345,7 +345,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyspace::{ApplyCtx, NullPublisher};
+    use crate::keyspace::{ApplyCtx, NullPublisher, Value};
     use crate::raft::types::Request;
 
     fn argv(cmd: &[&str]) -> Vec<Bytes> {
@@ -383,6 +383,36 @@ mod tests {
 
     fn bulks(items: &[&str]) -> Reply {
         Reply::Array(items.iter().map(|i| Reply::Bulk(Bytes::copy_from_slice(i.as_bytes()))).collect())
+    }
+
+    /// Readers get the index and the keyspace of one batch: a gRPC Watch starting between two
+    /// separate stores (the index, then the keyspace) could miss or repeat a batch. Each
+    /// published keyspace holds its own index under `i`; a reader racing the publisher checks
+    /// every state it loads. (Publishing the keyspace before its index makes it fail.)
+    #[test]
+    fn readers_get_the_index_and_the_keyspace_of_one_batch() {
+        const BATCHES: u64 = 3000;
+        let applied = Applied::new(Arc::new(PubSub::default()), 1);
+        let reader = {
+            let applied = applied.clone();
+            std::thread::spawn(move || loop {
+                let state = applied.state();
+                let i = state.keyspace.get(0, b"i").map(|e| e.value.clone());
+                let expected = (state.index > 0).then(|| Value::Str(Bytes::from(state.index.to_string())));
+                assert_eq!(i, expected, "index {}", state.index);
+                if state.index == BATCHES {
+                    return;
+                }
+            })
+        };
+        let mut keyspace = Keyspace::new();
+        for index in 1..=BATCHES {
+            let mut ctx = ApplyCtx { index, now_ms: 1, publisher: &mut NullPublisher };
+            keyspace.apply(0, &argv(&["SET", "i", &index.to_string()]), &mut ctx);
+            let log_id = LogId::new(openraft::CommittedLeaderId::new(1, 1), index);
+            applied.publish(keyspace.clone(), Some(log_id), &keyspace.take_changes(), false);
+        }
+        reader.join().unwrap();
     }
 
     #[test]
