@@ -285,6 +285,7 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
         join: config.cluster.join.clone(),
         secret: secret.clone(),
         tls: tls.clone(),
+        source_ip: Some(grpc_addr.ip()).filter(|ip| !ip.is_unspecified()),
     };
     let node = RaftNode::start(opts, Arc::new(PubSub::default())).await.context("cannot start the Raft node")?;
 

@@ -20,6 +20,8 @@ pub fn free_port() -> u16 {
 
 pub struct Member {
     pub id: u64,
+    /// The loopback address it listens on.
+    pub ip: String,
     pub dir: PathBuf,
     pub resp_port: u16,
     pub grpc_port: u16,
@@ -29,15 +31,24 @@ pub struct Member {
 
 impl Member {
     pub fn grpc(&self) -> String {
-        format!("127.0.0.1:{}", self.grpc_port)
+        format!("{}:{}", self.ip, self.grpc_port)
+    }
+
+    pub fn resp_addr(&self) -> std::net::SocketAddr {
+        format!("{}:{}", self.ip, self.resp_port).parse().unwrap()
     }
 
     pub fn resp(&self) -> Resp {
-        Resp::connect(format!("127.0.0.1:{}", self.resp_port).parse().unwrap())
+        Resp::connect(self.resp_addr())
     }
 
     pub fn http(&self) -> String {
-        format!("127.0.0.1:{}", self.http_port)
+        format!("{}:{}", self.ip, self.http_port)
+    }
+
+    /// Where its log goes when the cluster keeps logs (`Cluster::logs`).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("node.log")
     }
 }
 
@@ -50,6 +61,11 @@ pub struct Cluster {
     pub advertise_names: bool,
     /// Merged into each node's `server` config section.
     pub server_config: Value,
+    /// Each node on its own address (`net::node_ip`) with fixed ports, as fault tests need;
+    /// otherwise all on 127.0.0.1 with free ports.
+    pub own_ips: bool,
+    /// Node logs go to `Member::log_path` instead of the test's stderr.
+    pub logs: bool,
 }
 
 /// INFO RAFT as a map of fields.
@@ -80,6 +96,8 @@ impl Cluster {
             cluster_config,
             advertise_names,
             server_config,
+            own_ips: false,
+            logs: false,
         };
         for _ in 0..n {
             c.add_member();
@@ -100,24 +118,32 @@ impl Cluster {
         let id = self.members.len() as u64 + 1;
         let dir = self.dir.path().join(format!("n{id}"));
         std::fs::create_dir_all(&dir).unwrap();
-        self.members.push(Member {
-            id,
-            dir,
-            resp_port: free_port(),
-            grpc_port: free_port(),
-            http_port: free_port(),
-            process: None,
-        });
+        let member = if self.own_ips {
+            let ip = crate::net::node_ip(self.members.len());
+            Member { id, ip, dir, resp_port: 6379, grpc_port: 7379, http_port: 8080, process: None }
+        } else {
+            let ip = "127.0.0.1".to_string();
+            Member {
+                id,
+                ip,
+                dir,
+                resp_port: free_port(),
+                grpc_port: free_port(),
+                http_port: free_port(),
+                process: None,
+            }
+        };
+        self.members.push(member);
         self.members.len() - 1
     }
 
     pub fn config(&self, i: usize, join: Vec<String>) -> Value {
         let m = &self.members[i];
         let mut config = base_config(&m.dir);
-        config["http"]["port"] = json!(m.http_port);
+        config["http"] = json!({ "bind": [{ "address": m.ip, "port": m.http_port }] });
         let cluster = config["cluster"].as_object_mut().unwrap();
         cluster.insert("nodeId".into(), json!(m.id));
-        cluster.insert("resp".into(), json!(format!("127.0.0.1:{}", m.resp_port)));
+        cluster.insert("resp".into(), json!(format!("{}:{}", m.ip, m.resp_port)));
         cluster.insert("grpc".into(), json!(m.grpc()));
         cluster.insert("join".into(), json!(join));
         if self.advertise_names {
@@ -139,8 +165,10 @@ impl Cluster {
 
     fn launch(&mut self, i: usize, join: Vec<String>) {
         let config = self.config(i, join);
-        let dir = self.members[i].dir.clone();
-        self.members[i].process = Some(Node::start(&dir, &config));
+        let m = &self.members[i];
+        let node =
+            if self.logs { Node::start_logged(&m.dir, &config, &m.log_path()) } else { Node::start(&m.dir, &config) };
+        self.members[i].process = Some(node);
     }
 
     /// SIGKILL node `i`.

@@ -4,4 +4,10 @@
 #[path = "../../tests/common/mod.rs"]
 pub mod node;
 
+pub mod checker;
+pub mod client;
 pub mod cluster;
+pub mod history;
+pub mod nemesis;
+pub mod net;
+pub mod run;

@@ -15,6 +15,7 @@ use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::net::IpAddr;
 use tonic::transport::{Channel, Endpoint};
 
 use super::types::{NodeInfo, Snapshot, TypeConfig, Vote};
@@ -51,12 +52,14 @@ pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, postcard::Error> {
 pub struct Channels {
     secret: Secret,
     tls: Option<PeerTls>,
+    /// The address connections to peers leave from (see `NodeOptions::source_ip`).
+    source_ip: Option<IpAddr>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl Channels {
-    pub fn new(secret: Secret, tls: Option<PeerTls>) -> Channels {
-        Channels { secret, tls, channels: Arc::default() }
+    pub fn new(secret: Secret, tls: Option<PeerTls>, source_ip: Option<IpAddr>) -> Channels {
+        Channels { secret, tls, source_ip, channels: Arc::default() }
     }
 
     pub fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, TransportError> {
@@ -70,6 +73,7 @@ impl Channels {
                     .map_err(|e| bad(e.to_string()))?
                     .connect_timeout(Duration::from_secs(1))
                     .tcp_nodelay(true)
+                    .local_address(self.source_ip)
                     .http2_keep_alive_interval(Duration::from_secs(10));
                 if let Some(tls) = &self.tls {
                     endpoint = endpoint.tls_config(tls.client(addr)).map_err(|e| bad(e.to_string()))?;

@@ -84,6 +84,11 @@ pub struct NodeOptions {
     pub secret: Secret,
     /// Mutual TLS towards peers (`cluster.tls`), if configured.
     pub tls: Option<PeerTls>,
+    /// Where connections to peers leave from: the gRPC listener's address when it is a specific
+    /// one, so peers and firewalls between nodes see each node at the address it listens on
+    /// (the kernel would pick the route's address, e.g. 127.0.0.1 for every node of a
+    /// cluster spread over 127.0.0.x, whose traffic a partition could then not tell apart).
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 /// A node's Raft view, for INFO, ROLE and metrics.
@@ -161,7 +166,7 @@ impl RaftNode {
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(|e| NodeError::Fatal(e.to_string()))?);
-        let channels = Channels::new(opts.secret.clone(), opts.tls.clone());
+        let channels = Channels::new(opts.secret.clone(), opts.tls.clone(), opts.source_ip);
         let network = Network::new(channels.clone());
         let raft =
             Raft::new(opts.node_id, config, network, log, sm).await.map_err(|e| NodeError::Fatal(e.to_string()))?;

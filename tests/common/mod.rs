@@ -84,17 +84,25 @@ impl Node {
     }
 
     pub fn start_with_args(dir: &Path, config_path: &Path, args: &[&str]) -> Node {
-        Self::spawn(dir, config_path, args, &[])
+        Self::spawn(dir, config_path, args, &[], Stdio::inherit())
+    }
+
+    /// Starts with the node's log (stderr) appended to `log`.
+    pub fn start_logged(dir: &Path, config: &Value, log: &Path) -> Node {
+        let config_path = dir.join("config.json");
+        std::fs::write(&config_path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("open the node log");
+        Self::spawn(dir, &config_path, &[], &[], Stdio::from(file))
     }
 
     /// Starts with extra environment variables (e.g. `SSL_CERT_FILE` for the backend trust store).
     pub fn start_with_env(dir: &Path, config: &Value, env: &[(&str, &Path)]) -> Node {
         let config_path = dir.join("config.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
-        Self::spawn(dir, &config_path, &[], env)
+        Self::spawn(dir, &config_path, &[], env, Stdio::inherit())
     }
 
-    fn spawn(dir: &Path, config_path: &Path, args: &[&str], env: &[(&str, &Path)]) -> Node {
+    fn spawn(dir: &Path, config_path: &Path, args: &[&str], env: &[(&str, &Path)], stderr: Stdio) -> Node {
         let mut child = Command::new(binary())
             .arg("--config")
             .arg(config_path)
@@ -103,7 +111,7 @@ impl Node {
             .current_dir(dir)
             .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn,openraft=error".into()))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start hipache-raft");
         let stdout = child.stdout.take().unwrap();

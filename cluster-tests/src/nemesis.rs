@@ -1,0 +1,190 @@
+//! Faults on a seeded schedule: partitions, `kill -9` and `SIGSTOP`, each applied for a few
+//! seconds and then healed, every step recorded in the history. The seed reproduces every
+//! choice (which fault, which nodes, how long), not the timing of threads and packets.
+
+use std::time::{Duration, Instant};
+
+use hipache_raft::keyspace::Reply;
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::Rng;
+
+use crate::client::Conn;
+use crate::cluster::Cluster;
+use crate::history::History;
+use crate::net::Net;
+use crate::node::signal;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Random halves: ⌊n/2⌋ nodes cut off from the rest.
+    PartitionHalves,
+    /// The leader cut off from every other node.
+    IsolateLeader,
+    /// The leader hears nobody, but the others still hear it (one-way).
+    OneWayToLeader,
+    KillRandom,
+    KillLeader,
+    /// Every node at once, then all restarted on their data dirs.
+    KillAll,
+    /// `SIGSTOP` of the leader for longer than an election timeout, then `SIGCONT`.
+    PauseLeader,
+}
+
+impl Fault {
+    pub const PARTITIONS: &'static [Fault] = &[Fault::PartitionHalves, Fault::IsolateLeader, Fault::OneWayToLeader];
+    pub const CRASHES: &'static [Fault] = &[Fault::KillRandom, Fault::KillLeader, Fault::KillAll];
+    pub const PAUSES: &'static [Fault] = &[Fault::PauseLeader];
+
+    fn needs_net(self) -> bool {
+        Fault::PARTITIONS.contains(&self)
+    }
+}
+
+/// How to undo an applied fault.
+enum Undo {
+    Heal,
+    Restart(Vec<usize>),
+    Resume(usize),
+}
+
+pub struct Nemesis<'a> {
+    pub cluster: &'a mut Cluster,
+    pub net: Option<Box<dyn Net>>,
+    pub rng: StdRng,
+    pub history: History,
+}
+
+impl Nemesis<'_> {
+    /// Runs faults from `faults` until `until`: a calm spell of 1–2 s, a fault for 2–4 s, heal.
+    pub fn run(&mut self, faults: &[Fault], until: Instant) {
+        let faults: Vec<Fault> = faults.iter().copied().filter(|f| !f.needs_net() || self.net.is_some()).collect();
+        loop {
+            let calm = Duration::from_millis(self.rng.random_range(1000..2000));
+            if Instant::now() + calm >= until || faults.is_empty() {
+                std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                return;
+            }
+            std::thread::sleep(calm);
+            let Some(&fault) = faults.choose(&mut self.rng) else { return };
+            let hold = Duration::from_millis(self.rng.random_range(2000..4000));
+            match self.apply(fault) {
+                Ok(undo) => {
+                    std::thread::sleep(hold.min(until.saturating_duration_since(Instant::now())));
+                    self.undo(undo);
+                }
+                Err(e) => self.history.event(format!("{fault:?} skipped: {e}")),
+            }
+        }
+    }
+
+    fn apply(&mut self, fault: Fault) -> Result<Undo, String> {
+        let n = self.cluster.members.len();
+        let all: Vec<usize> = (0..n).collect();
+        match fault {
+            Fault::PartitionHalves => {
+                let mut order = all.clone();
+                order.shuffle(&mut self.rng);
+                let (small, big) = order.split_at(n / 2);
+                let pairs = cross(small, big);
+                self.partition(&pairs, format!("partition {} | {}", names(small), names(big)))
+            }
+            Fault::IsolateLeader => {
+                let leader = self.leader()?;
+                let others: Vec<usize> = all.iter().copied().filter(|&i| i != leader).collect();
+                self.partition(&cross(&[leader], &others), format!("isolate leader n{}", leader + 1))
+            }
+            Fault::OneWayToLeader => {
+                let leader = self.leader()?;
+                let pairs: Vec<(usize, usize)> = all.iter().filter(|&&i| i != leader).map(|&i| (i, leader)).collect();
+                self.partition(&pairs, format!("one-way: leader n{} hears nobody", leader + 1))
+            }
+            Fault::KillRandom => {
+                let i = *all.choose(&mut self.rng).ok_or("no nodes")?;
+                self.kill(&[i])
+            }
+            Fault::KillLeader => {
+                let leader = self.leader()?;
+                self.kill(&[leader])
+            }
+            Fault::KillAll => self.kill(&all),
+            Fault::PauseLeader => {
+                let leader = self.leader()?;
+                let pid = self.cluster.members[leader].process.as_ref().ok_or("leader not running")?.pid();
+                signal(pid, "STOP");
+                self.history.event(format!("pause leader n{}", leader + 1));
+                Ok(Undo::Resume(leader))
+            }
+        }
+    }
+
+    fn partition(&mut self, pairs: &[(usize, usize)], what: String) -> Result<Undo, String> {
+        self.net.as_mut().ok_or("no network control")?.partition(pairs)?;
+        self.history.event(what);
+        Ok(Undo::Heal)
+    }
+
+    fn kill(&mut self, nodes: &[usize]) -> Result<Undo, String> {
+        for &i in nodes {
+            self.cluster.kill(i);
+        }
+        self.history.event(format!("kill -9 {}", names(nodes)));
+        Ok(Undo::Restart(nodes.to_vec()))
+    }
+
+    fn undo(&mut self, undo: Undo) {
+        match undo {
+            Undo::Heal => {
+                if let Some(net) = self.net.as_mut() {
+                    if let Err(e) = net.heal() {
+                        self.history.event(format!("heal failed: {e}"));
+                    }
+                }
+                self.history.event("heal network");
+            }
+            Undo::Restart(nodes) => {
+                for &i in &nodes {
+                    self.cluster.restart(i);
+                }
+                self.history.event(format!("restart {}", names(&nodes)));
+            }
+            Undo::Resume(i) => {
+                if let Some(p) = &self.cluster.members[i].process {
+                    signal(p.pid(), "CONT");
+                }
+                self.history.event(format!("resume n{}", i + 1));
+            }
+        }
+    }
+
+    /// The node the reachable nodes name as leader (short timeouts: some may be down).
+    pub fn leader(&self) -> Result<usize, String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(i) = leader_of(self.cluster) {
+                return Ok(i);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err("no leader within 5 s".into())
+    }
+}
+
+/// The member that running nodes name as leader, if any names one.
+pub fn leader_of(cluster: &Cluster) -> Option<usize> {
+    cluster.members.iter().filter(|m| m.process.is_some()).find_map(|m| {
+        let mut conn = Conn::connect(m.resp_addr(), Duration::from_millis(500)).ok()?;
+        let Ok(Reply::Bulk(info)) = conn.call(&["INFO", "raft"]) else { return None };
+        let text = String::from_utf8_lossy(&info).into_owned();
+        let leader: u64 = text.lines().find_map(|l| l.strip_prefix("raft_leader:"))?.trim().parse().ok()?;
+        cluster.members.iter().position(|m| m.id == leader)
+    })
+}
+
+fn cross(a: &[usize], b: &[usize]) -> Vec<(usize, usize)> {
+    a.iter().flat_map(|&x| b.iter().flat_map(move |&y| [(x, y), (y, x)])).collect()
+}
+
+fn names(nodes: &[usize]) -> String {
+    nodes.iter().map(|i| format!("n{}", i + 1)).collect::<Vec<_>>().join(" ")
+}

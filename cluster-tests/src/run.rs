@@ -1,0 +1,392 @@
+//! One fault-test run: a cluster, concurrent RESP workers appending to and reading lists, the
+//! nemesis, then heal, recovery, final reads and the checks. Artifacts (history, node logs,
+//! results) go to `target/cluster-tests/<name>-<seed>-<time>/`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hipache_raft::keyspace::Reply;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use crate::checker::{check_key, Violation};
+use crate::client::{CallError, Conn};
+use crate::cluster::Cluster;
+use crate::history::{History, Op, Outcome, F};
+use crate::nemesis::{leader_of, Fault, Nemesis};
+use crate::net::{sandbox, Net, Nft};
+
+/// Appends per key before workers move on to the next keys (short per-key histories).
+const APPENDS_PER_KEY: u64 = 100;
+/// Keys in use at once.
+const ACTIVE_KEYS: u64 = 5;
+/// A call that has not answered by then is `Info`.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// After healing, how long every node has to accept a write and to converge.
+const RECOVERY: Duration = Duration::from_secs(15);
+
+pub struct Spec {
+    pub name: &'static str,
+    pub nodes: usize,
+    pub duration: Duration,
+    pub faults: &'static [Fault],
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub seed: u64,
+    pub net: String,
+    pub artifacts: PathBuf,
+    pub ops: usize,
+    pub keys: usize,
+    pub events: usize,
+    pub violations: Vec<Violation>,
+    /// Safety problems outside one key's history: replicas that differ, wrong reply types.
+    pub divergence: Vec<String>,
+    /// Liveness, reported apart from safety: nodes that did not accept a write after healing.
+    pub unavailable: Vec<String>,
+    pub panics: Vec<String>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+            && self.divergence.is_empty()
+            && self.unavailable.is_empty()
+            && self.panics.is_empty()
+    }
+}
+
+/// The seed: `CLUSTER_TEST_SEED`, or a new one (printed, so a failure can be replayed).
+pub fn seed() -> u64 {
+    std::env::var("CLUSTER_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random)
+}
+
+/// Runs `spec` and asserts it passed; partitions need the network sandbox, entered here (the
+/// test runs again inside it). Returns `None` in the outer process of a sandboxed test.
+pub fn run_test(test: &str, spec: Spec) -> Option<Report> {
+    let needs_net = spec.faults.iter().any(|f| Fault::PARTITIONS.contains(f));
+    let net: Option<Box<dyn Net>> = if needs_net {
+        if std::env::var_os("CLUSTER_TEST_SANDBOX").is_none() {
+            if let Some(why) = sandbox::unavailable() {
+                eprintln!("SKIPPED {test}: partitions need a private network namespace with nft: {why}");
+                return None;
+            }
+        }
+        if !sandbox::enter(test) {
+            return None;
+        }
+        Some(Box::new(Nft::default()))
+    } else {
+        None
+    };
+    let report = run(spec, net);
+    assert!(report.passed(), "{} failed; artifacts: {}", test, report.artifacts.display());
+    Some(report)
+}
+
+pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
+    let seed = seed();
+    let net_name = net.as_ref().map_or("none (no partitions)", |n| n.name()).to_string();
+    eprintln!("{}: seed {seed} (CLUSTER_TEST_SEED={seed} replays its choices), {} nodes, {:?}, faults {:?}, network: {net_name}", spec.name, spec.nodes, spec.duration, spec.faults);
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let artifacts = target_dir().join("cluster-tests").join(format!("{}-{seed}-{stamp}", spec.name));
+    std::fs::create_dir_all(&artifacts).expect("create the artifacts directory");
+
+    let mut cluster = Cluster {
+        own_ips: net.is_some(),
+        logs: true,
+        ..Cluster::start_configured(0, json!({ "snapshotThreshold": 100 }), json!({ "accessLog": null }), false)
+    };
+    for _ in 0..spec.nodes {
+        cluster.add_member();
+    }
+    let history = History::default();
+    let mut nemesis =
+        Nemesis { cluster: &mut cluster, net, rng: StdRng::seed_from_u64(seed), history: history.clone() };
+    nemesis.leader().expect("the cluster elects a leader");
+
+    let addrs: Vec<SocketAddr> = nemesis.cluster.members.iter().map(|m| m.resp_addr()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workload = Arc::new(Workload {
+        addrs,
+        history: history.clone(),
+        stop: stop.clone(),
+        appends: AtomicU64::new(0),
+        processes: AtomicU64::new(1000),
+        unexpected: Default::default(),
+    });
+    let workers: Vec<_> = (0..2 * spec.nodes as u64)
+        .map(|w| {
+            let workload = workload.clone();
+            std::thread::spawn(move || workload.worker(w, seed.wrapping_add(w + 1)))
+        })
+        .collect();
+    nemesis.run(spec.faults, Instant::now() + spec.duration);
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        let _ = w.join();
+    }
+    if let Some(net) = nemesis.net.as_mut() {
+        let _ = net.heal();
+    }
+
+    let mut report = Report { seed, net: net_name, artifacts: artifacts.clone(), ..Report::default() };
+    report.unavailable = recover(&cluster, &history);
+    let ops = history.ops();
+    let keys: BTreeSet<String> = ops.iter().map(|o| o.key.clone()).collect();
+    for key in &keys {
+        match final_list(&cluster, key) {
+            Ok(last) => {
+                let key_ops: Vec<Op> = ops.iter().filter(|o| &o.key == key).cloned().collect();
+                report.violations.extend(check_key(key, &key_ops, &last));
+            }
+            Err(e) => report.divergence.push(e),
+        }
+    }
+    report.divergence.extend(workload.unexpected.lock().unwrap().iter().cloned());
+    report.panics = scan_logs(&cluster, &artifacts);
+    report.ops = ops.len();
+    report.keys = keys.len();
+    report.events = history.events().len();
+    history.write(&artifacts.join("history.jsonl")).expect("write history.jsonl");
+    summarise(&report, &ops, &history);
+    report
+}
+
+struct Workload {
+    addrs: Vec<SocketAddr>,
+    history: History,
+    stop: Arc<AtomicBool>,
+    /// Appends invoked so far, which decides the active keys.
+    appends: AtomicU64,
+    /// Process numbers for workers that continue after an `Info`.
+    processes: AtomicU64,
+    /// Replies of the wrong type (a reply meant for another request): failures of the run.
+    unexpected: std::sync::Mutex<Vec<String>>,
+}
+
+impl Workload {
+    fn worker(&self, w: u64, seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut process = w;
+        let mut conns: BTreeMap<usize, Conn> = BTreeMap::new();
+        let mut seq = 0u64;
+        while !self.stop.load(Ordering::SeqCst) {
+            let node = rng.random_range(0..self.addrs.len());
+            let base = self.appends.load(Ordering::SeqCst) / APPENDS_PER_KEY;
+            let key = format!("jt:{}", base + rng.random_range(0..ACTIVE_KEYS));
+            let append = rng.random_bool(0.5);
+            let value = append.then(|| {
+                seq += 1;
+                self.appends.fetch_add(1, Ordering::SeqCst);
+                format!("{w}-{seq}")
+            });
+            let inv_ns = self.history.now();
+            let conn = match conns.entry(node) {
+                std::collections::btree_map::Entry::Occupied(c) => Ok(c.into_mut()),
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    Conn::connect(self.addrs[node], CALL_TIMEOUT).map(|c| slot.insert(c))
+                }
+            };
+            let result = conn.and_then(|c| match &value {
+                Some(v) => c.call(&["RPUSH", &key, v]),
+                None => c.call(&["LRANGE", &key, "0", "-1"]),
+            });
+            let mut op = Op {
+                process,
+                node,
+                f: if append { F::Append } else { F::Read },
+                key,
+                value,
+                inv_ns,
+                cmp_ns: Some(self.history.now()),
+                outcome: Outcome::Ok,
+                len: None,
+                list: None,
+                error: None,
+            };
+            match (result, append) {
+                (Ok(Reply::Int(n)), true) => op.len = usize::try_from(n).ok(),
+                (Ok(Reply::Array(items)), false) => {
+                    op.list = Some(
+                        items
+                            .iter()
+                            .map(|i| match i {
+                                Reply::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+                                other => format!("{other:?}"),
+                            })
+                            .collect(),
+                    )
+                }
+                // Reads change nothing: any failure is a failure.
+                (Ok(Reply::Error(e)), false) => (op.outcome, op.error) = (Outcome::Fail, Some(e)),
+                // A refused write may still have been committed by the leader it was forwarded
+                // to (the Redis-Raft NOLEADER lesson): only the sender knows nothing ran.
+                (Ok(Reply::Error(e)), true) => (op.outcome, op.cmp_ns, op.error) = (Outcome::Info, None, Some(e)),
+                (Ok(other), _) => {
+                    let what = format!("{} on n{} got {other:?}", op.key, node + 1);
+                    self.unexpected.lock().unwrap().push(what);
+                    (op.outcome, op.cmp_ns) = (Outcome::Info, None);
+                }
+                (Err(CallError::NotSent(e)), _) => (op.outcome, op.error) = (Outcome::Fail, Some(e)),
+                (Err(CallError::Unknown(e)), append) => {
+                    (op.outcome, op.error) = (if append { Outcome::Info } else { Outcome::Fail }, Some(e));
+                    if append {
+                        op.cmp_ns = None;
+                    }
+                }
+            }
+            let info = op.outcome == Outcome::Info;
+            let failed = op.outcome != Outcome::Ok;
+            self.history.op(op);
+            if failed {
+                // The connection may be stuck mid-reply; a worker after `Info` is a new process.
+                conns.remove(&node);
+                if info {
+                    process = self.processes.fetch_add(1, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            } else {
+                std::thread::sleep(Duration::from_millis(rng.random_range(2..8)));
+            }
+        }
+    }
+}
+
+/// After healing: every node must accept a write within `RECOVERY`. Returns the ones that did
+/// not, with the time each one took printed.
+fn recover(cluster: &Cluster, history: &History) -> Vec<String> {
+    let mut unavailable = Vec::new();
+    let healed = Instant::now();
+    for (i, m) in cluster.members.iter().enumerate() {
+        let ok = poll(RECOVERY.saturating_sub(healed.elapsed()), || {
+            let mut c = Conn::connect(m.resp_addr(), CALL_TIMEOUT).ok()?;
+            matches!(c.call(&["RPUSH", &format!("jt:live:n{}", i + 1), "x"]), Ok(Reply::Int(_))).then_some(())
+        });
+        match ok {
+            Some(()) => {
+                history.event(format!("n{} accepts writes {:.1} s after heal", i + 1, healed.elapsed().as_secs_f64()))
+            }
+            None => unavailable.push(format!("n{} accepted no write within {RECOVERY:?} after heal", i + 1)),
+        }
+    }
+    unavailable
+}
+
+/// The key's final list: a linearizable read, equal to every replica's local (READONLY) read
+/// once they caught up; a difference that outlasts `RECOVERY` is divergence.
+fn final_list(cluster: &Cluster, key: &str) -> Result<Vec<String>, String> {
+    let read = |addr: SocketAddr, local: bool| -> Option<Vec<String>> {
+        let mut c = Conn::connect(addr, CALL_TIMEOUT).ok()?;
+        if local {
+            c.call(&["READONLY"]).ok()?;
+        }
+        match c.call(&["LRANGE", key, "0", "-1"]).ok()? {
+            Reply::Array(items) => Some(
+                items
+                    .iter()
+                    .map(|i| {
+                        if let Reply::Bulk(b) = i {
+                            String::from_utf8_lossy(b).into_owned()
+                        } else {
+                            format!("{i:?}")
+                        }
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        }
+    };
+    let leader = leader_of(cluster).unwrap_or(0);
+    let last = poll(RECOVERY, || read(cluster.members[leader].resp_addr(), false))
+        .ok_or_else(|| format!("{key}: no linearizable read succeeded after heal"))?;
+    for (i, m) in cluster.members.iter().enumerate() {
+        if poll(RECOVERY, || (read(m.resp_addr(), true)? == last).then_some(())).is_none() {
+            let local = read(m.resp_addr(), true);
+            return Err(format!("{key}: n{}'s replica holds {local:?}, the cluster {} elements", i + 1, last.len()));
+        }
+    }
+    Ok(last)
+}
+
+fn poll<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Copies the node logs into the artifacts and returns every panic line in them.
+fn scan_logs(cluster: &Cluster, artifacts: &std::path::Path) -> Vec<String> {
+    let mut panics = Vec::new();
+    for m in &cluster.members {
+        let log = std::fs::read_to_string(m.log_path()).unwrap_or_default();
+        let _ = std::fs::write(artifacts.join(format!("n{}.log", m.id)), &log);
+        panics.extend(log.lines().filter(|l| l.contains("panicked at")).map(|l| format!("n{}: {l}", m.id)));
+    }
+    panics
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// What the run did and found, with a witness and the faults around it for each violation.
+fn summarise(report: &Report, ops: &[Op], history: &History) {
+    let count = |o: Outcome| ops.iter().filter(|op| op.outcome == o).count();
+    let mut per_key: BTreeMap<&str, usize> = BTreeMap::new();
+    for op in ops {
+        *per_key.entry(&op.key).or_default() += 1;
+    }
+    let (min, max) = (per_key.values().min().copied().unwrap_or(0), per_key.values().max().copied().unwrap_or(0));
+    eprintln!(
+        "seed {}: {} operations ({} ok, {} fail, {} info) on {} keys ({min}–{max} per key, all checked), {} nemesis events, network: {}",
+        report.seed,
+        ops.len(),
+        count(Outcome::Ok),
+        count(Outcome::Fail),
+        count(Outcome::Info),
+        report.keys,
+        report.events,
+        report.net
+    );
+    let events = history.events();
+    for v in &report.violations {
+        eprintln!("VIOLATION {:?} on {}: {}", v.class, v.key, v.message);
+        for op in &v.witness {
+            eprintln!("  witness: {}", serde_json::to_string(op).unwrap_or_default());
+        }
+        let from = v.witness.iter().map(|o| o.inv_ns).min().unwrap_or(0);
+        let to = v.witness.iter().filter_map(|o| o.cmp_ns).max().unwrap_or(u64::MAX);
+        for e in
+            events.iter().filter(|e| e.at_ns + 5_000_000_000 >= from && e.at_ns <= to.saturating_add(1_000_000_000))
+        {
+            eprintln!("  around: {:.3}s {}", e.at_ns as f64 / 1e9, e.what);
+        }
+    }
+    for d in report.divergence.iter().chain(&report.unavailable).chain(&report.panics) {
+        eprintln!("FAILURE {d}");
+    }
+    eprintln!("artifacts: {}", report.artifacts.display());
+    let results = json!({
+        "seed": report.seed, "network": report.net, "operations": ops.len(), "keys": report.keys,
+        "events": report.events, "violations": report.violations.len(), "divergence": report.divergence,
+        "unavailable": report.unavailable, "panics": report.panics,
+    });
+    let _ =
+        std::fs::write(report.artifacts.join("results.json"), serde_json::to_vec_pretty(&results).unwrap_or_default());
+}
