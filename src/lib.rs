@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod grpc;
+pub mod inject;
 pub mod keyspace;
 pub mod metrics;
 pub mod peer_tls;

@@ -66,6 +66,8 @@ pub struct Cluster {
     pub own_ips: bool,
     /// Node logs go to `Member::log_path` instead of the test's stderr.
     pub logs: bool,
+    /// A bug every node runs with (`hipache_raft::inject`), for tests that the suite catches it.
+    pub inject: Option<hipache_raft::inject::Bug>,
 }
 
 /// INFO RAFT as a map of fields.
@@ -98,6 +100,7 @@ impl Cluster {
             server_config,
             own_ips: false,
             logs: false,
+            inject: None,
         };
         for _ in 0..n {
             c.add_member();
@@ -166,8 +169,12 @@ impl Cluster {
     fn launch(&mut self, i: usize, join: Vec<String>) {
         let config = self.config(i, join);
         let m = &self.members[i];
-        let node =
-            if self.logs { Node::start_logged(&m.dir, &config, &m.log_path()) } else { Node::start(&m.dir, &config) };
+        let bug = self.inject.map(|b| ("HIPACHE_INJECT_BUG", std::path::Path::new(b.name())));
+        let node = if self.logs {
+            Node::start_logged(&m.dir, &config, &m.log_path(), bug.as_slice())
+        } else {
+            Node::start(&m.dir, &config)
+        };
         self.members[i].process = Some(node);
     }
 

@@ -20,6 +20,7 @@ use crate::cluster::Cluster;
 use crate::history::{History, Op, Outcome, F};
 use crate::nemesis::{leader_of, Fault, Nemesis};
 use crate::net::{sandbox, Net, Nft};
+use hipache_raft::inject::Bug;
 
 /// Appends per key before workers move on to the next keys (short per-key histories).
 const APPENDS_PER_KEY: u64 = 100;
@@ -35,6 +36,11 @@ pub struct Spec {
     pub nodes: usize,
     pub duration: Duration,
     pub faults: &'static [Fault],
+    /// A known bug every node runs with: the run must then fail.
+    pub inject: Option<Bug>,
+    /// `cluster.snapshotThreshold`: low, so snapshots, purges and snapshot installs happen
+    /// under faults.
+    pub snapshot_threshold: u64,
 }
 
 #[derive(Debug, Default)]
@@ -67,9 +73,17 @@ pub fn seed() -> u64 {
     std::env::var("CLUSTER_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random)
 }
 
-/// Runs `spec` and asserts it passed; partitions need the network sandbox, entered here (the
-/// test runs again inside it). Returns `None` in the outer process of a sandboxed test.
+/// Runs `spec` and asserts it passed (see [`run_sandboxed`]).
 pub fn run_test(test: &str, spec: Spec) -> Option<Report> {
+    let report = run_sandboxed(test, spec)?;
+    assert!(report.passed(), "{} failed; artifacts: {}", test, report.artifacts.display());
+    Some(report)
+}
+
+/// Runs `spec`; partitions need the network sandbox, entered here (the test runs again inside
+/// it). Returns `None` in the outer process of a sandboxed test, and where no sandbox can be
+/// made (saying SKIPPED).
+pub fn run_sandboxed(test: &str, spec: Spec) -> Option<Report> {
     let needs_net = spec.faults.iter().any(|f| Fault::PARTITIONS.contains(f));
     let net: Option<Box<dyn Net>> = if needs_net {
         if std::env::var_os("CLUSTER_TEST_SANDBOX").is_none() {
@@ -85,15 +99,13 @@ pub fn run_test(test: &str, spec: Spec) -> Option<Report> {
     } else {
         None
     };
-    let report = run(spec, net);
-    assert!(report.passed(), "{} failed; artifacts: {}", test, report.artifacts.display());
-    Some(report)
+    Some(run(spec, net))
 }
 
 pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
     let seed = seed();
     let net_name = net.as_ref().map_or("none (no partitions)", |n| n.name()).to_string();
-    eprintln!("{}: seed {seed} (CLUSTER_TEST_SEED={seed} replays its choices), {} nodes, {:?}, faults {:?}, network: {net_name}", spec.name, spec.nodes, spec.duration, spec.faults);
+    eprintln!("{}: seed {seed} (CLUSTER_TEST_SEED={seed} replays its choices), {} nodes, {:?}, faults {:?}, network: {net_name}, injected bug: {:?}", spec.name, spec.nodes, spec.duration, spec.faults, spec.inject);
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let artifacts = target_dir().join("cluster-tests").join(format!("{}-{seed}-{stamp}", spec.name));
     std::fs::create_dir_all(&artifacts).expect("create the artifacts directory");
@@ -101,7 +113,13 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
     let mut cluster = Cluster {
         own_ips: net.is_some(),
         logs: true,
-        ..Cluster::start_configured(0, json!({ "snapshotThreshold": 100 }), json!({ "accessLog": null }), false)
+        inject: spec.inject,
+        ..Cluster::start_configured(
+            0,
+            json!({ "snapshotThreshold": spec.snapshot_threshold }),
+            json!({ "accessLog": null }),
+            false,
+        )
     };
     for _ in 0..spec.nodes {
         cluster.add_member();

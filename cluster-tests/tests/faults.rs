@@ -6,11 +6,13 @@
 
 use std::time::Duration;
 
+use cluster_tests::checker::Class;
 use cluster_tests::nemesis::Fault;
-use cluster_tests::run::{run_test, Spec};
+use cluster_tests::run::{run_sandboxed, run_test, Spec};
+use hipache_raft::inject::Bug;
 
 fn spec(name: &'static str, seconds: u64, faults: &'static [Fault]) -> Spec {
-    Spec { name, nodes: 3, duration: Duration::from_secs(seconds), faults }
+    Spec { name, nodes: 3, duration: Duration::from_secs(seconds), faults, inject: None, snapshot_threshold: 100 }
 }
 
 #[test]
@@ -47,4 +49,15 @@ fn mixed() {
         Fault::PauseLeader,
     ];
     run_test("mixed", spec("mixed", 25, ALL));
+}
+
+/// The suite catches a node that serves default (linearizable) reads from its own replica:
+/// the checker reports stale reads, with their witness, under leader isolation.
+#[test]
+fn injected_local_reads_are_caught() {
+    let spec = Spec { inject: Some(Bug::LocalReads), ..spec("inject-local-reads", 12, Fault::PARTITIONS) };
+    if let Some(report) = run_sandboxed("injected_local_reads_are_caught", spec) {
+        let classes: Vec<Class> = report.violations.iter().map(|v| v.class).collect();
+        assert!(classes.contains(&Class::RealTime), "stale reads not caught: {classes:?}");
+    }
 }

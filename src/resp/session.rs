@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 use super::admin;
 use super::encode::{encode, Protocol};
 use super::server::Shared;
+use crate::inject::{injected, Bug};
 use crate::keyspace::{self, Reply, DATABASES};
 use crate::pubsub::{ConnId, Message, Sender};
 use crate::raft::{now_ms, NodeError, Op, WatchedKey};
@@ -291,7 +292,7 @@ impl Session {
             return self.write_all(vec![argv]).await.pop().unwrap_or_else(|| Reply::err("ERR the write got no reply"));
         }
         let node = &self.shared.node;
-        if self.local_reads {
+        if self.local_reads || injected(Bug::LocalReads) {
             return node.local().read(self.db, &argv, now_ms());
         }
         node.read(self.db, argv).await.unwrap_or_else(node_error)

@@ -87,12 +87,12 @@ impl Node {
         Self::spawn(dir, config_path, args, &[], Stdio::inherit())
     }
 
-    /// Starts with the node's log (stderr) appended to `log`.
-    pub fn start_logged(dir: &Path, config: &Value, log: &Path) -> Node {
+    /// Starts with the node's log (stderr) appended to `log`, and extra environment variables.
+    pub fn start_logged(dir: &Path, config: &Value, log: &Path, env: &[(&str, &Path)]) -> Node {
         let config_path = dir.join("config.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
         let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("open the node log");
-        Self::spawn(dir, &config_path, &[], &[], Stdio::from(file))
+        Self::spawn(dir, &config_path, &[], env, Stdio::from(file))
     }
 
     /// Starts with extra environment variables (e.g. `SSL_CERT_FILE` for the backend trust store).
