@@ -18,6 +18,9 @@
 //!
 //! `Info` appends whose element is in `F` happened at some point after their invocation; those
 //! not in `F` never did. Failed and info reads have no effect and are dropped.
+//!
+//! Reads on `READONLY` connections promise less, and are checked under their own model
+//! ([`check_local_reads`]), never mixed into the real-time pass.
 
 use std::collections::{HashMap, HashSet};
 
@@ -44,6 +47,8 @@ pub enum Class {
     /// Real-time order broken: a stale read, or an append that must have happened after it
     /// was acknowledged.
     RealTime,
+    /// A `READONLY` connection read less than it had read before, or missed its own write.
+    LocalRegression,
 }
 
 /// Checks the operations on `key` against its final list.
@@ -56,9 +61,10 @@ pub fn check_key(key: &str, ops: &[Op], last: &[String]) -> Vec<Violation> {
     let appends: HashMap<&str, &Op> =
         ops.iter().filter(|o| o.f == Kind::Append).filter_map(|o| Some((o.value.as_deref()?, o))).collect();
     let pos: HashMap<&str, usize> = last.iter().enumerate().map(|(i, e)| (e.as_str(), i)).collect();
+    // Every ok read, linearizable or local, must show a prefix of the final list.
     let reads: Vec<(&Op, &[String])> = ops
         .iter()
-        .filter(|o| o.f == Kind::Read && o.outcome == Outcome::Ok)
+        .filter(|o| o.f != Kind::Append && o.outcome == Outcome::Ok)
         .filter_map(|o| Some((o, o.list.as_deref()?)))
         .collect();
 
@@ -118,7 +124,64 @@ pub fn check_key(key: &str, ops: &[Op], last: &[String]) -> Vec<Violation> {
         // The real-time pass assumes the final list is a consistent order.
         return found;
     }
-    found.extend(real_time(key, &appends, &reads, last));
+    let linearizable: Vec<(&Op, &[String])> = reads.iter().copied().filter(|(o, _)| o.f == Kind::Read).collect();
+    found.extend(real_time(key, &appends, &linearizable, last));
+    found.extend(check_local_reads(key, ops));
+    found
+}
+
+/// What a `READONLY` connection promises: it reads one node's replica, which only moves
+/// forward, and a write it made through that node is applied there before it is answered. So
+/// per process and node, a read never shows fewer elements than an earlier completed read,
+/// and shows every element the process appended through that node before the read began.
+/// (That each read is a prefix of the final list is checked with the other reads.)
+pub fn check_local_reads(key: &str, ops: &[Op]) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let mut by_connection: HashMap<(u64, usize), Vec<&Op>> = HashMap::new();
+    for op in ops.iter().filter(|o| o.outcome == Outcome::Ok) {
+        by_connection.entry((op.process, op.node)).or_default().push(op);
+    }
+    for history in by_connection.values_mut() {
+        history.sort_by_key(|o| o.inv_ns);
+        let mut longest: Option<&Op> = None;
+        let mut own: Vec<&Op> = Vec::new();
+        for op in history.iter().copied() {
+            match op.f {
+                Kind::Append => own.push(op),
+                Kind::LocalRead => {
+                    let list = op.list.as_deref().unwrap_or_default();
+                    let done_before = |o: &Op| o.cmp_ns.is_some_and(|c| c < op.inv_ns);
+                    if let Some(prev) =
+                        longest.filter(|p| done_before(p) && p.list.as_ref().is_some_and(|l| l.len() > list.len()))
+                    {
+                        found.push(Violation {
+                            class: Class::LocalRegression,
+                            key: key.to_string(),
+                            message: format!(
+                                "a READONLY read showed {} elements after one on the same node showed more",
+                                list.len()
+                            ),
+                            witness: vec![prev.clone(), op.clone()],
+                        });
+                    }
+                    if let Some(missed) =
+                        own.iter().find(|a| done_before(a) && !list.contains(a.value.as_ref().unwrap()))
+                    {
+                        found.push(Violation {
+                            class: Class::LocalRegression,
+                            key: key.to_string(),
+                            message: "a READONLY read missed the connection's own acknowledged write".into(),
+                            witness: vec![(*missed).clone(), op.clone()],
+                        });
+                    }
+                    if longest.is_none_or(|p| p.list.as_ref().is_some_and(|l| l.len() < list.len())) {
+                        longest = Some(op);
+                    }
+                }
+                Kind::Read => {}
+            }
+        }
+    }
     found
 }
 
@@ -280,6 +343,24 @@ mod tests {
         assert_eq!(classes(&ops, &["a", "b"]), [Class::IncompatibleOrder]);
         let ops = [append(1, "a", 0, 1, 1), append(2, "b", 0, 1, 1)];
         assert_eq!(classes(&ops, &["a", "b"]), [Class::WrongLength]);
+    }
+
+    fn local(process: u64, list: &[&str], inv: u64, cmp: u64) -> Op {
+        Op { f: Kind::LocalRead, ..read(process, list, inv, cmp) }
+    }
+
+    #[test]
+    fn local_reads_may_lag_but_never_go_back_or_miss_their_own_writes() {
+        let a = append(1, "a", 0, 10, 1);
+        let b = append(2, "b", 11, 20, 2);
+        // A replica behind the cluster is fine for READONLY, even after b was acknowledged.
+        assert_eq!(classes(&[a.clone(), b.clone(), local(3, &["a"], 30, 31)], &["a", "b"]), []);
+        let back = [a.clone(), b.clone(), local(3, &["a", "b"], 30, 31), local(3, &["a"], 40, 41)];
+        assert_eq!(classes(&back, &["a", "b"]), [Class::LocalRegression]);
+        let own = [a.clone(), append(3, "b", 11, 20, 2), local(3, &["a"], 30, 31)];
+        assert_eq!(classes(&own, &["a", "b"]), [Class::LocalRegression]);
+        // Not a prefix of the final order: caught like any read.
+        assert_eq!(classes(&[a, b, local(3, &["b"], 30, 31)], &["a", "b"]), [Class::IncompatibleOrder]);
     }
 
     #[test]

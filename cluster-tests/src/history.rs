@@ -16,6 +16,9 @@ pub enum F {
     Append,
     /// `LRANGE key 0 -1`, linearizable (the default for every connection).
     Read,
+    /// `LRANGE key 0 -1` on a `READONLY` connection: the node's own replica, which promises
+    /// less (see `checker::check_local_reads`).
+    LocalRead,
 }
 
 /// How it ended: `Ok` definitely happened, `Fail` definitely did not, `Info` may have happened

@@ -190,7 +190,9 @@ struct Workload {
 }
 
 impl Workload {
+    /// Worker `w`: every third one reads on `READONLY` connections (its node's replica).
     fn worker(&self, w: u64, seed: u64) {
+        let local = w % 3 == 2;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut process = w;
         let mut conns: BTreeMap<usize, Conn> = BTreeMap::new();
@@ -209,7 +211,7 @@ impl Workload {
             let conn = match conns.entry(node) {
                 std::collections::btree_map::Entry::Occupied(c) => Ok(c.into_mut()),
                 std::collections::btree_map::Entry::Vacant(slot) => {
-                    Conn::connect(self.addrs[node], CALL_TIMEOUT).map(|c| slot.insert(c))
+                    connect(self.addrs[node], local).map(|c| slot.insert(c))
                 }
             };
             let result = conn.and_then(|c| match &value {
@@ -219,7 +221,11 @@ impl Workload {
             let mut op = Op {
                 process,
                 node,
-                f: if append { F::Append } else { F::Read },
+                f: match (append, local) {
+                    (true, _) => F::Append,
+                    (false, false) => F::Read,
+                    (false, true) => F::LocalRead,
+                },
                 key,
                 value,
                 inv_ns,
@@ -275,6 +281,19 @@ impl Workload {
             }
         }
     }
+}
+
+/// A worker's connection; a `local` one reads its node's replica (`READONLY`).
+fn connect(addr: SocketAddr, local: bool) -> Result<Conn, CallError> {
+    let mut conn = Conn::connect(addr, CALL_TIMEOUT)?;
+    if local {
+        match conn.call(&["READONLY"]) {
+            Ok(Reply::Status(_)) => {}
+            // No operation was sent on it yet.
+            other => return Err(CallError::NotSent(format!("READONLY: {other:?}"))),
+        }
+    }
+    Ok(conn)
 }
 
 /// After healing: every node must accept a write within `RECOVERY`. Returns the ones that did
