@@ -218,6 +218,7 @@ impl Cluster {
 /// its current status (200 unless changed) and its own name as the body, closing the
 /// connection after each response.
 pub struct Backend {
+    pub name: String,
     pub url: String,
     status: Arc<AtomicU16>,
     hits: Arc<AtomicUsize>,
@@ -254,7 +255,7 @@ impl Backend {
                 });
             }
         });
-        Backend { url, status, hits }
+        Backend { name: name.to_string(), url, status, hits }
     }
 
     /// The status every later request gets.

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::checker::{check_key, Violation};
 use crate::client::{CallError, Conn};
-use crate::cluster::Cluster;
+use crate::cluster::{http_get, Backend, Cluster};
 use crate::history::{History, Op, Outcome, F};
 use crate::nemesis::{leader_of, Fault, Nemesis};
 use crate::net::{sandbox, Net, Nft};
@@ -139,6 +139,11 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
         processes: AtomicU64::new(1000),
         unexpected: Default::default(),
     });
+    let routes = Routes::seed(nemesis.cluster, seed);
+    let router = {
+        let (routes, addrs, stop) = (routes.clone(), workload.addrs.clone(), stop.clone());
+        std::thread::spawn(move || routes.rewrite_until(&addrs, &stop))
+    };
     let workers: Vec<_> = (0..2 * spec.nodes as u64)
         .map(|w| {
             let workload = workload.clone();
@@ -150,6 +155,7 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
     for w in workers {
         let _ = w.join();
     }
+    let _ = router.join();
     if let Some(net) = nemesis.net.as_mut() {
         let _ = net.heal();
     }
@@ -168,6 +174,7 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
         }
     }
     report.divergence.extend(workload.unexpected.lock().unwrap().iter().cloned());
+    report.divergence.extend(routes.check_proxies(&cluster));
     report.panics = scan_logs(&cluster, &artifacts);
     report.ops = ops.len();
     report.keys = keys.len();
@@ -280,6 +287,82 @@ impl Workload {
                 std::thread::sleep(Duration::from_millis(rng.random_range(2..8)));
             }
         }
+    }
+}
+
+/// Virtual hosts whose backends are rewritten during the run (`MULTI`/`DEL`/`RPUSH`/`EXEC`
+/// through random nodes); afterwards every node's proxy must route each of them to a backend
+/// of its final list.
+#[derive(Clone)]
+struct Routes {
+    backends: Arc<Vec<Backend>>,
+    seed: u64,
+}
+
+const VHOSTS: usize = 4;
+
+impl Routes {
+    fn seed(cluster: &Cluster, seed: u64) -> Routes {
+        let backends: Vec<Backend> = (0..4).map(|i| Backend::start(&format!("backend-{i}"))).collect();
+        let routes = Routes { backends: Arc::new(backends), seed };
+        let mut conn = Conn::connect(cluster.members[0].resp_addr(), CALL_TIMEOUT).expect("connect to n1");
+        for v in 0..VHOSTS {
+            let url = &routes.backends[v % routes.backends.len()].url;
+            let reply = conn.call(&["RPUSH", &format!("frontend:v{v}.test"), "app", url]);
+            assert!(matches!(reply, Ok(Reply::Int(_))), "seeding frontend:v{v}.test: {reply:?}");
+        }
+        routes
+    }
+
+    fn rewrite_until(&self, addrs: &[SocketAddr], stop: &AtomicBool) {
+        let mut rng = StdRng::seed_from_u64(self.seed ^ 0x5eed);
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(rng.random_range(100..300)));
+            let key = format!("frontend:v{}.test", rng.random_range(0..VHOSTS));
+            let mut rpush = vec!["RPUSH".to_string(), key.clone(), "app".to_string()];
+            for _ in 0..rng.random_range(1..=2) {
+                rpush.push(self.backends[rng.random_range(0..self.backends.len())].url.clone());
+            }
+            // Outcomes do not matter: the final lists are read after healing.
+            if let Ok(mut conn) = Conn::connect(addrs[rng.random_range(0..addrs.len())], CALL_TIMEOUT) {
+                let _ = conn.call(&["MULTI"]);
+                let _ = conn.call(&["DEL", &key]);
+                let _ = conn.call(&rpush);
+                let _ = conn.call(&["EXEC"]);
+            }
+        }
+    }
+
+    /// Every node's proxy, asked a few times for each virtual host, answers from a backend of
+    /// the host's final list.
+    fn check_proxies(&self, cluster: &Cluster) -> Vec<String> {
+        let mut wrong = Vec::new();
+        for v in 0..VHOSTS {
+            let key = format!("frontend:v{v}.test");
+            let Ok(last) = final_list(cluster, &key) else {
+                wrong.push(format!("{key}: replicas do not agree"));
+                continue;
+            };
+            let allowed: Vec<&str> =
+                self.backends.iter().filter(|b| last.contains(&b.url)).map(|b| b.name.as_str()).collect();
+            for m in &cluster.members {
+                for _ in 0..4 {
+                    let (status, body) = http_get(&m.http(), &format!("v{v}.test"));
+                    if status != 200 || !allowed.contains(&body.as_str()) {
+                        wrong.push(format!(
+                            "n{}'s proxy answered {status} {body:?} for v{v}.test, whose backends are {allowed:?}",
+                            m.id
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+        eprintln!(
+            "proxy agreement: {VHOSTS} rewritten virtual hosts probed on every node, {} disagreements",
+            wrong.len()
+        );
+        wrong
     }
 }
 
