@@ -190,6 +190,15 @@ impl Cluster {
         self.launch(i, Vec::new());
     }
 
+    /// Starts node `i` again with an empty data dir, joining through member `via`: how a node
+    /// that was removed from the membership comes back.
+    pub fn rejoin(&mut self, i: usize, via: usize) {
+        self.kill(i);
+        let _ = std::fs::remove_dir_all(self.members[i].dir.join("data"));
+        let join = vec![self.members[via].grpc()];
+        self.launch(i, join);
+    }
+
     /// Index of the member every live node names as leader, once they agree.
     pub fn leader(&self, timeout: Duration) -> Option<usize> {
         let mut found = None;

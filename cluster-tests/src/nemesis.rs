@@ -29,12 +29,17 @@ pub enum Fault {
     KillAll,
     /// `SIGSTOP` of the leader for longer than an election timeout, then `SIGCONT`.
     PauseLeader,
+    /// `cluster remove-node` of a follower; it comes back with an empty data dir and `--join`.
+    RemoveFollower,
+    /// The same for the leader.
+    RemoveLeader,
 }
 
 impl Fault {
     pub const PARTITIONS: &'static [Fault] = &[Fault::PartitionHalves, Fault::IsolateLeader, Fault::OneWayToLeader];
     pub const CRASHES: &'static [Fault] = &[Fault::KillRandom, Fault::KillLeader, Fault::KillAll];
     pub const PAUSES: &'static [Fault] = &[Fault::PauseLeader];
+    pub const MEMBERSHIP: &'static [Fault] = &[Fault::RemoveFollower, Fault::RemoveLeader];
 
     fn needs_net(self) -> bool {
         Fault::PARTITIONS.contains(&self)
@@ -46,6 +51,8 @@ enum Undo {
     Heal,
     Restart(Vec<usize>),
     Resume(usize),
+    /// Node `.0` was removed; it rejoins through node `.1`.
+    Rejoin(usize, usize),
 }
 
 pub struct Nemesis<'a> {
@@ -115,7 +122,50 @@ impl Nemesis<'_> {
                 self.history.event(format!("pause leader n{}", leader + 1));
                 Ok(Undo::Resume(leader))
             }
+            Fault::RemoveFollower | Fault::RemoveLeader => {
+                let leader = self.leader()?;
+                let target = if fault == Fault::RemoveLeader {
+                    leader
+                } else {
+                    let followers: Vec<usize> = all.iter().copied().filter(|&i| i != leader).collect();
+                    *followers.choose(&mut self.rng).ok_or("no follower")?
+                };
+                let via = *all.iter().find(|&&i| i != target).ok_or("no other node")?;
+                self.remove(target, via)?;
+                Ok(Undo::Rejoin(target, via))
+            }
         }
+    }
+
+    /// `hipache-raft cluster remove-node` through node `via`, then stops the removed node.
+    fn remove(&mut self, target: usize, via: usize) -> Result<(), String> {
+        let id = self.cluster.members[target].id.to_string();
+        let mut cli = std::process::Command::new(crate::node::binary())
+            .args(["cluster", "--addr", &self.cluster.members[via].grpc(), "remove-node", "--id", &id])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cluster remove-node: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = cli.try_wait().map_err(|e| e.to_string())? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = cli.kill();
+                return Err("cluster remove-node did not finish in 20 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if !status.success() {
+            let mut err = String::new();
+            use std::io::Read;
+            let _ = cli.stderr.take().map(|mut e| e.read_to_string(&mut err));
+            return Err(format!("cluster remove-node: {}", err.trim()));
+        }
+        self.cluster.kill(target);
+        self.history.event(format!("remove n{} from the membership (through n{}) and stop it", target + 1, via + 1));
+        Ok(())
     }
 
     fn partition(&mut self, pairs: &[(usize, usize)], what: String) -> Result<Undo, String> {
@@ -147,6 +197,10 @@ impl Nemesis<'_> {
                     self.cluster.restart(i);
                 }
                 self.history.event(format!("restart {}", names(&nodes)));
+            }
+            Undo::Rejoin(i, via) => {
+                self.cluster.rejoin(i, via);
+                self.history.event(format!("n{} rejoins with an empty data dir", i + 1));
             }
             Undo::Resume(i) => {
                 if let Some(p) = &self.cluster.members[i].process {

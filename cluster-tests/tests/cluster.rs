@@ -405,3 +405,32 @@ fn concurrent_pipelines_keep_each_clients_order_and_apply_once() {
         next[client] += 1;
     }
 }
+
+/// `cluster remove-node` of the leader, asked of the leader itself: it demotes itself, steps
+/// down, and the next leader removes it; the others go on taking writes. (Before, the leader
+/// then appended the second membership entry as a non-voter, openraft 0.9 panicked, and the
+/// removal answered "raft stopped: panicked".)
+#[test]
+fn removing_the_leader_through_itself_hands_over_to_the_others() {
+    let mut c = Cluster { logs: true, ..Cluster::start_configured(0, json!({}), json!({}), false) };
+    for _ in 0..3 {
+        c.add_member();
+    }
+    let leader = c.leader(Duration::from_secs(20)).expect("a leader");
+    let id = c.members[leader].id.to_string();
+    let out = Command::new(binary())
+        .args(["cluster", "--addr", &c.members[leader].grpc(), "remove-node", "--id", &id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "remove-node of the leader: {}", String::from_utf8_lossy(&out.stderr));
+    let other = c.followers(leader)[0];
+    let mut resp = c.members[other].resp();
+    assert!(
+        eventually(Duration::from_secs(15), || resp.cmd(&["RPUSH", "after", "x"]) == Reply::Int(1)),
+        "the remaining nodes took no write"
+    );
+    let members = raft_info(&mut resp).get("raft_members").cloned().unwrap_or_default();
+    assert!(!members.split(',').any(|m| m.starts_with(&format!("{id}@"))), "{members}");
+    let log = std::fs::read_to_string(c.members[leader].log_path()).unwrap_or_default();
+    assert!(!log.contains("panicked"), "the removed leader panicked: {log}");
+}

@@ -38,6 +38,11 @@ fn pauses() {
 }
 
 #[test]
+fn membership() {
+    run_test("membership", spec("membership", 20, Fault::MEMBERSHIP));
+}
+
+#[test]
 fn mixed() {
     const ALL: &[Fault] = &[
         Fault::PartitionHalves,
@@ -47,6 +52,8 @@ fn mixed() {
         Fault::KillLeader,
         Fault::KillAll,
         Fault::PauseLeader,
+        Fault::RemoveFollower,
+        Fault::RemoveLeader,
     ];
     run_test("mixed", spec("mixed", 25, ALL));
 }

@@ -21,6 +21,16 @@ impl RaftNode {
     }
 
     pub async fn remove_node(&self, id: u64) -> Result<u64, NodeError> {
+        self.membership(Forwarded::RemoveNode { id }).await?;
+        if !self.status().members.iter().any(|(m, ..)| *m == id) {
+            return Ok(self.status().leader.unwrap_or(self.id));
+        }
+        // The leader removed itself: it is a learner now (see `shrink`) and steps down; the
+        // next leader takes it out of the membership.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.status().leader.is_none_or(|l| l == id) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         self.membership(Forwarded::RemoveNode { id }).await
     }
 
@@ -68,6 +78,13 @@ impl RaftNode {
         let change = if voters.contains(&id) { ChangeMembers::RemoveVoters(BTreeSet::from([id])) } else { change };
         let first = self.change(change).await?;
         if !matches!(first, Answer::MembershipChanged { .. }) || !voters.contains(&id) {
+            return Ok(first);
+        }
+        if id == self.id {
+            // A leader that has made itself a learner must not append another membership entry:
+            // openraft 0.9 panics ("Only leader is allowed to call update_effective_membership")
+            // and the node's Raft stops. It steps down by itself; `remove_node` has the next
+            // leader drop it.
             return Ok(first);
         }
         // Removing a voter first demotes it (joint consensus); then drop it entirely.
