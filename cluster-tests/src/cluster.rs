@@ -27,6 +27,9 @@ pub struct Member {
     pub grpc_port: u16,
     pub http_port: u16,
     pub process: Option<Node>,
+    /// The LazyFS its data dir is on (`Cluster::lazyfs`); after `process`, so it unmounts
+    /// after the node stopped.
+    pub mount: Option<crate::lazyfs::Mount>,
 }
 
 impl Member {
@@ -46,6 +49,11 @@ impl Member {
         format!("{}:{}", self.ip, self.http_port)
     }
 
+    /// Its `cluster.dataDir`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.mount.as_ref().map_or(&self.dir, |m| &m.dir).join("data")
+    }
+
     /// Where its log goes when the cluster keeps logs (`Cluster::logs`).
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("node.log")
@@ -53,7 +61,7 @@ impl Member {
 }
 
 pub struct Cluster {
-    pub dir: tempfile::TempDir,
+    /// Dropped before `dir` (fields drop in order): nodes stop and LazyFS unmounts first.
     pub members: Vec<Member>,
     /// Merged into each node's `cluster` config section.
     pub cluster_config: Value,
@@ -68,6 +76,9 @@ pub struct Cluster {
     pub logs: bool,
     /// A bug every node runs with (`hipache_raft::inject`), for tests that the suite catches it.
     pub inject: Option<hipache_raft::inject::Bug>,
+    /// Each node's data dir on its own LazyFS mount (this binary), for power cuts.
+    pub lazyfs: Option<PathBuf>,
+    pub dir: tempfile::TempDir,
 }
 
 /// INFO RAFT as a map of fields.
@@ -101,6 +112,7 @@ impl Cluster {
             own_ips: false,
             logs: false,
             inject: None,
+            lazyfs: None,
         };
         for _ in 0..n {
             c.add_member();
@@ -121,20 +133,15 @@ impl Cluster {
         let id = self.members.len() as u64 + 1;
         let dir = self.dir.path().join(format!("n{id}"));
         std::fs::create_dir_all(&dir).unwrap();
+        let mount =
+            self.lazyfs.as_ref().map(|bin| crate::lazyfs::Mount::new(bin, &dir.join("lazyfs")).expect("mount LazyFS"));
         let member = if self.own_ips {
             let ip = crate::net::node_ip(self.members.len());
-            Member { id, ip, dir, resp_port: 6379, grpc_port: 7379, http_port: 8080, process: None }
+            Member { id, ip, dir, resp_port: 6379, grpc_port: 7379, http_port: 8080, process: None, mount }
         } else {
             let ip = "127.0.0.1".to_string();
-            Member {
-                id,
-                ip,
-                dir,
-                resp_port: free_port(),
-                grpc_port: free_port(),
-                http_port: free_port(),
-                process: None,
-            }
+            let (resp_port, grpc_port, http_port) = (free_port(), free_port(), free_port());
+            Member { id, ip, dir, resp_port, grpc_port, http_port, process: None, mount }
         };
         self.members.push(member);
         self.members.len() - 1
@@ -143,6 +150,7 @@ impl Cluster {
     pub fn config(&self, i: usize, join: Vec<String>) -> Value {
         let m = &self.members[i];
         let mut config = base_config(&m.dir);
+        config["cluster"]["dataDir"] = json!(m.data_dir());
         config["http"] = json!({ "bind": [{ "address": m.ip, "port": m.http_port }] });
         let cluster = config["cluster"].as_object_mut().unwrap();
         cluster.insert("nodeId".into(), json!(m.id));
@@ -194,7 +202,7 @@ impl Cluster {
     /// that was removed from the membership comes back.
     pub fn rejoin(&mut self, i: usize, via: usize) {
         self.kill(i);
-        let _ = std::fs::remove_dir_all(self.members[i].dir.join("data"));
+        let _ = std::fs::remove_dir_all(self.members[i].data_dir());
         let join = vec![self.members[via].grpc()];
         self.launch(i, join);
     }

@@ -8,6 +8,7 @@ pub mod checker;
 pub mod client;
 pub mod cluster;
 pub mod history;
+pub mod lazyfs;
 pub mod nemesis;
 pub mod net;
 pub mod run;

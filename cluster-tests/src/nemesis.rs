@@ -33,6 +33,10 @@ pub enum Fault {
     RemoveFollower,
     /// The same for the leader.
     RemoveLeader,
+    /// A power cut of one node: `kill -9` and every write it had not synced dropped (LazyFS).
+    PowerCutRandom,
+    /// A power cut of every node at once.
+    PowerCutAll,
 }
 
 impl Fault {
@@ -40,6 +44,7 @@ impl Fault {
     pub const CRASHES: &'static [Fault] = &[Fault::KillRandom, Fault::KillLeader, Fault::KillAll];
     pub const PAUSES: &'static [Fault] = &[Fault::PauseLeader];
     pub const MEMBERSHIP: &'static [Fault] = &[Fault::RemoveFollower, Fault::RemoveLeader];
+    pub const POWER: &'static [Fault] = &[Fault::PowerCutRandom, Fault::PowerCutAll];
 
     fn needs_net(self) -> bool {
         Fault::PARTITIONS.contains(&self)
@@ -115,6 +120,11 @@ impl Nemesis<'_> {
                 self.kill(&[leader])
             }
             Fault::KillAll => self.kill(&all),
+            Fault::PowerCutRandom => {
+                let i = *all.choose(&mut self.rng).ok_or("no nodes")?;
+                self.power_cut(&[i])
+            }
+            Fault::PowerCutAll => self.power_cut(&all),
             Fault::PauseLeader => {
                 let leader = self.leader()?;
                 let pid = self.cluster.members[leader].process.as_ref().ok_or("leader not running")?.pid();
@@ -172,6 +182,15 @@ impl Nemesis<'_> {
         self.net.as_mut().ok_or("no network control")?.partition(pairs)?;
         self.history.event(what);
         Ok(Undo::Heal)
+    }
+
+    fn power_cut(&mut self, nodes: &[usize]) -> Result<Undo, String> {
+        for &i in nodes {
+            self.cluster.kill(i);
+            self.cluster.members[i].mount.as_ref().ok_or("data dirs are not on LazyFS")?.power_cut()?;
+        }
+        self.history.event(format!("power cut {} (kill -9, unsynced writes dropped)", names(nodes)));
+        Ok(Undo::Restart(nodes.to_vec()))
     }
 
     fn kill(&mut self, nodes: &[usize]) -> Result<Undo, String> {

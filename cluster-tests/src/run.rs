@@ -84,6 +84,13 @@ pub fn run_test(test: &str, spec: Spec) -> Option<Report> {
 /// it). Returns `None` in the outer process of a sandboxed test, and where no sandbox can be
 /// made (saying SKIPPED).
 pub fn run_sandboxed(test: &str, spec: Spec) -> Option<Report> {
+    let power = spec.faults.iter().any(|f| Fault::POWER.contains(f));
+    if power {
+        if let Err(why) = crate::lazyfs::binary() {
+            eprintln!("SKIPPED {test}: power cuts need LazyFS: {why}");
+            return None;
+        }
+    }
     let needs_net = spec.faults.iter().any(|f| Fault::PARTITIONS.contains(f));
     let net: Option<Box<dyn Net>> = if needs_net {
         if std::env::var_os("CLUSTER_TEST_SANDBOX").is_none() {
@@ -114,6 +121,7 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
         own_ips: net.is_some(),
         logs: true,
         inject: spec.inject,
+        lazyfs: spec.faults.iter().any(|f| Fault::POWER.contains(f)).then(|| crate::lazyfs::binary().ok()).flatten(),
         ..Cluster::start_configured(
             0,
             json!({ "snapshotThreshold": spec.snapshot_threshold }),

@@ -42,6 +42,13 @@ fn membership() {
     run_test("membership", spec("membership", 20, Fault::MEMBERSHIP));
 }
 
+/// Power cuts (LazyFS; SKIPPED without `LAZYFS`): acknowledged writes and votes must survive
+/// losing everything a node had not synced.
+#[test]
+fn power_cuts() {
+    run_test("power_cuts", spec("power-cuts", 20, Fault::POWER));
+}
+
 #[test]
 fn mixed() {
     const ALL: &[Fault] = &[
