@@ -23,6 +23,11 @@ pub enum Fault {
     IsolateLeader,
     /// The leader hears nobody, but the others still hear it (one-way).
     OneWayToLeader,
+    /// Every node sees a majority, no two the same one (5 nodes or more: a node hears only its
+    /// two ring neighbours), which is hard on elections.
+    PartitionRing,
+    /// Two halves and one node that talks to both (5 nodes or more).
+    PartitionBridge,
     KillRandom,
     KillLeader,
     /// Every node at once, then all restarted on their data dirs.
@@ -40,7 +45,13 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const PARTITIONS: &'static [Fault] = &[Fault::PartitionHalves, Fault::IsolateLeader, Fault::OneWayToLeader];
+    pub const PARTITIONS: &'static [Fault] = &[
+        Fault::PartitionHalves,
+        Fault::IsolateLeader,
+        Fault::OneWayToLeader,
+        Fault::PartitionRing,
+        Fault::PartitionBridge,
+    ];
     pub const CRASHES: &'static [Fault] = &[Fault::KillRandom, Fault::KillLeader, Fault::KillAll];
     pub const PAUSES: &'static [Fault] = &[Fault::PauseLeader];
     pub const MEMBERSHIP: &'static [Fault] = &[Fault::RemoveFollower, Fault::RemoveLeader];
@@ -48,6 +59,10 @@ impl Fault {
 
     fn needs_net(self) -> bool {
         Fault::PARTITIONS.contains(&self)
+    }
+
+    fn needs_lazyfs(self) -> bool {
+        Fault::POWER.contains(&self)
     }
 }
 
@@ -69,8 +84,17 @@ pub struct Nemesis<'a> {
 
 impl Nemesis<'_> {
     /// Runs faults from `faults` until `until`: a calm spell of 1–2 s, a fault for 2–4 s, heal.
-    pub fn run(&mut self, faults: &[Fault], until: Instant) {
-        let faults: Vec<Fault> = faults.iter().copied().filter(|f| !f.needs_net() || self.net.is_some()).collect();
+    pub fn run(&mut self, faults_given: &[Fault], until: Instant) {
+        let on_lazyfs = self.cluster.members.iter().all(|m| m.mount.is_some());
+        let faults: Vec<Fault> = faults_given
+            .iter()
+            .copied()
+            .filter(|f| (!f.needs_net() || self.net.is_some()) && (!f.needs_lazyfs() || on_lazyfs))
+            .collect();
+        let skipped: Vec<&Fault> = faults_given.iter().filter(|f| !faults.contains(f)).collect();
+        if !skipped.is_empty() {
+            self.history.event(format!("not applicable here (no network sandbox or no LazyFS): {skipped:?}"));
+        }
         loop {
             let calm = Duration::from_millis(self.rng.random_range(1000..2000));
             if Instant::now() + calm >= until || faults.is_empty() {
@@ -100,6 +124,26 @@ impl Nemesis<'_> {
                 let (small, big) = order.split_at(n / 2);
                 let pairs = cross(small, big);
                 self.partition(&pairs, format!("partition {} | {}", names(small), names(big)))
+            }
+            Fault::PartitionRing | Fault::PartitionBridge if n < 5 => Err(format!("needs 5 nodes, not {n}")),
+            Fault::PartitionRing => {
+                let mut ring = all.clone();
+                ring.shuffle(&mut self.rng);
+                // Cut each node from everyone but its two neighbours on the ring.
+                let pairs: Vec<(usize, usize)> = (0..n)
+                    .flat_map(|a| (0..n).map(move |b| (a, b)))
+                    .filter(|&(a, b)| a != b && !matches!((b + n - a) % n, 1) && !matches!((a + n - b) % n, 1))
+                    .map(|(a, b)| (ring[a], ring[b]))
+                    .collect();
+                self.partition(&pairs, format!("ring {}", names(&ring)))
+            }
+            Fault::PartitionBridge => {
+                let mut order = all.clone();
+                order.shuffle(&mut self.rng);
+                let (left, rest) = order.split_at((n - 1) / 2);
+                let (bridge, right) = rest.split_at(1);
+                let what = format!("bridge {} | {} | {}", names(left), names(bridge), names(right));
+                self.partition(&cross(left, right), what)
             }
             Fault::IsolateLeader => {
                 let leader = self.leader()?;

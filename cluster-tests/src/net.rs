@@ -112,7 +112,7 @@ pub mod sandbox {
         let status = Command::new("unshare")
             .arg("-rn")
             .arg(exe)
-            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .args(["--exact", test, "--nocapture", "--test-threads=1", "--include-ignored"])
             .env(INSIDE, "1")
             .status()
             .expect("run unshare");

@@ -41,6 +41,8 @@ pub struct Spec {
     /// `cluster.snapshotThreshold`: low, so snapshots, purges and snapshot installs happen
     /// under faults.
     pub snapshot_threshold: u64,
+    /// The seed; `None`: `CLUSTER_TEST_SEED` or a new one.
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -84,8 +86,9 @@ pub fn run_test(test: &str, spec: Spec) -> Option<Report> {
 /// it). Returns `None` in the outer process of a sandboxed test, and where no sandbox can be
 /// made (saying SKIPPED).
 pub fn run_sandboxed(test: &str, spec: Spec) -> Option<Report> {
-    let power = spec.faults.iter().any(|f| Fault::POWER.contains(f));
-    if power {
+    // A test of power cuts alone cannot run without LazyFS; others skip the power cuts.
+    let power_only = !spec.faults.is_empty() && spec.faults.iter().all(|f| Fault::POWER.contains(f));
+    if power_only {
         if let Err(why) = crate::lazyfs::binary() {
             eprintln!("SKIPPED {test}: power cuts need LazyFS: {why}");
             return None;
@@ -110,7 +113,7 @@ pub fn run_sandboxed(test: &str, spec: Spec) -> Option<Report> {
 }
 
 pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
-    let seed = seed();
+    let seed = spec.seed.unwrap_or_else(seed);
     let net_name = net.as_ref().map_or("none (no partitions)", |n| n.name()).to_string();
     eprintln!("{}: seed {seed} (CLUSTER_TEST_SEED={seed} replays its choices), {} nodes, {:?}, faults {:?}, network: {net_name}, injected bug: {:?}", spec.name, spec.nodes, spec.duration, spec.faults, spec.inject);
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -121,7 +124,10 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
         own_ips: net.is_some(),
         logs: true,
         inject: spec.inject,
-        lazyfs: spec.faults.iter().any(|f| Fault::POWER.contains(f)).then(|| crate::lazyfs::binary().ok()).flatten(),
+        // Not inside the network sandbox: a FUSE mount there would need its own mount namespace.
+        lazyfs: (net.is_none() && spec.faults.iter().any(|f| Fault::POWER.contains(f)))
+            .then(|| crate::lazyfs::binary().ok())
+            .flatten(),
         ..Cluster::start_configured(
             0,
             json!({ "snapshotThreshold": spec.snapshot_threshold }),
