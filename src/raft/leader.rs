@@ -18,6 +18,10 @@ const MAX_ATTEMPTS: usize = 8;
 /// How long a call waits for a leader other than the one that just failed before trying
 /// again anyway (that leader may have been slow rather than gone): two election timeouts.
 const NEW_LEADER_PATIENCE: Duration = Duration::from_secs(3);
+/// Longest a linearizable read waits for the leader to apply its own log (`applied_own_log`);
+/// past it the read is retried after an election, as when the leader is unsure.
+const READ_BARRIER_PATIENCE: Duration = Duration::from_secs(5);
+
 impl RaftNode {
     /// Runs `op` on the current leader: here if this node leads, else over gRPC. Hops to a
     /// new leader and waits out elections, at most `MAX_ATTEMPTS` calls.
@@ -138,7 +142,7 @@ impl RaftNode {
     /// that sends the caller elsewhere.
     async fn linearize(&self) -> Result<Option<Answer>, NodeError> {
         match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(None),
+            Ok(_) => self.applied_own_log().await,
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                 Ok(Some(self.not_leader(f.leader_id, f.leader_node)))
             }
@@ -146,6 +150,22 @@ impl RaftNode {
                 Ok(Some(Answer::NotLeader { leader: None }))
             }
             Err(RaftError::Fatal(f)) => Err(NodeError::Fatal(f.to_string())),
+        }
+    }
+
+    /// Waits until this leader has applied everything in its log. openraft 0.9 restores a node
+    /// as leader at start-up when its saved vote says it led, with the commit index it saved,
+    /// which can be behind what the cluster committed before the crash; the read index
+    /// `ensure_linearizable` then gives (that index, or the leader's first entry) can miss
+    /// acknowledged writes, and a read right after a restart did (docs/reliability.md, soak).
+    /// Every committed entry is in the leader's log, so once all of it is applied none is
+    /// missed. A read waits for the writes in flight at most.
+    async fn applied_own_log(&self) -> Result<Option<Answer>, NodeError> {
+        let Some(last) = self.raft.metrics().borrow().last_log_index else { return Ok(None) };
+        let wait = self.raft.wait(Some(READ_BARRIER_PATIENCE));
+        match wait.applied_index_at_least(Some(last), "the leader's own log applied").await {
+            Ok(_) => Ok(None),
+            Err(_) => Ok(Some(Answer::NotLeader { leader: None })),
         }
     }
 
