@@ -83,8 +83,15 @@ pub struct Cluster {
 
 /// INFO RAFT as a map of fields.
 pub fn raft_info(resp: &mut Resp) -> std::collections::HashMap<String, String> {
-    let Reply::Bulk(text) = resp.cmd(&["INFO", "raft"]) else { return Default::default() };
-    String::from_utf8_lossy(&text)
+    match resp.cmd(&["INFO", "raft"]) {
+        Reply::Bulk(text) => parse_info(&text),
+        _ => Default::default(),
+    }
+}
+
+/// The `field:value` lines of an INFO reply.
+pub fn parse_info(text: &[u8]) -> std::collections::HashMap<String, String> {
+    String::from_utf8_lossy(text)
         .lines()
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.to_string(), v.trim().to_string()))

@@ -10,7 +10,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
 
 use crate::client::Conn;
-use crate::cluster::Cluster;
+use crate::cluster::{parse_info, Cluster};
 use crate::history::History;
 use crate::net::Net;
 use crate::node::signal;
@@ -292,8 +292,7 @@ pub fn leader_of(cluster: &Cluster) -> Option<usize> {
     cluster.members.iter().filter(|m| m.process.is_some()).find_map(|m| {
         let mut conn = Conn::connect(m.resp_addr(), Duration::from_millis(500)).ok()?;
         let Ok(Reply::Bulk(info)) = conn.call(&["INFO", "raft"]) else { return None };
-        let text = String::from_utf8_lossy(&info).into_owned();
-        let leader: u64 = text.lines().find_map(|l| l.strip_prefix("raft_leader:"))?.trim().parse().ok()?;
+        let leader: u64 = parse_info(&info).get("raft_leader")?.parse().ok()?;
         cluster.members.iter().position(|m| m.id == leader)
     })
 }

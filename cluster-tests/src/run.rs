@@ -258,17 +258,7 @@ impl Workload {
             };
             match (result, append) {
                 (Ok(Reply::Int(n)), true) => op.len = usize::try_from(n).ok(),
-                (Ok(Reply::Array(items)), false) => {
-                    op.list = Some(
-                        items
-                            .iter()
-                            .map(|i| match i {
-                                Reply::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
-                                other => format!("{other:?}"),
-                            })
-                            .collect(),
-                    )
-                }
+                (Ok(Reply::Array(items)), false) => op.list = Some(elements(&items)),
                 // Reads change nothing: any failure is a failure.
                 (Ok(Reply::Error(e)), false) => (op.outcome, op.error) = (Outcome::Fail, Some(e)),
                 // A refused write may still have been committed by the leader it was forwarded
@@ -415,6 +405,18 @@ fn recover(cluster: &Cluster, history: &History) -> Vec<String> {
 
 /// The key's final list: a linearizable read, equal to every replica's local (READONLY) read
 /// once they caught up; a difference that outlasts `RECOVERY` is divergence.
+/// An `LRANGE` reply's elements as the history records them (anything but a bulk string is
+/// kept as its debug form, so the checker reports it as a phantom).
+fn elements(items: &[Reply]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| match i {
+            Reply::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
 fn final_list(cluster: &Cluster, key: &str) -> Result<Vec<String>, String> {
     let read = |addr: SocketAddr, local: bool| -> Option<Vec<String>> {
         let mut c = Conn::connect(addr, CALL_TIMEOUT).ok()?;
@@ -422,18 +424,7 @@ fn final_list(cluster: &Cluster, key: &str) -> Result<Vec<String>, String> {
             c.call(&["READONLY"]).ok()?;
         }
         match c.call(&["LRANGE", key, "0", "-1"]).ok()? {
-            Reply::Array(items) => Some(
-                items
-                    .iter()
-                    .map(|i| {
-                        if let Reply::Bulk(b) = i {
-                            String::from_utf8_lossy(b).into_owned()
-                        } else {
-                            format!("{i:?}")
-                        }
-                    })
-                    .collect(),
-            ),
+            Reply::Array(items) => Some(elements(&items)),
             _ => None,
         }
     };

@@ -24,11 +24,6 @@ pub struct Attempts {
 }
 
 impl Attempts {
-    /// A request that already spent `retries` retries (on the fast path, before the hand-over).
-    pub fn carried(retries: u32) -> Attempts {
-        Attempts { retries }
-    }
-
     /// A backend answered with a response head: 501, 502 and 504–599 still mark it dead.
     pub fn answered(self, shared: &Shared, host: &Host, frontend: &Frontend, idx: usize, status: u16) {
         shared.dead.answered(host.as_bytes(), frontend, idx, status);
