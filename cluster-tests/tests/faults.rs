@@ -108,6 +108,11 @@ fn soak() {
 fn injected_local_reads_are_caught() {
     let spec = Spec { inject: Some(Bug::LocalReads), ..spec("inject-local-reads", 12, Fault::PARTITIONS) };
     if let Some(report) = run_sandboxed("injected_local_reads_are_caught", spec) {
+        let log = std::fs::read_to_string(report.artifacts.join("n1.log")).unwrap_or_default();
+        assert!(
+            log.contains("running with an injected bug"),
+            "the node binary has no injectable bugs: build it with the test harness's features (cargo build --workspace)"
+        );
         let classes: Vec<Class> = report.violations.iter().map(|v| v.class).collect();
         assert!(classes.contains(&Class::RealTime), "stale reads not caught: {classes:?}");
     }
