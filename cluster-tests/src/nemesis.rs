@@ -297,7 +297,8 @@ pub fn leader_of(cluster: &Cluster) -> Option<usize> {
     })
 }
 
-fn cross(a: &[usize], b: &[usize]) -> Vec<(usize, usize)> {
+/// Every directed pair between a node of `a` and a node of `b`, both ways.
+pub fn cross(a: &[usize], b: &[usize]) -> Vec<(usize, usize)> {
     a.iter().flat_map(|&x| b.iter().flat_map(move |&y| [(x, y), (y, x)])).collect()
 }
 

@@ -120,21 +120,11 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
     let artifacts = target_dir().join("cluster-tests").join(format!("{}-{seed}-{stamp}", spec.name));
     std::fs::create_dir_all(&artifacts).expect("create the artifacts directory");
 
-    let mut cluster = Cluster {
-        own_ips: net.is_some(),
-        logs: true,
-        inject: spec.inject,
-        // Not inside the network sandbox: a FUSE mount there would need its own mount namespace.
-        lazyfs: (net.is_none() && spec.faults.iter().any(|f| Fault::POWER.contains(f)))
-            .then(|| crate::lazyfs::binary().ok())
-            .flatten(),
-        ..Cluster::start_configured(
-            0,
-            json!({ "snapshotThreshold": spec.snapshot_threshold }),
-            json!({ "accessLog": null }),
-            false,
-        )
-    };
+    // Not inside the network sandbox: a FUSE mount there would need its own mount namespace.
+    let lazyfs = (net.is_none() && spec.faults.iter().any(|f| Fault::POWER.contains(f)))
+        .then(|| crate::lazyfs::binary().ok())
+        .flatten();
+    let mut cluster = Cluster { lazyfs, ..fault_cluster(net.is_some(), spec.snapshot_threshold, spec.inject) };
     for _ in 0..spec.nodes {
         cluster.add_member();
     }
@@ -196,6 +186,22 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
     history.write(&artifacts.join("history.jsonl")).expect("write history.jsonl");
     summarise(&report, &ops, &history);
     report
+}
+
+/// An empty cluster as fault tests run it (add members with `Cluster::add_member`): logs to
+/// files, access logs off, each node on its own address when `own_ips` (partitions).
+pub fn fault_cluster(own_ips: bool, snapshot_threshold: u64, inject: Option<Bug>) -> Cluster {
+    Cluster {
+        own_ips,
+        logs: true,
+        inject,
+        ..Cluster::start_configured(
+            0,
+            json!({ "snapshotThreshold": snapshot_threshold }),
+            json!({ "accessLog": null }),
+            false,
+        )
+    }
 }
 
 struct Workload {

@@ -7,9 +7,14 @@
 use std::time::Duration;
 
 use cluster_tests::checker::Class;
-use cluster_tests::nemesis::Fault;
-use cluster_tests::run::{run_sandboxed, run_test, Spec};
+use cluster_tests::client::Conn;
+use cluster_tests::cluster::raft_info;
+use cluster_tests::nemesis::{cross, Fault};
+use cluster_tests::net::{sandbox, Net, Nft};
+use cluster_tests::node::eventually;
+use cluster_tests::run::{fault_cluster, run_sandboxed, run_test, Spec};
 use hipache_raft::inject::Bug;
+use hipache_raft::keyspace::Reply;
 
 fn spec(name: &'static str, seconds: u64, faults: &'static [Fault]) -> Spec {
     Spec {
@@ -115,5 +120,84 @@ fn injected_local_reads_are_caught() {
         );
         let classes: Vec<Class> = report.violations.iter().map(|v| v.class).collect();
         assert!(classes.contains(&Class::RealTime), "stale reads not caught: {classes:?}");
+    }
+}
+
+/// A leader cut off from the others keeps taking writes it cannot commit; the others elect a
+/// new leader and move so far ahead that, after healing, the old leader gets their state as a
+/// snapshot instead of log entries. openraft 0.9 never answers writes whose entries a
+/// snapshot replaced, so those clients waited forever, and so did every later write through
+/// that node (its proposer's batches in flight were the stuck ones): the soak's "n2 accepted no
+/// write" (docs/reliability.md). Each such write must be answered after healing, applied once.
+#[test]
+fn a_deposed_leaders_pending_writes_are_answered_after_healing() {
+    const TEST: &str = "a_deposed_leaders_pending_writes_are_answered_after_healing";
+    if let Some(why) = sandbox::unavailable().filter(|_| std::env::var_os("CLUSTER_TEST_SANDBOX").is_none()) {
+        eprintln!("SKIPPED {TEST}: partitions need a private network namespace with nft: {why}");
+        return;
+    }
+    if !sandbox::enter(TEST) {
+        return;
+    }
+    let mut cluster = fault_cluster(true, 20, None);
+    for _ in 0..3 {
+        cluster.add_member();
+    }
+    let old = cluster.leader(Duration::from_secs(10)).expect("a leader");
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let mut net = Nft::default();
+    net.partition(&cross(&[old], &others)).expect("isolate the leader");
+
+    // Writes to the isolated leader: appended to its log, never committed while cut off.
+    let addr = cluster.members[old].resp_addr();
+    let stuck: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut conn = Conn::connect(addr, Duration::from_secs(60)).expect("connect to the old leader");
+                conn.call(&["RPUSH", &format!("deposed:{i}"), "v"])
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The others elect a leader and write far past the snapshot threshold.
+    let mut conn = Conn::connect(cluster.members[others[0]].resp_addr(), Duration::from_secs(10)).unwrap();
+    for n in 0..400 {
+        let reply = loop {
+            match conn.call(&["RPUSH", "majority", &n.to_string()]) {
+                Ok(Reply::Error(_)) | Err(_) => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    conn = Conn::connect(cluster.members[others[0]].resp_addr(), Duration::from_secs(10)).unwrap();
+                }
+                Ok(reply) => break reply,
+            }
+        };
+        assert_eq!(reply, Reply::Int(n + 1), "write {n} through the majority");
+    }
+    // Only a snapshot (not log entries that overwrite them) may reach the old leader's
+    // pending entries: wait until the new leader purged past the old leader's log.
+    let index = |i: usize, field: &str| -> u64 {
+        raft_info(&mut cluster.members[i].resp()).get(field).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    let old_last = index(old, "raft_last_log_index");
+    let purged =
+        eventually(Duration::from_secs(20), || others.iter().all(|&i| index(i, "raft_purged_index") > old_last));
+    assert!(purged, "the majority did not purge its log past the old leader's index {old_last}");
+    let healed = std::time::Instant::now();
+    net.heal().expect("heal");
+
+    for (i, client) in stuck.into_iter().enumerate() {
+        let reply = client.join().expect("client thread");
+        eprintln!("write {i} answered {:?} after healing: {reply:?}", healed.elapsed());
+        assert!(
+            matches!(reply, Ok(Reply::Int(1))),
+            "write {i} taken by the deposed leader, {:?} after healing: {reply:?}",
+            healed.elapsed()
+        );
+    }
+    let mut conn = Conn::connect(cluster.members[others[1]].resp_addr(), Duration::from_secs(10)).unwrap();
+    for i in 0..4 {
+        let list = conn.call(&["LRANGE", &format!("deposed:{i}"), "0", "-1"]).expect("read");
+        assert_eq!(list, Reply::Array(vec![Reply::Bulk("v".into())]), "deposed:{i} applied exactly once");
     }
 }

@@ -13,6 +13,13 @@ use crate::proto::raft_v1::Blob;
 
 /// How long a forwarded call may take before the client is told the outcome is unknown.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long this node, as leader, waits for one of its writes to commit and apply before
+/// treating it as failed with an unknown outcome (retried: numbered writes apply once). Shorter
+/// than `FORWARD_TIMEOUT`, so the node that forwarded the write hears why. Without it a write
+/// could wait forever: openraft 0.9 answers a deposed leader's pending writes when their log
+/// entries are overwritten, but not when a snapshot from the new leader replaces its log,
+/// and a leader cut off from its quorum never learns it was deposed until the network heals.
+const COMMIT_PATIENCE: Duration = Duration::from_secs(4);
 /// Leader hops and elections a call waits through before answering TRYAGAIN.
 const MAX_ATTEMPTS: usize = 8;
 /// How long a call waits for a leader other than the one that just failed before trying
@@ -36,22 +43,23 @@ impl RaftNode {
         for _ in 0..MAX_ATTEMPTS {
             let target = hint.take().or_else(|| self.leader());
             let tried = target.as_ref().map(|(id, _)| *id);
-            let answer = match target {
+            let result = match target {
                 None => {
                     self.wait_for_leader(Duration::from_secs(3)).await.ok();
                     continue;
                 }
-                Some((id, _)) if id == self.id => self.run_as_leader(op.clone()).await?,
-                Some((id, info)) => match self.forward(id, &info, &op).await {
-                    Err(e @ NodeError::Unavailable { .. }) if op.replayable() => {
-                        tracing::info!(error = %e, "leader call failed; trying again after the election");
-                        if matches!(op, Forwarded::Write(_)) {
-                            ambiguous = Some(e);
-                        }
-                        Answer::NotLeader { leader: None }
+                Some((id, _)) if id == self.id => self.run_as_leader(op.clone()).await,
+                Some((id, info)) => self.forward(id, &info, &op).await,
+            };
+            let answer = match result {
+                Err(e @ NodeError::Unavailable { .. }) if op.replayable() => {
+                    tracing::info!(error = %e, "leader call failed; trying again after the election");
+                    if matches!(op, Forwarded::Write(_)) {
+                        ambiguous = Some(e);
                     }
-                    other => other?,
-                },
+                    Answer::NotLeader { leader: None }
+                }
+                other => other?,
             };
             match answer {
                 Answer::NotLeader { leader } => {
@@ -96,9 +104,13 @@ impl RaftNode {
         match op {
             Forwarded::Write(op) => {
                 let req = Request { stamp_ms: now_ms(), op };
-                match self.raft.client_write(req).await {
-                    Ok(resp) => Ok(Answer::Written { reply: resp.data, index: resp.log_id.index }),
-                    Err(e) => self.refusal(e),
+                match tokio::time::timeout(COMMIT_PATIENCE, self.raft.client_write(req)).await {
+                    Ok(Ok(resp)) => Ok(Answer::Written { reply: resp.data, index: resp.log_id.index }),
+                    Ok(Err(e)) => self.refusal(e),
+                    Err(_) => Err(NodeError::Unavailable {
+                        leader: self.id,
+                        message: format!("not committed within {COMMIT_PATIENCE:?}; this node may no longer lead"),
+                    }),
                 }
             }
             Forwarded::Read { db, cmds } => match self.linearize().await? {
