@@ -306,3 +306,73 @@ async fn watches_during_writes() {
         }
     }
 }
+
+/// A follower that falls so far behind that it catches up by installing the leader's snapshot
+/// cannot send its live watchers the changes the snapshot covers one by one. Before, its
+/// streams went on from the snapshot's index as if nothing had been skipped; now they end
+/// with ABORTED, and resuming gives a dump holding every key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_on_a_follower_that_installs_a_snapshot_is_told_to_resume() {
+    tokio::time::timeout(Duration::from_secs(120), watch_across_a_snapshot_install())
+        .await
+        .expect("the watch test took over 2 minutes");
+}
+
+async fn watch_across_a_snapshot_install() {
+    let c = tokio::task::block_in_place(|| Cluster::start(3, json!({ "secret": SECRET, "snapshotThreshold": 20 })));
+    let leader = tokio::task::block_in_place(|| c.leader(Duration::from_secs(20))).expect("leader");
+    let follower = c.followers(leader)[0];
+    let mut api = client(&c.members[leader].grpc()).await;
+    let put =
+        |h: usize| PutFrontendRequest { frontend: Some(frontend(&format!("s{h}.test"), "app", &[])), options: None };
+    let first = api.put_frontend(request(put(0))).await.unwrap().into_inner().applied_index;
+    let watch = WatchRequest { from_index: first };
+    let mut stream = client(&c.members[follower].grpc()).await.watch(request(watch)).await.unwrap().into_inner();
+
+    // The follower sleeps while the leader writes 300 frontends and purges its log.
+    let pid = c.members[follower].process.as_ref().unwrap().pid();
+    cluster_tests::node::signal(pid, "STOP");
+    const HOSTS: usize = 300;
+    for h in 1..HOSTS {
+        api.put_frontend(request(put(h))).await.unwrap();
+    }
+    let purged = tokio::task::block_in_place(|| {
+        cluster_tests::node::eventually(Duration::from_secs(20), || {
+            let info = cluster_tests::cluster::raft_info(&mut c.members[leader].resp());
+            info.get("raft_purged_index").and_then(|p| p.parse::<u64>().ok()).is_some_and(|p| p > first + 10)
+        })
+    });
+    assert!(purged, "the leader purged its log");
+    cluster_tests::node::signal(pid, "CONT");
+
+    // Every host written must reach the watcher: as an event, or, after the stream says to
+    // resume (once per snapshot the follower installs), in the dump.
+    let mut seen = std::collections::HashSet::new();
+    let mut last = first;
+    let mut resumes = 0;
+    let all_seen =
+        |seen: &std::collections::HashSet<String>| (0..HOSTS).all(|h| seen.contains(&format!("frontend:s{h}.test")));
+    while !all_seen(&seen) {
+        match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
+            Ok(Some(Ok(e))) => {
+                assert!(e.snapshot || e.applied_index >= last, "events in log order: {e:?} after {last}");
+                last = e.applied_index;
+                seen.insert(e.key);
+            }
+            Ok(Some(Err(status))) => {
+                assert_eq!(status.code(), Code::Aborted, "{status:?}");
+                assert!(status.message().contains("resume with from_index"), "{}", status.message());
+                assert!(resumes < 5, "the follower kept replacing its state");
+                resumes += 1;
+                let resume = WatchRequest { from_index: last };
+                stream = client(&c.members[follower].grpc()).await.watch(request(resume)).await.unwrap().into_inner();
+            }
+            Ok(None) | Err(_) => {
+                let missing: Vec<usize> =
+                    (0..HOSTS).filter(|h| !seen.contains(&format!("frontend:s{h}.test"))).collect();
+                panic!("the stream ended or went quiet after {resumes} resumes without hosts {missing:?}");
+            }
+        }
+    }
+    assert!(resumes > 0, "the follower caught up without installing a snapshot: the test did not test it");
+}

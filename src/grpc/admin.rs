@@ -290,6 +290,11 @@ impl Admin for AdminService {
         let (node, db) = (self.node.clone(), self.keys.db);
         let live = BroadcastStream::new(start.live).flat_map(move |batch| {
             let items: Vec<Result<WatchEvent, Status>> = match batch {
+                Ok(b) if b.reload => vec![Err(Status::aborted(format!(
+                    "this node installed a snapshot at index {}: the changes before it cannot be sent one by one; \
+                     resume with from_index set to the last applied_index received (a full dump comes first)",
+                    b.index
+                )))],
                 Ok(b) if b.index > after => {
                     let ks = node.local();
                     let now = now_ms();

@@ -28,6 +28,10 @@ const LAGGING: usize = 4096;
 pub struct Batch {
     pub index: u64,
     pub keys: Vec<Bytes>,
+    /// This node replaced its state with a snapshot at `index` (`keys` is empty): the changes
+    /// between a live watcher's last event and `index` cannot be sent one by one, so its
+    /// stream ends and the watcher resumes, getting a full dump.
+    pub reload: bool,
 }
 
 struct Retained {
@@ -124,13 +128,14 @@ impl ApplyListener for ChangeLog {
             retained.batches.clear();
             retained.keys = 0;
             retained.complete_after = index;
+            let _ = self.live.send(Arc::new(Batch { index, keys: Vec::new(), reload: true }));
             return;
         }
         let keys: Vec<Bytes> = changes.iter().filter(|c| c.db == self.db).map(|c| c.key.clone()).collect();
         if keys.is_empty() {
             return;
         }
-        let batch = Arc::new(Batch { index, keys });
+        let batch = Arc::new(Batch { index, keys, reload: false });
         retained.keys += batch.keys.len();
         retained.batches.push_back(batch.clone());
         while retained.keys > RETAINED_KEYS {
