@@ -12,3 +12,4 @@ pub mod lazyfs;
 pub mod nemesis;
 pub mod net;
 pub mod run;
+pub mod watch;

@@ -20,6 +20,7 @@ use crate::cluster::{http_get, Backend, Cluster};
 use crate::history::{History, Op, Outcome, F};
 use crate::nemesis::{leader_of, Fault, Nemesis};
 use crate::net::{sandbox, Net, Nft};
+use crate::watch::{self, Watchers};
 use hipache_raft::inject::Bug;
 
 /// Appends per key before workers move on to the next keys (short per-key histories).
@@ -58,6 +59,9 @@ pub struct Report {
     pub divergence: Vec<String>,
     /// Liveness, reported apart from safety: nodes that did not accept a write after healing.
     pub unavailable: Vec<String>,
+    /// Watch streams that missed, repeated or reordered a change, or did not end on the final
+    /// values (`watch::check`).
+    pub watch: Vec<String>,
     pub panics: Vec<String>,
 }
 
@@ -66,6 +70,7 @@ impl Report {
         self.violations.is_empty()
             && self.divergence.is_empty()
             && self.unavailable.is_empty()
+            && self.watch.is_empty()
             && self.panics.is_empty()
     }
 }
@@ -133,6 +138,8 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
         Nemesis { cluster: &mut cluster, net, rng: StdRng::seed_from_u64(seed), history: history.clone() };
     nemesis.leader().expect("the cluster elects a leader");
 
+    let grpc: Vec<String> = nemesis.cluster.members.iter().map(|m| m.grpc()).collect();
+    let watchers = Watchers::start(&grpc);
     let addrs: Vec<SocketAddr> = nemesis.cluster.members.iter().map(|m| m.resp_addr()).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let workload = Arc::new(Workload {
@@ -168,15 +175,23 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
     report.unavailable = recover(&cluster, &history);
     let ops = history.ops();
     let keys: BTreeSet<String> = ops.iter().map(|o| o.key.clone()).collect();
+    let mut finals = BTreeMap::new();
     for key in &keys {
         match final_list(&cluster, key) {
             Ok(last) => {
                 let key_ops: Vec<Op> = ops.iter().filter(|o| &o.key == key).cloned().collect();
                 report.violations.extend(check_key(key, &key_ops, &last));
+                finals.insert(key.clone(), last);
             }
             Err(e) => report.divergence.push(e),
         }
     }
+    // The run's last write: a watcher that received it has received everything before it.
+    let marker = "watch:end";
+    if poll(RECOVERY, || write_through_leader(&cluster, marker)).is_none() {
+        report.unavailable.push(format!("no write of {marker} after the final reads"));
+    }
+    report.watch = watch::check(&watchers.finish(marker, RECOVERY), &finals);
     report.divergence.extend(workload.unexpected.lock().unwrap().iter().cloned());
     report.divergence.extend(routes.check_proxies(&cluster));
     report.panics = scan_logs(&cluster, &artifacts);
@@ -446,6 +461,12 @@ fn final_list(cluster: &Cluster, key: &str) -> Result<Vec<String>, String> {
     Ok(last)
 }
 
+fn write_through_leader(cluster: &Cluster, key: &str) -> Option<()> {
+    let leader = leader_of(cluster)?;
+    let mut c = Conn::connect(cluster.members[leader].resp_addr(), CALL_TIMEOUT).ok()?;
+    matches!(c.call(&["RPUSH", key, "end"]), Ok(Reply::Int(_))).then_some(())
+}
+
 fn poll<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + within;
     loop {
@@ -509,14 +530,14 @@ fn summarise(report: &Report, ops: &[Op], history: &History) {
             eprintln!("  around: {:.3}s {}", e.at_ns as f64 / 1e9, e.what);
         }
     }
-    for d in report.divergence.iter().chain(&report.unavailable).chain(&report.panics) {
+    for d in report.divergence.iter().chain(&report.unavailable).chain(&report.watch).chain(&report.panics) {
         eprintln!("FAILURE {d}");
     }
     eprintln!("artifacts: {}", report.artifacts.display());
     let results = json!({
         "seed": report.seed, "network": report.net, "operations": ops.len(), "keys": report.keys,
         "events": report.events, "violations": report.violations.len(), "divergence": report.divergence,
-        "unavailable": report.unavailable, "panics": report.panics,
+        "unavailable": report.unavailable, "watch": report.watch, "panics": report.panics,
     });
     let _ =
         std::fs::write(report.artifacts.join("results.json"), serde_json::to_vec_pretty(&results).unwrap_or_default());

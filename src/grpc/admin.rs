@@ -13,7 +13,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tonic::{Request, Response, Status};
 
-use super::watch::{self, ChangeLog};
+use super::watch::ChangeLog;
 use crate::keyspace::Reply;
 use crate::proto::admin_v1::admin_server::Admin;
 use crate::proto::admin_v1::*;
@@ -296,9 +296,7 @@ impl Admin for AdminService {
                     b.index
                 )))],
                 Ok(b) if b.index > after => {
-                    let ks = node.local();
-                    let now = now_ms();
-                    b.keys.iter().map(|k| Ok(watch::event(b.index, k, ks.get(db, k), now, false))).collect()
+                    b.events_after(after, &node.local(), db, now_ms()).into_iter().map(Ok).collect()
                 }
                 Ok(_) => Vec::new(),
                 Err(BroadcastStreamRecvError::Lagged(n)) => vec![Err(Status::resource_exhausted(format!(

@@ -14,20 +14,22 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::broadcast;
 
-use crate::keyspace::{Change, Entry, Keyspace, Value};
+use crate::keyspace::{Entry, Keyspace, Value};
 use crate::proto::admin_v1::WatchEvent;
-use crate::raft::{now_ms, AppliedState, ApplyListener, RaftNode};
+use crate::raft::{now_ms, AppliedState, ApplyListener, Changed, RaftNode};
 
 /// Changed keys kept for resuming watchers; older positions get a full dump instead.
 const RETAINED_KEYS: usize = 100_000;
 /// Batches a slow watcher may fall behind before its stream ends (it can resume).
 const LAGGING: usize = 4096;
 
-/// The keys of the watched database one applied batch changed.
+/// The keys of the watched database one applied batch changed, each with the index of the
+/// entry that changed it.
 #[derive(Debug)]
 pub struct Batch {
+    /// The batch's last index.
     pub index: u64,
-    pub keys: Vec<Bytes>,
+    pub keys: Vec<(u64, Bytes)>,
     /// This node replaced its state with a snapshot at `index` (`keys` is empty): the changes
     /// between a live watcher's last event and `index` cannot be sent one by one, so its
     /// stream ends and the watcher resumes, getting a full dump.
@@ -56,7 +58,7 @@ pub struct Start {
     pub live: broadcast::Receiver<Arc<Batch>>,
 }
 
-pub fn event(index: u64, key: &[u8], entry: Option<&Entry>, now: u64, snapshot: bool) -> WatchEvent {
+fn event(index: u64, key: &[u8], entry: Option<&Entry>, now: u64, snapshot: bool) -> WatchEvent {
     let live = entry.filter(|e| e.expire_at_ms.is_none_or(|d| d > now));
     let (kind, values): (&str, Vec<Bytes>) = match live.map(|e| &e.value) {
         None => ("", Vec::new()),
@@ -99,7 +101,7 @@ impl ChangeLog {
                 .batches
                 .iter()
                 .filter(|b| b.index > from_index)
-                .flat_map(|b| b.keys.iter().map(|k| event(b.index, k, ks.get(self.db, k), now, false)))
+                .flat_map(|b| b.events_after(from_index, &ks, self.db, now))
                 .collect();
             let after = retained.batches.back().map_or(from_index, |b| b.index.max(from_index));
             return Start { backlog, after, live };
@@ -108,6 +110,14 @@ impl ChangeLog {
         // Index and keyspace of one batch: the dump is exactly the state after `index`.
         let state = self.node.applied_state();
         Start { backlog: dump(&state.keyspace, self.db, state.index), after: state.index, live }
+    }
+}
+
+impl Batch {
+    /// The events of the changes after `index`, each key with its value in `ks`.
+    pub fn events_after(&self, index: u64, ks: &Keyspace, db: usize, now: u64) -> Vec<WatchEvent> {
+        let after = self.keys.iter().filter(|(i, _)| *i > index);
+        after.map(|(i, k)| event(*i, k, ks.get(db, k), now, false)).collect()
     }
 }
 
@@ -120,7 +130,7 @@ fn dump(ks: &Keyspace, watched: usize, index: u64) -> Vec<WatchEvent> {
 }
 
 impl ApplyListener for ChangeLog {
-    fn applied(&self, state: &AppliedState, changes: &[Change], reload: bool) {
+    fn applied(&self, state: &AppliedState, changes: &[Changed], reload: bool) {
         let index = state.index;
         let mut retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
         if reload {
@@ -131,7 +141,8 @@ impl ApplyListener for ChangeLog {
             let _ = self.live.send(Arc::new(Batch { index, keys: Vec::new(), reload: true }));
             return;
         }
-        let keys: Vec<Bytes> = changes.iter().filter(|c| c.db == self.db).map(|c| c.key.clone()).collect();
+        let keys: Vec<(u64, Bytes)> =
+            changes.iter().filter(|c| c.change.db == self.db).map(|c| (c.index, c.change.key.clone())).collect();
         if keys.is_empty() {
             return;
         }

@@ -8,8 +8,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, Guard};
 use bytes::Bytes;
 
-use crate::keyspace::Change;
-use crate::raft::{AppliedState, ApplyListener};
+use crate::raft::{AppliedState, ApplyListener, Changed};
 use crate::routing::{RoutingKeys, RoutingView};
 
 /// The published view plus its writer lock. Shared by the request handlers, the TLS
@@ -57,7 +56,8 @@ impl std::fmt::Debug for SharedView {
 }
 
 impl ApplyListener for SharedView {
-    fn applied(&self, state: &AppliedState, changes: &[Change], reload: bool) {
+    fn applied(&self, state: &AppliedState, changes: &[Changed], reload: bool) {
+        let changes = changes.iter().map(|c| &c.change);
         self.update(|view| view.apply(&self.keys, &state.keyspace, changes, reload, super::now_ms()));
     }
 }

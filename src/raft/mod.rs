@@ -23,5 +23,5 @@ mod types;
 pub use node::{now_ms, NodeError, NodeOptions, RaftNode, Status, Written};
 pub use proposer::MAX_BATCH;
 pub use service::service;
-pub use state_machine::{AppliedState, ApplyListener};
+pub use state_machine::{AppliedState, ApplyListener, Changed};
 pub use types::{NodeInfo, Op, WatchedKey};

@@ -37,9 +37,18 @@ const SNAPSHOT_DATA: &[u8] = b"data";
 /// Told about every applied batch, after the new state is published. The proxy's routing
 /// view and the gRPC Watch log implement it; it must be quick (it runs on the apply path).
 pub trait ApplyListener: Send + Sync {
-    /// `changes` lists the keys the batch touched; `reload` means "everything may have
-    /// changed" (snapshot installed), so rebuild from `state.keyspace`.
-    fn applied(&self, state: &AppliedState, changes: &[Change], reload: bool);
+    /// `changes` lists the keys the batch touched, entry by entry; `reload` means "everything
+    /// may have changed" (snapshot installed), so rebuild from `state.keyspace`.
+    fn applied(&self, state: &AppliedState, changes: &[Changed], reload: bool);
+}
+
+/// A key one log entry changed. Listed per entry, not per applied batch: how openraft groups
+/// entries into batches differs from node to node, the entries do not, so a Watch event
+/// names the same index on every node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Changed {
+    pub index: u64,
+    pub change: Change,
 }
 
 /// One applied state: the keyspace and the log index it reflects, published together behind
@@ -106,7 +115,7 @@ impl Applied {
         listeners.push(listener);
     }
 
-    fn publish(&self, keyspace: Keyspace, index: Option<LogId>, changes: &[Change], reload: bool) {
+    fn publish(&self, keyspace: Keyspace, index: Option<LogId>, changes: &[Changed], reload: bool) {
         let state = Arc::new(AppliedState { index: index.map_or(0, |l| l.index), keyspace: Arc::new(keyspace) });
         self.state.store(state.clone());
         for l in self.listeners.read().unwrap_or_else(|e| e.into_inner()).iter() {
@@ -251,8 +260,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let replies: Vec<Reply> = entries.into_iter().map(|e| self.apply_one(&e)).collect();
-        let changes = self.keyspace.take_changes();
+        let mut changes = Vec::new();
+        let replies: Vec<Reply> = entries
+            .into_iter()
+            .map(|e| {
+                let reply = self.apply_one(&e);
+                let index = e.log_id.index;
+                changes.extend(self.keyspace.take_changes().into_iter().map(|change| Changed { index, change }));
+                reply
+            })
+            .collect();
         self.out.publish(self.keyspace.clone(), self.last_applied, &changes, false);
         Ok(replies)
     }
@@ -410,7 +427,9 @@ mod tests {
             let mut ctx = ApplyCtx { index, now_ms: 1, publisher: &mut NullPublisher };
             keyspace.apply(0, &argv(&["SET", "i", &index.to_string()]), &mut ctx);
             let log_id = LogId::new(openraft::CommittedLeaderId::new(1, 1), index);
-            applied.publish(keyspace.clone(), Some(log_id), &keyspace.take_changes(), false);
+            let changes: Vec<Changed> =
+                keyspace.take_changes().into_iter().map(|change| Changed { index, change }).collect();
+            applied.publish(keyspace.clone(), Some(log_id), &changes, false);
         }
         reader.join().unwrap();
     }

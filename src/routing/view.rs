@@ -178,7 +178,14 @@ impl RoutingView {
     /// Brings the view up to date with an applied batch: the keys in `changes`, or everything
     /// when `reload` (a snapshot was installed, anything may have changed; the local overlay
     /// is kept).
-    pub fn apply(&mut self, keys: &RoutingKeys, keyspace: &Keyspace, changes: &[Change], reload: bool, now_ms: u64) {
+    pub fn apply<'a>(
+        &mut self,
+        keys: &RoutingKeys,
+        keyspace: &Keyspace,
+        changes: impl IntoIterator<Item = &'a Change>,
+        reload: bool,
+        now_ms: u64,
+    ) {
         if reload {
             *self = RoutingView { local_dead: self.local_dead.clone(), ..RoutingView::default() };
             for (db, key, entry) in keyspace.iter() {
@@ -187,7 +194,7 @@ impl RoutingView {
                 }
             }
         } else {
-            for change in changes.iter().filter(|c| c.db == keys.db) {
+            for change in changes.into_iter().filter(|c| c.db == keys.db) {
                 let entry = keyspace.get(keys.db, &change.key);
                 self.set(keys, &change.key, entry.map(|e| &e.value), entry.and_then(|e| e.expire_at_ms));
             }
