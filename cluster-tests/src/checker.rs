@@ -49,6 +49,9 @@ pub enum Class {
     RealTime,
     /// A `READONLY` connection read less than it had read before, or missed its own write.
     LocalRegression,
+    /// Two lists that transfers move elements between lost or duplicated one
+    /// (`crate::transfer`).
+    Transfer,
 }
 
 /// Checks the operations on `key` against its final list.
@@ -178,7 +181,7 @@ pub fn check_local_reads(key: &str, ops: &[Op]) -> Vec<Violation> {
                         longest = Some(op);
                     }
                 }
-                Kind::Read => {}
+                Kind::Read | Kind::Transfer | Kind::ReadBoth => {}
             }
         }
     }

@@ -19,6 +19,18 @@ pub enum F {
     /// `LRANGE key 0 -1` on a `READONLY` connection: the node's own replica, which promises
     /// less (see `checker::check_local_reads`).
     LocalRead,
+    /// `WATCH` two lists, read them, `MULTI`/`LREM`/`RPUSH`/`EXEC`: an element moved from one
+    /// to the other (`crate::transfer`).
+    Transfer,
+    /// Both transfer lists read in one `MULTI … EXEC`.
+    ReadBoth,
+}
+
+impl F {
+    /// Operations on one list-append key (`checker::check_key`), not transfers.
+    pub fn is_list_append(&self) -> bool {
+        matches!(self, F::Append | F::Read | F::LocalRead)
+    }
 }
 
 /// How it ended: `Ok` definitely happened, `Fail` definitely did not, `Info` may have happened

@@ -12,4 +12,5 @@ pub mod lazyfs;
 pub mod nemesis;
 pub mod net;
 pub mod run;
+pub mod transfer;
 pub mod watch;

@@ -20,6 +20,7 @@ use crate::cluster::{http_get, Backend, Cluster};
 use crate::history::{History, Op, Outcome, F};
 use crate::nemesis::{leader_of, Fault, Nemesis};
 use crate::net::{sandbox, Net, Nft};
+use crate::transfer;
 use crate::watch::{self, Watchers};
 use hipache_raft::inject::Bug;
 
@@ -151,6 +152,15 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
         unexpected: Default::default(),
     });
     let routes = Routes::seed(nemesis.cluster, seed);
+    transfer::seed(workload.addrs[0]);
+    // Two clients, so transactions conflict and WATCH has something to abort.
+    let transfers: Vec<_> = (0..2u64)
+        .map(|c| {
+            let (addrs, history, stop) = (workload.addrs.clone(), history.clone(), stop.clone());
+            let seed = seed ^ (0x7a + c);
+            std::thread::spawn(move || transfer::run_until(&addrs, &history, &stop, seed, 900_000 + c * 10_000))
+        })
+        .collect();
     let router = {
         let (routes, addrs, stop) = (routes.clone(), workload.addrs.clone(), stop.clone());
         std::thread::spawn(move || routes.rewrite_until(&addrs, &stop))
@@ -167,6 +177,9 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
         let _ = w.join();
     }
     let _ = router.join();
+    for t in transfers {
+        let _ = t.join();
+    }
     if let Some(net) = nemesis.net.as_mut() {
         let _ = net.heal();
     }
@@ -174,7 +187,7 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
     let mut report = Report { seed, net: net_name, artifacts: artifacts.clone(), ..Report::default() };
     report.unavailable = recover(&cluster, &history);
     let ops = history.ops();
-    let keys: BTreeSet<String> = ops.iter().map(|o| o.key.clone()).collect();
+    let keys: BTreeSet<String> = ops.iter().filter(|o| o.f.is_list_append()).map(|o| o.key.clone()).collect();
     let mut finals = BTreeMap::new();
     for key in &keys {
         match final_list(&cluster, key) {
@@ -185,6 +198,13 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
             }
             Err(e) => report.divergence.push(e),
         }
+    }
+    match (final_list(&cluster, transfer::KEYS[0]), final_list(&cluster, transfer::KEYS[1])) {
+        (Ok(a), Ok(b)) => {
+            let transfer_ops: Vec<Op> = ops.iter().filter(|o| !o.f.is_list_append()).cloned().collect();
+            report.violations.extend(transfer::check(&transfer_ops, &[a, b]));
+        }
+        (Err(e), _) | (_, Err(e)) => report.divergence.push(e),
     }
     // The run's last write: a watcher that received it has received everything before it.
     let marker = "watch:end";
@@ -501,7 +521,7 @@ fn target_dir() -> PathBuf {
 fn summarise(report: &Report, ops: &[Op], history: &History) {
     let count = |o: Outcome| ops.iter().filter(|op| op.outcome == o).count();
     let mut per_key: BTreeMap<&str, usize> = BTreeMap::new();
-    for op in ops {
+    for op in ops.iter().filter(|o| o.f.is_list_append()) {
         *per_key.entry(&op.key).or_default() += 1;
     }
     let (min, max) = (per_key.values().min().copied().unwrap_or(0), per_key.values().max().copied().unwrap_or(0));
