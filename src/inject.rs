@@ -7,12 +7,16 @@
 pub enum Bug {
     /// Default-mode (linearizable) reads served from the local replica, as READONLY ones are.
     LocalReads,
+    /// A write retried after an ambiguous failure is sent again without its proposal number,
+    /// so the leader cannot tell it from a new write (applied twice if the first try landed).
+    ResendUnnumbered,
 }
 
 impl Bug {
     pub fn name(self) -> &'static str {
         match self {
             Bug::LocalReads => "local-reads",
+            Bug::ResendUnnumbered => "resend-unnumbered",
         }
     }
 }

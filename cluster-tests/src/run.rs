@@ -537,7 +537,12 @@ fn summarise(report: &Report, ops: &[Op], history: &History) {
         report.net
     );
     let events = history.events();
-    for v in &report.violations {
+    // One duplicate shows in every later read: the first few violations say enough.
+    const SHOWN: usize = 20;
+    if report.violations.len() > SHOWN {
+        eprintln!("{} violations, the first {SHOWN} shown (all in results.json)", report.violations.len());
+    }
+    for v in report.violations.iter().take(SHOWN) {
         eprintln!("VIOLATION {:?} on {}: {}", v.class, v.key, v.message);
         for op in &v.witness {
             eprintln!("  witness: {}", serde_json::to_string(op).unwrap_or_default());
@@ -556,7 +561,9 @@ fn summarise(report: &Report, ops: &[Op], history: &History) {
     eprintln!("artifacts: {}", report.artifacts.display());
     let results = json!({
         "seed": report.seed, "network": report.net, "operations": ops.len(), "keys": report.keys,
-        "events": report.events, "violations": report.violations.len(), "divergence": report.divergence,
+        "events": report.events, "violations": report.violations.len(),
+        "violation_list": report.violations.iter().map(|v| format!("{:?} on {}: {}", v.class, v.key, v.message)).collect::<Vec<_>>(),
+        "divergence": report.divergence,
         "unavailable": report.unavailable, "watch": report.watch, "panics": report.panics,
     });
     let _ =

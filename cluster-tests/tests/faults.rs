@@ -113,13 +113,26 @@ fn soak() {
 fn injected_local_reads_are_caught() {
     let spec = Spec { inject: Some(Bug::LocalReads), ..spec("inject-local-reads", 12, Fault::PARTITIONS) };
     if let Some(report) = run_sandboxed("injected_local_reads_are_caught", spec) {
-        let log = std::fs::read_to_string(report.artifacts.join("n1.log")).unwrap_or_default();
-        assert!(
-            log.contains("running with an injected bug"),
-            "the node binary has no injectable bugs: build it with the test harness's features (cargo build --workspace)"
-        );
+        assert_bug_was_injected(&report);
         let classes: Vec<Class> = report.violations.iter().map(|v| v.class).collect();
         assert!(classes.contains(&Class::RealTime), "stale reads not caught: {classes:?}");
+    }
+}
+
+/// The suite catches a node that retries an ambiguous forward without its proposal number:
+/// when the leader is killed after committing a forwarded write but before answering, the
+/// write is applied again through the next leader, and the checker reports the duplicate.
+#[test]
+fn injected_unnumbered_resends_are_caught() {
+    let faults = &[Fault::KillLeader];
+    let spec = Spec { inject: Some(Bug::ResendUnnumbered), ..spec("inject-resend-unnumbered", 20, faults) };
+    if let Some(report) = run_sandboxed("injected_unnumbered_resends_are_caught", spec) {
+        assert_bug_was_injected(&report);
+        let classes: Vec<Class> = report.violations.iter().map(|v| v.class).collect();
+        assert!(
+            classes.iter().any(|c| matches!(c, Class::Duplicate | Class::WrongLength | Class::Transfer)),
+            "re-sent writes not caught: {classes:?}"
+        );
     }
 }
 
@@ -200,4 +213,14 @@ fn a_deposed_leaders_pending_writes_are_answered_after_healing() {
         let list = conn.call(&["LRANGE", &format!("deposed:{i}"), "0", "-1"]).expect("read");
         assert_eq!(list, Reply::Array(vec![Reply::Bulk("v".into())]), "deposed:{i} applied exactly once");
     }
+}
+
+/// The node binary was built with the harness's `inject-bugs` feature (else a test of an
+/// injected bug would fail only as "not caught").
+fn assert_bug_was_injected(report: &cluster_tests::run::Report) {
+    let log = std::fs::read_to_string(report.artifacts.join("n1.log")).unwrap_or_default();
+    assert!(
+        log.contains("running with an injected bug"),
+        "the node binary has no injectable bugs: build it with the test harness's features (cargo build --workspace)"
+    );
 }

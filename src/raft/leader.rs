@@ -8,7 +8,8 @@ use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteErro
 use super::forward::{Answer, Forwarded};
 use super::network::{decode, encode};
 use super::node::{now_ms, NodeError, RaftNode};
-use super::types::{NodeInfo, Request};
+use super::types::{NodeInfo, Op, Request};
+use crate::inject::{injected, Bug};
 use crate::proto::raft_v1::Blob;
 
 /// How long a forwarded call may take before the client is told the outcome is unknown.
@@ -32,7 +33,7 @@ const READ_BARRIER_PATIENCE: Duration = Duration::from_secs(5);
 impl RaftNode {
     /// Runs `op` on the current leader: here if this node leads, else over gRPC. Hops to a
     /// new leader and waits out elections, at most `MAX_ATTEMPTS` calls.
-    pub(super) async fn on_leader(&self, op: Forwarded) -> Result<Answer, NodeError> {
+    pub(super) async fn on_leader(&self, mut op: Forwarded) -> Result<Answer, NodeError> {
         if self.is_removed() {
             return Err(NodeError::Removed(self.id));
         }
@@ -54,8 +55,13 @@ impl RaftNode {
             let answer = match result {
                 Err(e @ NodeError::Unavailable { .. }) if op.replayable() => {
                     tracing::info!(error = %e, "leader call failed; trying again after the election");
-                    if matches!(op, Forwarded::Write(_)) {
+                    if let Forwarded::Write(write) = &op {
                         ambiguous = Some(e);
+                        if injected(Bug::ResendUnnumbered) {
+                            if let Op::Sequenced { op: inner, .. } = write {
+                                op = Forwarded::Write((**inner).clone());
+                            }
+                        }
                     }
                     Answer::NotLeader { leader: None }
                 }
