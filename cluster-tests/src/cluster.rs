@@ -27,9 +27,9 @@ pub struct Member {
     pub grpc_port: u16,
     pub http_port: u16,
     pub process: Option<Node>,
-    /// The LazyFS its data dir is on (`Cluster::lazyfs`); after `process`, so it unmounts
-    /// after the node stopped.
-    pub mount: Option<crate::lazyfs::Mount>,
+    /// The lossy file system its data dir is on (`Cluster::power`); after `process`, so it
+    /// unmounts after the node stopped.
+    pub mount: Option<crate::power::Mount>,
 }
 
 impl Member {
@@ -61,7 +61,7 @@ impl Member {
 }
 
 pub struct Cluster {
-    /// Dropped before `dir` (fields drop in order): nodes stop and LazyFS unmounts first.
+    /// Dropped before `dir` (fields drop in order): nodes stop and their file systems unmount first.
     pub members: Vec<Member>,
     /// Merged into each node's `cluster` config section.
     pub cluster_config: Value,
@@ -76,8 +76,8 @@ pub struct Cluster {
     pub logs: bool,
     /// A bug every node runs with (`hipache_raft::inject`), for tests that the suite catches it.
     pub inject: Option<hipache_raft::inject::Bug>,
-    /// Each node's data dir on its own LazyFS mount (this binary), for power cuts.
-    pub lazyfs: Option<PathBuf>,
+    /// Each node's data dir on its own mount of this lossy file system, for power cuts.
+    pub power: Option<crate::power::Backend>,
     pub dir: tempfile::TempDir,
 }
 
@@ -119,7 +119,7 @@ impl Cluster {
             own_ips: false,
             logs: false,
             inject: None,
-            lazyfs: None,
+            power: None,
         };
         for _ in 0..n {
             c.add_member();
@@ -140,8 +140,7 @@ impl Cluster {
         let id = self.members.len() as u64 + 1;
         let dir = self.dir.path().join(format!("n{id}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let mount =
-            self.lazyfs.as_ref().map(|bin| crate::lazyfs::Mount::new(bin, &dir.join("lazyfs")).expect("mount LazyFS"));
+        let mount = self.power.as_ref().map(|fs| crate::power::Mount::new(fs, &dir.join("power")).expect("mount"));
         let member = if self.own_ips {
             let ip = crate::net::node_ip(self.members.len());
             Member { id, ip, dir, resp_port: 6379, grpc_port: 7379, http_port: 8080, process: None, mount }

@@ -38,7 +38,7 @@ pub enum Fault {
     RemoveFollower,
     /// The same for the leader.
     RemoveLeader,
-    /// A power cut of one node: `kill -9` and every write it had not synced dropped (LazyFS).
+    /// A power cut of one node: `kill -9` and every write it had not synced dropped (`power`).
     PowerCutRandom,
     /// A power cut of every node at once.
     PowerCutAll,
@@ -61,7 +61,7 @@ impl Fault {
         Fault::PARTITIONS.contains(&self)
     }
 
-    fn needs_lazyfs(self) -> bool {
+    fn needs_power(self) -> bool {
         Fault::POWER.contains(&self)
     }
 }
@@ -85,15 +85,16 @@ pub struct Nemesis<'a> {
 impl Nemesis<'_> {
     /// Runs faults from `faults` until `until`: a calm spell of 1–2 s, a fault for 2–4 s, heal.
     pub fn run(&mut self, faults_given: &[Fault], until: Instant) {
-        let on_lazyfs = self.cluster.members.iter().all(|m| m.mount.is_some());
+        let on_lossy_fs = self.cluster.members.iter().all(|m| m.mount.is_some());
         let faults: Vec<Fault> = faults_given
             .iter()
             .copied()
-            .filter(|f| (!f.needs_net() || self.net.is_some()) && (!f.needs_lazyfs() || on_lazyfs))
+            .filter(|f| (!f.needs_net() || self.net.is_some()) && (!f.needs_power() || on_lossy_fs))
             .collect();
         let skipped: Vec<&Fault> = faults_given.iter().filter(|f| !faults.contains(f)).collect();
         if !skipped.is_empty() {
-            self.history.event(format!("not applicable here (no network sandbox or no LazyFS): {skipped:?}"));
+            self.history
+                .event(format!("not applicable here (no network sandbox or no lossy file system): {skipped:?}"));
         }
         loop {
             let calm = Duration::from_millis(self.rng.random_range(1000..2000));
@@ -231,7 +232,7 @@ impl Nemesis<'_> {
     fn power_cut(&mut self, nodes: &[usize]) -> Result<Undo, String> {
         for &i in nodes {
             self.cluster.kill(i);
-            self.cluster.members[i].mount.as_ref().ok_or("data dirs are not on LazyFS")?.power_cut()?;
+            self.cluster.members[i].mount.as_ref().ok_or("data dirs are not on a lossy file system")?.power_cut()?;
         }
         self.history.event(format!("power cut {} (kill -9, unsynced writes dropped)", names(nodes)));
         Ok(Undo::Restart(nodes.to_vec()))

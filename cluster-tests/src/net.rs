@@ -3,7 +3,7 @@
 //! Each node listens on its own loopback address (`127.0.0.<10 + id>`) and its connections to
 //! peers leave from that address, so a packet filter can tell node pairs apart while the
 //! harness (talking from 127.0.0.1) keeps reaching every node, as Jepsen's clients do. The
-//! filter rules live in a private network namespace the test creates (`unshare -rn`, see
+//! filter rules live in a private network namespace the test creates (`unshare -rnm`, see
 //! [`sandbox`]), so nothing touches the host's network.
 
 use std::process::Command;
@@ -90,11 +90,12 @@ pub mod sandbox {
 
     /// Why fault tests cannot create their sandbox here, if they cannot.
     pub fn unavailable() -> Option<String> {
-        let probe = Command::new("unshare").args(["-rn", "sh", "-c", "ip link set lo up && nft list ruleset"]).output();
+        let probe =
+            Command::new("unshare").args(["-rnm", "sh", "-c", "ip link set lo up && nft list ruleset"]).output();
         match probe {
             Ok(out) if out.status.success() => None,
             Ok(out) => {
-                Some(format!("unshare -rn with ip and nft failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+                Some(format!("unshare -rnm with ip and nft failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
             }
             Err(e) => Some(format!("cannot run unshare: {e}")),
         }
@@ -109,8 +110,9 @@ pub mod sandbox {
             return true;
         }
         let exe = std::env::current_exe().expect("the test binary");
+        // A mount namespace too: power cuts mount a FUSE file system per node in there.
         let status = Command::new("unshare")
-            .arg("-rn")
+            .arg("-rnm")
             .arg(exe)
             .args(["--exact", test, "--nocapture", "--test-threads=1", "--include-ignored"])
             .env(INSIDE, "1")

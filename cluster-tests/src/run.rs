@@ -51,6 +51,8 @@ pub struct Spec {
 pub struct Report {
     pub seed: u64,
     pub net: String,
+    /// The lossy file system power cuts ran on (`power::Backend::name`), or "none".
+    pub power: String,
     pub artifacts: PathBuf,
     pub ops: usize,
     pub keys: usize,
@@ -88,49 +90,53 @@ pub fn run_test(test: &str, spec: Spec) -> Option<Report> {
     Some(report)
 }
 
-/// Runs `spec`; partitions need the network sandbox, entered here (the test runs again inside
-/// it). Returns `None` in the outer process of a sandboxed test, and where no sandbox can be
-/// made (saying SKIPPED).
+/// Runs `spec`. Partitions need the sandbox (a private user, network and mount namespace;
+/// the test runs again inside it), power cuts a lossy file system (`power`), mounted inside
+/// the sandbox where there is one. Returns `None` in the outer process of a sandboxed test,
+/// and where the faults cannot be made here (saying SKIPPED); a run of several kinds of faults
+/// leaves out only those it cannot make, and says so.
 pub fn run_sandboxed(test: &str, spec: Spec) -> Option<Report> {
-    // A test of power cuts alone cannot run without LazyFS; others skip the power cuts.
-    let power_only = !spec.faults.is_empty() && spec.faults.iter().all(|f| Fault::POWER.contains(f));
-    if power_only {
-        if let Err(why) = crate::lazyfs::binary() {
-            eprintln!("SKIPPED {test}: power cuts need LazyFS: {why}");
-            return None;
-        }
+    let wants = |kind: &[Fault]| spec.faults.iter().any(|f| kind.contains(f));
+    let only = |kind: &[Fault]| !spec.faults.is_empty() && spec.faults.iter().all(|f| kind.contains(f));
+    let inside = std::env::var_os("CLUSTER_TEST_SANDBOX").is_some();
+    let no_sandbox =
+        if inside || !(wants(Fault::PARTITIONS) || wants(Fault::POWER)) { None } else { sandbox::unavailable() };
+    if let (Some(why), true) = (&no_sandbox, wants(Fault::PARTITIONS)) {
+        eprintln!("SKIPPED {test}: partitions need a private network namespace with nft: {why}");
+        return None;
     }
-    let needs_net = spec.faults.iter().any(|f| Fault::PARTITIONS.contains(f));
-    let net: Option<Box<dyn Net>> = if needs_net {
-        if std::env::var_os("CLUSTER_TEST_SANDBOX").is_none() {
-            if let Some(why) = sandbox::unavailable() {
-                eprintln!("SKIPPED {test}: partitions need a private network namespace with nft: {why}");
+    if no_sandbox.is_none() && (wants(Fault::PARTITIONS) || wants(Fault::POWER)) && !sandbox::enter(test) {
+        return None;
+    }
+    let net: Option<Box<dyn Net>> = wants(Fault::PARTITIONS).then(|| Box::new(Nft::default()) as Box<dyn Net>);
+    let power = if wants(Fault::POWER) {
+        match crate::power::usable() {
+            Ok(fs) => Some(fs),
+            Err(why) if only(Fault::POWER) => {
+                eprintln!("SKIPPED {test}: power cuts need a lossy FUSE file system: {why}");
                 return None;
             }
+            Err(why) => {
+                eprintln!("{test}: no power cuts: {why}");
+                None
+            }
         }
-        if !sandbox::enter(test) {
-            return None;
-        }
-        Some(Box::new(Nft::default()))
     } else {
         None
     };
-    Some(run(spec, net))
+    Some(run(spec, net, power))
 }
 
-pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
+pub fn run(spec: Spec, net: Option<Box<dyn Net>>, power: Option<crate::power::Backend>) -> Report {
     let seed = spec.seed.unwrap_or_else(seed);
     let net_name = net.as_ref().map_or("none (no partitions)", |n| n.name()).to_string();
-    eprintln!("{}: seed {seed} (CLUSTER_TEST_SEED={seed} replays its choices), {} nodes, {:?}, faults {:?}, network: {net_name}, injected bug: {:?}", spec.name, spec.nodes, spec.duration, spec.faults, spec.inject);
+    let power_name = power.as_ref().map_or("none", |p| p.name()).to_string();
+    eprintln!("{}: seed {seed} (CLUSTER_TEST_SEED={seed} replays its choices), {} nodes, {:?}, faults {:?}, network: {net_name}, power cuts: {power_name}, injected bug: {:?}", spec.name, spec.nodes, spec.duration, spec.faults, spec.inject);
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let artifacts = target_dir().join("cluster-tests").join(format!("{}-{seed}-{stamp}", spec.name));
     std::fs::create_dir_all(&artifacts).expect("create the artifacts directory");
 
-    // Not inside the network sandbox: a FUSE mount there would need its own mount namespace.
-    let lazyfs = (net.is_none() && spec.faults.iter().any(|f| Fault::POWER.contains(f)))
-        .then(|| crate::lazyfs::binary().ok())
-        .flatten();
-    let mut cluster = Cluster { lazyfs, ..fault_cluster(net.is_some(), spec.snapshot_threshold, spec.inject) };
+    let mut cluster = Cluster { power, ..fault_cluster(net.is_some(), spec.snapshot_threshold, spec.inject) };
     for _ in 0..spec.nodes {
         cluster.add_member();
     }
@@ -184,7 +190,8 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>) -> Report {
         let _ = net.heal();
     }
 
-    let mut report = Report { seed, net: net_name, artifacts: artifacts.clone(), ..Report::default() };
+    let mut report =
+        Report { seed, net: net_name, power: power_name, artifacts: artifacts.clone(), ..Report::default() };
     report.unavailable = recover(&cluster, &history);
     let ops = history.ops();
     let keys: BTreeSet<String> = ops.iter().filter(|o| o.f.is_list_append()).map(|o| o.key.clone()).collect();
@@ -560,7 +567,7 @@ fn summarise(report: &Report, ops: &[Op], history: &History) {
     }
     eprintln!("artifacts: {}", report.artifacts.display());
     let results = json!({
-        "seed": report.seed, "network": report.net, "operations": ops.len(), "keys": report.keys,
+        "seed": report.seed, "network": report.net, "power": report.power, "operations": ops.len(), "keys": report.keys,
         "events": report.events, "violations": report.violations.len(),
         "violation_list": report.violations.iter().map(|v| format!("{:?} on {}: {}", v.class, v.key, v.message)).collect::<Vec<_>>(),
         "divergence": report.divergence,

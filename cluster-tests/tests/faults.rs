@@ -2,7 +2,7 @@
 //! heal, recovery and the list-append linearizability checker (`cluster_tests::run`). Each test
 //! prints its seed (`CLUSTER_TEST_SEED` replays its choices), operations checked, the nemesis
 //! events, and where its artifacts are. Partition tests run inside a private network namespace
-//! (`unshare -rn` with nftables) and say SKIPPED where the machine cannot make one.
+//! (`unshare -rnm` with nftables) and say SKIPPED where the machine cannot make one.
 
 use std::time::Duration;
 
@@ -55,8 +55,8 @@ fn membership() {
     run_test("membership", spec("membership", 20, Fault::MEMBERSHIP));
 }
 
-/// Power cuts (LazyFS; SKIPPED without `LAZYFS`): acknowledged writes and votes must survive
-/// losing everything a node had not synced.
+/// Power cuts (lossyfs, or LazyFS where `LAZYFS` names it; SKIPPED without FUSE):
+/// acknowledged writes and votes must survive losing everything a node had not synced.
 #[test]
 fn power_cuts() {
     run_test("power_cuts", spec("power-cuts", 20, Fault::POWER));
@@ -79,14 +79,14 @@ const ALL: &[Fault] = &[
 ];
 
 /// Every fault (those this machine cannot apply are skipped and say so: power cuts without
-/// LazyFS, ring and bridge on 3 nodes).
+/// FUSE, ring and bridge on 3 nodes).
 #[test]
 fn mixed() {
     run_test("mixed", spec("mixed", 25, ALL));
 }
 
 /// The soak, by hand: `CLUSTER_TEST_SOAK_MINUTES=30 cargo nextest run -p cluster-tests --test
-/// faults soak --run-ignored all --no-capture` (add `LAZYFS=…` for power cuts). 5 nodes, every
+/// faults soak --run-ignored all --no-capture`. 5 nodes, every
 /// fault, 2-minute runs on new seeds until the time is up; stops at the first failing run.
 #[test]
 #[ignore = "minutes long: run by hand"]
@@ -95,12 +95,13 @@ fn soak() {
     if cluster_tests::net::sandbox::unavailable().is_some() || !cluster_tests::net::sandbox::enter("soak") {
         return;
     }
+    let power = cluster_tests::power::usable().map_err(|why| eprintln!("soak: no power cuts: {why}")).ok();
     let until = std::time::Instant::now() + Duration::from_secs(minutes * 60);
     let mut runs = 0;
     while std::time::Instant::now() < until {
         let net: Box<dyn cluster_tests::net::Net> = Box::new(cluster_tests::net::Nft::default());
         let spec = Spec { nodes: 5, seed: Some(rand::random()), ..spec("soak", 120, ALL) };
-        let report = cluster_tests::run::run(spec, Some(net));
+        let report = cluster_tests::run::run(spec, Some(net), power.clone());
         runs += 1;
         assert!(report.passed(), "soak run {runs} failed; artifacts: {}", report.artifacts.display());
     }

@@ -92,7 +92,17 @@ impl Node {
         let config_path = dir.join("config.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
         let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("open the node log");
-        Self::spawn(dir, &config_path, &[], env, Stdio::from(file))
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Self::spawn(dir, &config_path, &[], env, Stdio::from(file))
+        }));
+        started.unwrap_or_else(|_| {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            panic!(
+                "the node did not start; the end of its log:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        })
     }
 
     /// Starts with extra environment variables (e.g. `SSL_CERT_FILE` for the backend trust store).
@@ -133,8 +143,9 @@ impl Node {
         let line = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(l) => l,
             Err(_) => {
+                let exited = child.try_wait().ok().flatten();
                 let _ = child.kill();
-                panic!("hipache-raft did not report its listeners");
+                panic!("hipache-raft did not report its listeners (exited: {exited:?})");
             }
         };
         let listening: Value = serde_json::from_str(&line).unwrap();
