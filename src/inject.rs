@@ -10,6 +10,12 @@ pub enum Bug {
     /// A write retried after an ambiguous failure is sent again without its proposal number,
     /// so the leader cannot tell it from a new write (applied twice if the first try landed).
     ResendUnnumbered,
+    /// Log entries acknowledged after sled's own flush only (no `fdatasync`): lost with the
+    /// power.
+    AckBeforeSync,
+    /// A vote answered after sled's own flush only: after a power cut the node may vote again
+    /// in the same term, for another candidate.
+    UnsyncedVote,
 }
 
 impl Bug {
@@ -17,6 +23,8 @@ impl Bug {
         match self {
             Bug::LocalReads => "local-reads",
             Bug::ResendUnnumbered => "resend-unnumbered",
+            Bug::AckBeforeSync => "ack-before-sync",
+            Bug::UnsyncedVote => "unsynced-vote",
         }
     }
 }

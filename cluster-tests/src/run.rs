@@ -195,32 +195,28 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>, power: Option<crate::power::Ba
     report.unavailable = recover(&cluster, &history);
     let ops = history.ops();
     let keys: BTreeSet<String> = ops.iter().filter(|o| o.f.is_list_append()).map(|o| o.key.clone()).collect();
-    let mut finals = BTreeMap::new();
+    let others = transfer::KEYS.iter().map(|k| k.to_string()).chain(Routes::keys());
+    let (finals, diverged) = final_lists(&cluster, keys.iter().cloned().chain(others).collect());
+    report.divergence.extend(diverged);
     for key in &keys {
-        match final_list(&cluster, key) {
-            Ok(last) => {
-                let key_ops: Vec<Op> = ops.iter().filter(|o| &o.key == key).cloned().collect();
-                report.violations.extend(check_key(key, &key_ops, &last));
-                finals.insert(key.clone(), last);
-            }
-            Err(e) => report.divergence.push(e),
+        if let Some(last) = finals.get(key) {
+            let key_ops: Vec<Op> = ops.iter().filter(|o| &o.key == key).cloned().collect();
+            report.violations.extend(check_key(key, &key_ops, last));
         }
     }
-    match (final_list(&cluster, transfer::KEYS[0]), final_list(&cluster, transfer::KEYS[1])) {
-        (Ok(a), Ok(b)) => {
-            let transfer_ops: Vec<Op> = ops.iter().filter(|o| !o.f.is_list_append()).cloned().collect();
-            report.violations.extend(transfer::check(&transfer_ops, &[a, b]));
-        }
-        (Err(e), _) | (_, Err(e)) => report.divergence.push(e),
+    if let (Some(a), Some(b)) = (finals.get(transfer::KEYS[0]), finals.get(transfer::KEYS[1])) {
+        let transfer_ops: Vec<Op> = ops.iter().filter(|o| !o.f.is_list_append()).cloned().collect();
+        report.violations.extend(transfer::check(&transfer_ops, &[a.clone(), b.clone()]));
     }
     // The run's last write: a watcher that received it has received everything before it.
     let marker = "watch:end";
     if poll(RECOVERY, || write_through_leader(&cluster, marker)).is_none() {
         report.unavailable.push(format!("no write of {marker} after the final reads"));
     }
-    report.watch = watch::check(&watchers.finish(marker, RECOVERY), &finals);
+    let list_finals = finals.iter().filter(|(k, _)| keys.contains(*k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    report.watch = watch::check(&watchers.finish(marker, RECOVERY), &list_finals);
     report.divergence.extend(workload.unexpected.lock().unwrap().iter().cloned());
-    report.divergence.extend(routes.check_proxies(&cluster));
+    report.divergence.extend(routes.check_proxies(&cluster, &finals));
     report.panics = scan_logs(&cluster, &artifacts);
     report.ops = ops.len();
     report.keys = keys.len();
@@ -385,14 +381,18 @@ impl Routes {
         }
     }
 
+    /// The rewritten `frontend:` keys.
+    fn keys() -> impl Iterator<Item = String> {
+        (0..VHOSTS).map(|v| format!("frontend:v{v}.test"))
+    }
+
     /// Every node's proxy, asked a few times for each virtual host, answers from a backend of
     /// the host's final list.
-    fn check_proxies(&self, cluster: &Cluster) -> Vec<String> {
+    fn check_proxies(&self, cluster: &Cluster, finals: &BTreeMap<String, Vec<String>>) -> Vec<String> {
         let mut wrong = Vec::new();
-        for v in 0..VHOSTS {
-            let key = format!("frontend:v{v}.test");
-            let Ok(last) = final_list(cluster, &key) else {
-                wrong.push(format!("{key}: replicas do not agree"));
+        for (v, key) in Routes::keys().enumerate() {
+            let Some(last) = finals.get(&key) else {
+                wrong.push(format!("{key}: no final list"));
                 continue;
             };
             let allowed: Vec<&str> =
@@ -451,8 +451,6 @@ fn recover(cluster: &Cluster, history: &History) -> Vec<String> {
     unavailable
 }
 
-/// The key's final list: a linearizable read, equal to every replica's local (READONLY) read
-/// once they caught up; a difference that outlasts `RECOVERY` is divergence.
 /// An `LRANGE` reply's elements as the history records them (anything but a bulk string is
 /// kept as its debug form, so the checker reports it as a phantom).
 fn elements(items: &[Reply]) -> Vec<String> {
@@ -465,27 +463,50 @@ fn elements(items: &[Reply]) -> Vec<String> {
         .collect()
 }
 
-fn final_list(cluster: &Cluster, key: &str) -> Result<Vec<String>, String> {
-    let read = |addr: SocketAddr, local: bool| -> Option<Vec<String>> {
-        let mut c = Conn::connect(addr, CALL_TIMEOUT).ok()?;
-        if local {
-            c.call(&["READONLY"]).ok()?;
-        }
-        match c.call(&["LRANGE", key, "0", "-1"]).ok()? {
+/// Each key's list as one connection reads it (`local`: on `READONLY`, the node's replica).
+fn read_lists(addr: SocketAddr, local: bool, keys: &[String]) -> Option<Vec<Vec<String>>> {
+    let mut c = Conn::connect(addr, CALL_TIMEOUT).ok()?;
+    if local {
+        c.call(&["READONLY"]).ok()?;
+    }
+    keys.iter()
+        .map(|key| match c.call(&["LRANGE", key, "0", "-1"]).ok()? {
             Reply::Array(items) => Some(elements(&items)),
             _ => None,
-        }
-    };
+        })
+        .collect()
+}
+
+/// The keys' final lists: linearizable reads, which every replica's local (READONLY) reads
+/// must equal once caught up. Differences still there after `RECOVERY` (one deadline for all
+/// keys) are divergence, returned as the second value.
+fn final_lists(cluster: &Cluster, keys: Vec<String>) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
+    let deadline = Instant::now() + RECOVERY;
     let leader = leader_of(cluster).unwrap_or(0);
-    let last = poll(RECOVERY, || read(cluster.members[leader].resp_addr(), false))
-        .ok_or_else(|| format!("{key}: no linearizable read succeeded after heal"))?;
-    for (i, m) in cluster.members.iter().enumerate() {
-        if poll(RECOVERY, || (read(m.resp_addr(), true)? == last).then_some(())).is_none() {
-            let local = read(m.resp_addr(), true);
-            return Err(format!("{key}: n{}'s replica holds {local:?}, the cluster {} elements", i + 1, last.len()));
+    let Some(lists) = poll(RECOVERY, || read_lists(cluster.members[leader].resp_addr(), false, &keys)) else {
+        return (BTreeMap::new(), vec!["no linearizable read of the final lists succeeded after heal".into()]);
+    };
+    let mut differ = Vec::new();
+    loop {
+        differ.clear();
+        for (i, m) in cluster.members.iter().enumerate() {
+            match read_lists(m.resp_addr(), true, &keys) {
+                None => differ.push(format!("n{}'s replica could not be read", i + 1)),
+                Some(local) => {
+                    differ.extend(keys.iter().zip(lists.iter().zip(local)).filter(|(_, (a, b))| *a != b).map(
+                        |(key, (last, local))| {
+                            format!("{key}: n{}'s replica holds {local:?}, the cluster {} elements", i + 1, last.len())
+                        },
+                    ))
+                }
+            }
         }
+        if differ.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(last)
+    (keys.into_iter().zip(lists).collect(), differ)
 }
 
 fn write_through_leader(cluster: &Cluster, key: &str) -> Option<()> {

@@ -137,6 +137,23 @@ fn injected_unnumbered_resends_are_caught() {
     }
 }
 
+/// The suite catches a node that acknowledges log entries before they are synced: power cuts
+/// of every node lose acknowledged writes, which the checker reports. (No snapshots here: each
+/// log purge syncs everything written before it, which would shrink what a cut can lose.)
+#[test]
+fn injected_ack_before_sync_is_caught() {
+    let spec = Spec {
+        inject: Some(Bug::AckBeforeSync),
+        snapshot_threshold: 100_000,
+        ..spec("inject-ack-before-sync", 20, &[Fault::PowerCutAll])
+    };
+    if let Some(report) = run_sandboxed("injected_ack_before_sync_is_caught", spec) {
+        assert_bug_was_injected(&report);
+        let classes: Vec<Class> = report.violations.iter().map(|v| v.class).collect();
+        assert!(!classes.is_empty() || !report.divergence.is_empty(), "unsynced acknowledgements not caught");
+    }
+}
+
 /// A leader cut off from the others keeps taking writes it cannot commit; the others elect a
 /// new leader and move so far ahead that, after healing, the old leader gets their state as a
 /// snapshot instead of log entries. openraft 0.9 never answers writes whose entries a

@@ -15,6 +15,7 @@
 //! once at open. We call the syscalls ourselves because sled exposes no hook for them; the fix
 //! belongs in sled, whose next major version replaces this storage layer.
 
+use crate::inject::{injected, Bug};
 use std::collections::HashSet;
 use std::fs::File;
 use std::io;
@@ -68,10 +69,31 @@ impl Durable {
         Ok(())
     }
 
+    /// `flush` unless `bug` is injected (fault tests): then sled's own flush only, which
+    /// leaves the data to the kernel's page cache.
+    pub fn flush_unless(&self, bug: Bug) -> Result<(), sled::Error> {
+        if injected(bug) {
+            return self.inner.db.flush().map(drop);
+        }
+        self.flush()
+    }
+
     /// [`Durable::flush`] on a blocking thread, so the async caller's worker keeps running.
     pub async fn flush_async(&self) -> Result<(), sled::Error> {
+        self.on_blocking_thread(Durable::flush).await
+    }
+
+    /// [`Durable::flush_unless`] on a blocking thread.
+    pub async fn flush_async_unless(&self, bug: Bug) -> Result<(), sled::Error> {
+        self.on_blocking_thread(move |d| d.flush_unless(bug)).await
+    }
+
+    async fn on_blocking_thread(
+        &self,
+        flush: impl FnOnce(&Durable) -> Result<(), sled::Error> + Send + 'static,
+    ) -> Result<(), sled::Error> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.flush())
+        tokio::task::spawn_blocking(move || flush(&this))
             .await
             .map_err(|e| sled::Error::Io(io::Error::other(format!("flush task failed: {e}"))))?
     }

@@ -9,6 +9,7 @@
 // openraft's StorageError is large, and it is the error type openraft's storage traits require.
 #![allow(clippy::result_large_err)]
 
+use crate::inject::Bug;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,7 +146,7 @@ fn group_commit(durable: Durable, mut rx: mpsc::UnboundedReceiver<LogFlushed<Typ
         while let Ok(more) = rx.try_recv() {
             pending.push(more);
         }
-        let res = durable.flush();
+        let res = durable.flush_unless(Bug::AckBeforeSync);
         for callback in pending.drain(..) {
             let res = match &res {
                 Ok(_) => Ok(()),
@@ -222,7 +223,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.meta_put(VOTE, vote)?;
-        self.durable.flush_async().await.map_err(|e| StorageError::from(StorageIOError::write_vote(&e)))?;
+        let flushed = self.durable.flush_async_unless(Bug::UnsyncedVote).await;
+        flushed.map_err(|e| StorageError::from(StorageIOError::write_vote(&e)))?;
         Ok(())
     }
 
