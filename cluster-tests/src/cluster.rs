@@ -18,6 +18,9 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The gRPC port of every node on its own address (`Cluster::own_ips`).
+pub const OWN_IP_GRPC_PORT: u16 = 7379;
+
 pub struct Member {
     pub id: u64,
     /// The loopback address it listens on.
@@ -72,6 +75,9 @@ pub struct Cluster {
     /// Each node on its own address (`net::node_ip`) with fixed ports, as fault tests need;
     /// otherwise all on 127.0.0.1 with free ports.
     pub own_ips: bool,
+    /// Each node's gRPC listener behind a `net::TcpProxy` (with `own_ips`): it listens on
+    /// `net::behind_proxy(grpc_port)` and advertises `grpc_port`, where the proxy listens.
+    pub behind_proxy: bool,
     /// Node logs go to `Member::log_path` instead of the test's stderr.
     pub logs: bool,
     /// A bug every node runs with (`hipache_raft::inject`), for tests that the suite catches it.
@@ -117,6 +123,7 @@ impl Cluster {
             advertise_names,
             server_config,
             own_ips: false,
+            behind_proxy: false,
             logs: false,
             inject: None,
             power: None,
@@ -143,7 +150,7 @@ impl Cluster {
         let mount = self.power.as_ref().map(|fs| crate::power::Mount::new(fs, &dir.join("power")).expect("mount"));
         let member = if self.own_ips {
             let ip = crate::net::node_ip(self.members.len());
-            Member { id, ip, dir, resp_port: 6379, grpc_port: 7379, http_port: 8080, process: None, mount }
+            Member { id, ip, dir, resp_port: 6379, grpc_port: OWN_IP_GRPC_PORT, http_port: 8080, process: None, mount }
         } else {
             let ip = "127.0.0.1".to_string();
             let (resp_port, grpc_port, http_port) = (free_port(), free_port(), free_port());
@@ -161,7 +168,12 @@ impl Cluster {
         let cluster = config["cluster"].as_object_mut().unwrap();
         cluster.insert("nodeId".into(), json!(m.id));
         cluster.insert("resp".into(), json!(format!("{}:{}", m.ip, m.resp_port)));
-        cluster.insert("grpc".into(), json!(m.grpc()));
+        if self.behind_proxy {
+            cluster.insert("grpc".into(), json!(format!("{}:{}", m.ip, crate::net::behind_proxy(m.grpc_port))));
+            cluster.insert("advertiseGrpc".into(), json!(m.grpc()));
+        } else {
+            cluster.insert("grpc".into(), json!(m.grpc()));
+        }
         cluster.insert("join".into(), json!(join));
         if self.advertise_names {
             cluster.insert("advertiseGrpc".into(), json!(format!("localhost:{}", m.grpc_port)));

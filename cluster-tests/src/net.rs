@@ -6,7 +6,13 @@
 //! filter rules live in a private network namespace the test creates (`unshare -rnm`, see
 //! [`sandbox`]), so nothing touches the host's network.
 
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Drops traffic between nodes.
 pub trait Net {
@@ -16,6 +22,11 @@ pub trait Net {
     fn partition(&mut self, pairs: &[(usize, usize)]) -> Result<(), String>;
     /// Lets everything through again.
     fn heal(&mut self) -> Result<(), String>;
+    /// Whether nodes must listen behind it (`TcpProxy`): on `behind_proxy(port)`, advertising
+    /// `port`.
+    fn proxied(&self) -> bool {
+        false
+    }
 }
 
 /// The loopback address of node index `i` (node id `i + 1`).
@@ -79,6 +90,156 @@ impl Net for Nft {
             self.active = false;
         }
         Ok(())
+    }
+}
+
+/// Where network namespaces are not allowed: a TCP proxy in front of each node's gRPC
+/// listener, which nodes dial instead of the node itself (its advertised address). A node's
+/// connections leave from its own loopback address, so the proxy knows which node each
+/// connection comes from; the harness's (from 127.0.0.1) always pass. A partitioned direction
+/// stops moving bytes (`Fault::Drop`: they wait in the sockets' buffers and flow again after
+/// healing, as TCP retransmits after a dropping firewall goes) or cuts the connections at once
+/// and refuses new ones (`Fault::Reset`).
+pub struct TcpProxy {
+    blocked: Arc<Mutex<HashSet<(usize, usize)>>>,
+    fault: ProxyFault,
+    open: Arc<Mutex<Vec<Proxied>>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// A socket of a proxied connection (from node, to node), kept to cut it (`ProxyFault::Reset`).
+type Proxied = (Option<usize>, usize, TcpStream);
+
+/// What a partitioned direction does to its traffic (`TcpProxy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyFault {
+    Drop,
+    Reset,
+}
+
+/// The port a node's gRPC listener has behind its proxy: the advertised one plus one.
+pub fn behind_proxy(port: u16) -> u16 {
+    port + 1
+}
+
+impl TcpProxy {
+    /// Starts a proxy on `ip(i):port` in front of `ip(i):behind_proxy(port)` for each of
+    /// `nodes` nodes.
+    pub fn start(nodes: usize, port: u16, fault: ProxyFault) -> Result<TcpProxy, String> {
+        let proxy = TcpProxy { blocked: Arc::default(), fault, open: Arc::default(), stop: Arc::default() };
+        for to in 0..nodes {
+            let listener =
+                TcpListener::bind((node_ip(to).as_str(), port)).map_err(|e| format!("proxy for n{}: {e}", to + 1))?;
+            listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let upstream = format!("{}:{}", node_ip(to), behind_proxy(port));
+            let (blocked, open, stop) = (proxy.blocked.clone(), proxy.open.clone(), proxy.stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok((client, peer)) = listener.accept() else {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    };
+                    let from = (0..nodes).find(|&i| peer.ip().to_string() == node_ip(i));
+                    let cut = |a: usize, b: usize| blocked.lock().unwrap().contains(&(a, b));
+                    if fault == ProxyFault::Reset && from.is_some_and(|f| cut(f, to) || cut(to, f)) {
+                        continue; // dropped: the connection is closed at once
+                    }
+                    let Ok(server) = TcpStream::connect(&upstream) else { continue };
+                    // Nagle would hold small gRPC frames for the peer's delayed ACK (40 ms).
+                    let _ = client.set_nonblocking(false).and(client.set_nodelay(true)).and(server.set_nodelay(true));
+                    if let (Ok(c), Ok(s)) = (client.try_clone(), server.try_clone()) {
+                        let mut open = open.lock().unwrap();
+                        open.push((from, to, c));
+                        open.push((from, to, s));
+                    }
+                    for (src, dst, dir) in [
+                        (client.try_clone(), server.try_clone(), (from, Some(to))),
+                        (server.try_clone(), client.try_clone(), (Some(to), from)),
+                    ] {
+                        let (Ok(src), Ok(dst)) = (src, dst) else { continue };
+                        let (blocked, stop) = (blocked.clone(), stop.clone());
+                        std::thread::spawn(move || pump(src, dst, dir, &blocked, &stop));
+                    }
+                }
+            });
+        }
+        Ok(proxy)
+    }
+}
+
+/// Copies `src` to `dst` while the direction `dir` (from node, to node; `None` is the
+/// harness) is not blocked; stalls while it is.
+fn pump(
+    mut src: TcpStream,
+    mut dst: TcpStream,
+    dir: (Option<usize>, Option<usize>),
+    blocked: &Mutex<HashSet<(usize, usize)>>,
+    stop: &AtomicBool,
+) {
+    let _ = src.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut buf = [0u8; 16 * 1024];
+    while !stop.load(Ordering::SeqCst) {
+        if let (Some(a), Some(b)) = dir {
+            if blocked.lock().unwrap().contains(&(a, b)) {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+        }
+        match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if dst.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = dst.shutdown(Shutdown::Write);
+}
+
+impl Net for TcpProxy {
+    fn name(&self) -> &'static str {
+        match self.fault {
+            ProxyFault::Drop => "in-harness TCP proxy per node (drop)",
+            ProxyFault::Reset => "in-harness TCP proxy per node (reset)",
+        }
+    }
+
+    fn partition(&mut self, pairs: &[(usize, usize)]) -> Result<(), String> {
+        let mut blocked = self.blocked.lock().unwrap();
+        blocked.clear();
+        blocked.extend(pairs.iter().copied());
+        if self.fault == ProxyFault::Reset {
+            let mut open = self.open.lock().unwrap();
+            open.retain(|(from, to, stream)| {
+                let cut = from.is_some_and(|f| blocked.contains(&(f, *to)) || blocked.contains(&(*to, f)));
+                if cut {
+                    let _ = stream.shutdown(Shutdown::Both);
+                }
+                !cut
+            });
+        }
+        Ok(())
+    }
+
+    fn heal(&mut self) -> Result<(), String> {
+        self.blocked.lock().unwrap().clear();
+        Ok(())
+    }
+
+    fn proxied(&self) -> bool {
+        true
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for (_, _, stream) in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
     }
 }
 

@@ -17,9 +17,10 @@ use serde_json::json;
 use crate::checker::{check_key, Violation};
 use crate::client::{CallError, Conn};
 use crate::cluster::{http_get, Backend, Cluster};
+use crate::cluster::{parse_info, OWN_IP_GRPC_PORT};
 use crate::history::{History, Op, Outcome, F};
 use crate::nemesis::{leader_of, Fault, Nemesis};
-use crate::net::{sandbox, Net, Nft};
+use crate::net::{sandbox, Net, Nft, ProxyFault, TcpProxy};
 use crate::transfer;
 use crate::watch::{self, Watchers};
 use hipache_raft::inject::Bug;
@@ -99,16 +100,36 @@ pub fn run_sandboxed(test: &str, spec: Spec) -> Option<Report> {
     let wants = |kind: &[Fault]| spec.faults.iter().any(|f| kind.contains(f));
     let only = |kind: &[Fault]| !spec.faults.is_empty() && spec.faults.iter().all(|f| kind.contains(f));
     let inside = std::env::var_os("CLUSTER_TEST_SANDBOX").is_some();
-    let no_sandbox =
-        if inside || !(wants(Fault::PARTITIONS) || wants(Fault::POWER)) { None } else { sandbox::unavailable() };
-    if let (Some(why), true) = (&no_sandbox, wants(Fault::PARTITIONS)) {
-        eprintln!("SKIPPED {test}: partitions need a private network namespace with nft: {why}");
+    // `CLUSTER_TEST_NET=proxy` (or `proxy-reset`) partitions through the TCP proxy even where
+    // the sandbox can be made.
+    let asked = std::env::var("CLUSTER_TEST_NET").ok();
+    let proxy_asked = asked.as_deref().is_some_and(|n| n.starts_with("proxy"));
+    let no_sandbox = if inside || proxy_asked || !(wants(Fault::PARTITIONS) || wants(Fault::POWER)) {
+        None
+    } else {
+        sandbox::unavailable()
+    };
+    let sandboxed = !proxy_asked && no_sandbox.is_none() && (wants(Fault::PARTITIONS) || wants(Fault::POWER));
+    if sandboxed && !sandbox::enter(test) {
         return None;
     }
-    if no_sandbox.is_none() && (wants(Fault::PARTITIONS) || wants(Fault::POWER)) && !sandbox::enter(test) {
-        return None;
-    }
-    let net: Option<Box<dyn Net>> = wants(Fault::PARTITIONS).then(|| Box::new(Nft::default()) as Box<dyn Net>);
+    let net: Option<Box<dyn Net>> = match (wants(Fault::PARTITIONS), no_sandbox.is_some() || proxy_asked) {
+        (false, _) => None,
+        (true, false) => Some(Box::new(Nft::default())),
+        (true, true) => {
+            if let Some(why) = &no_sandbox {
+                eprintln!("{test}: no network namespace ({why}): partitions through the in-harness TCP proxy");
+            }
+            let fault = if asked.as_deref() == Some("proxy-reset") { ProxyFault::Reset } else { ProxyFault::Drop };
+            match TcpProxy::start(spec.nodes, OWN_IP_GRPC_PORT, fault) {
+                Ok(proxy) => Some(Box::new(proxy)),
+                Err(why) => {
+                    eprintln!("SKIPPED {test}: no network namespace and no TCP proxy: {why}");
+                    return None;
+                }
+            }
+        }
+    };
     let power = if wants(Fault::POWER) {
         match crate::power::usable() {
             Ok(fs) => Some(fs),
@@ -136,7 +157,9 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>, power: Option<crate::power::Ba
     let artifacts = target_dir().join("cluster-tests").join(format!("{}-{seed}-{stamp}", spec.name));
     std::fs::create_dir_all(&artifacts).expect("create the artifacts directory");
 
-    let mut cluster = Cluster { power, ..fault_cluster(net.is_some(), spec.snapshot_threshold, spec.inject) };
+    let behind_proxy = net.as_ref().is_some_and(|n| n.proxied());
+    let mut cluster =
+        Cluster { power, behind_proxy, ..fault_cluster(net.is_some(), spec.snapshot_threshold, spec.inject) };
     for _ in 0..spec.nodes {
         cluster.add_member();
     }
@@ -193,6 +216,7 @@ pub fn run(spec: Spec, net: Option<Box<dyn Net>>, power: Option<crate::power::Ba
     let mut report =
         Report { seed, net: net_name, power: power_name, artifacts: artifacts.clone(), ..Report::default() };
     report.unavailable = recover(&cluster, &history);
+    report.unavailable.extend(settle(&cluster, &history));
     let ops = history.ops();
     let keys: BTreeSet<String> = ops.iter().filter(|o| o.f.is_list_append()).map(|o| o.key.clone()).collect();
     let others = transfer::KEYS.iter().map(|k| k.to_string()).chain(Routes::keys());
@@ -321,13 +345,16 @@ impl Workload {
                     }
                 }
             }
-            let info = op.outcome == Outcome::Info;
+            let op_info = op.outcome == Outcome::Info;
             let failed = op.outcome != Outcome::Ok;
             self.history.op(op);
             if failed {
-                // The connection may be stuck mid-reply; a worker after `Info` is a new process.
+                // The connection may be stuck mid-reply: dropped. A worker after `Info` is a
+                // new process, and so is one on a new connection: `READONLY`'s promises hold
+                // per connection (a node wiped and rejoined, or restarted behind, legitimately
+                // shows less to a new one).
                 conns.remove(&node);
-                if info {
+                if op_info || local {
                     process = self.processes.fetch_add(1, Ordering::SeqCst);
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -449,6 +476,35 @@ fn recover(cluster: &Cluster, history: &History) -> Vec<String> {
         }
     }
     unavailable
+}
+
+/// Longest a node may still be retrying writes its clients gave up on (`settle`): eight
+/// attempts of a forward timeout and an election wait each.
+const SETTLE: Duration = Duration::from_secs(90);
+
+/// Waits until no node has a write in flight (`raft_writes_in_flight`): a write whose client
+/// timed out is retried by its node until it has an outcome, and may be applied until then,
+/// so reading the final lists earlier could miss it (found by the soak: a write applied after
+/// the final reads). Returns the nodes still busy after `SETTLE`.
+fn settle(cluster: &Cluster, history: &History) -> Vec<String> {
+    let started = Instant::now();
+    let in_flight = |m: &crate::cluster::Member| -> Option<u64> {
+        let mut c = Conn::connect(m.resp_addr(), CALL_TIMEOUT).ok()?;
+        let Ok(Reply::Bulk(info)) = c.call(&["INFO", "raft"]) else { return None };
+        parse_info(&info).get("raft_writes_in_flight")?.parse().ok()
+    };
+    let busy = |cluster: &Cluster| -> Vec<String> {
+        let counts = cluster.members.iter().map(|m| (m.id, in_flight(m)));
+        counts.filter(|(_, n)| *n != Some(0)).map(|(id, n)| format!("n{id}: {n:?} writes in flight")).collect()
+    };
+    let settled = poll(SETTLE, || busy(cluster).is_empty().then_some(()));
+    match settled {
+        Some(()) => {
+            history.event(format!("no writes in flight {:.1} s after recovery", started.elapsed().as_secs_f64()));
+            Vec::new()
+        }
+        None => busy(cluster).into_iter().map(|b| format!("{b} {SETTLE:?} after recovery")).collect(),
+    }
 }
 
 /// An `LRANGE` reply's elements as the history records them (anything but a bulk string is

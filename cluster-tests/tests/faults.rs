@@ -40,6 +40,17 @@ fn partitions() {
     run_test("partitions", spec("partitions", 20, Fault::PARTITIONS));
 }
 
+/// Partitions through the in-harness TCP proxy, which machines without network namespaces
+/// use: a partitioned direction's connections are cut and refused (`proxy-reset`).
+#[test]
+fn partitions_through_the_tcp_proxy() {
+    std::env::set_var("CLUSTER_TEST_NET", "proxy-reset");
+    let report = run_test("partitions_through_the_tcp_proxy", spec("partitions-proxy", 15, Fault::PARTITIONS));
+    if let Some(report) = report {
+        assert!(report.net.contains("TCP proxy"), "ran on {}", report.net);
+    }
+}
+
 #[test]
 fn crashes() {
     run_test("crashes", spec("crashes", 20, Fault::CRASHES));

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -103,6 +103,8 @@ pub struct Status {
     pub applied_index: u64,
     /// Highest log index removed from the log after a snapshot.
     pub purged_index: Option<u64>,
+    /// Writes this node took whose outcome is not settled yet (`RaftNode::unsettled`).
+    pub writes_in_flight: usize,
     pub members: Vec<(u64, NodeInfo, bool)>,
 }
 
@@ -119,6 +121,10 @@ pub struct RaftNode {
     /// This process's proposal numbers (`Op::Sequenced`): `boot` is random per start.
     pub(super) boot: u64,
     pub(super) sequencer: Sequencer,
+    /// Writes taken by this node and not settled yet: queued for the proposer or being
+    /// proposed, retries included. A write whose client gave up (timed out, disconnected) is
+    /// still here until the proposer gets its outcome, and may still be applied until then.
+    pub(super) unsettled: AtomicUsize,
     _db: sled::Db,
 }
 
@@ -182,6 +188,7 @@ impl RaftNode {
             membership_lock: tokio::sync::Mutex::new(()),
             boot: rand::random(),
             sequencer: Sequencer::default(),
+            unsettled: AtomicUsize::new(0),
             _db: db,
         });
         let initialise =
@@ -298,6 +305,7 @@ impl RaftNode {
             commit_index: self.committed.load(Ordering::Relaxed),
             applied_index: m.last_applied.map_or(0, |l| l.index),
             purged_index: m.purged.map(|l| l.index),
+            writes_in_flight: self.unsettled.load(Ordering::Relaxed),
             members,
         }
     }

@@ -2,6 +2,7 @@
 //! together are proposed as one Raft entry (`Op::Batch`), tagged so a retry is applied once.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -163,6 +164,7 @@ impl RaftNode {
             Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
         };
         drop(number);
+        self.unsettled.fetch_sub(n, Ordering::Relaxed);
         for (tx, reply) in senders.into_iter().zip(replies) {
             let _ = tx.send(reply);
         }
@@ -174,7 +176,11 @@ impl RaftNode {
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn write(&self, op: Op) -> Result<Written, NodeError> {
         let (tx, rx) = oneshot::channel();
-        self.proposals.send((op, tx)).map_err(|_| NodeError::Fatal("the proposer stopped".into()))?;
+        self.unsettled.fetch_add(1, Ordering::Relaxed);
+        if self.proposals.send((op, tx)).is_err() {
+            self.unsettled.fetch_sub(1, Ordering::Relaxed);
+            return Err(NodeError::Fatal("the proposer stopped".into()));
+        }
         rx.await.map_err(|_| NodeError::Fatal("the proposer dropped a write".into()))?
     }
 

@@ -50,6 +50,8 @@ impl RaftNode {
             commit_index: r.commit_index,
             applied_index: r.applied_index,
             purged_index: None,
+            // Not reported by peers.
+            writes_in_flight: 0,
             members: Vec::new(),
         })
     }

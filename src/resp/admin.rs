@@ -247,7 +247,7 @@ pub fn info(shared: &Shared, argv: &[Bytes]) -> Reply {
         let leader = status.leader.map(|l| l.to_string()).unwrap_or_default();
         let _ = write!(
             out,
-            "# Raft\r\nraft_node_id:{}\r\nraft_role:{}\r\nraft_term:{}\r\nraft_leader:{leader}\r\nraft_last_log_index:{}\r\nraft_commit_index:{}\r\nraft_applied_index:{}\r\nraft_purged_index:{}\r\nraft_members:{}\r\n\r\n",
+            "# Raft\r\nraft_node_id:{}\r\nraft_role:{}\r\nraft_term:{}\r\nraft_leader:{leader}\r\nraft_last_log_index:{}\r\nraft_commit_index:{}\r\nraft_applied_index:{}\r\nraft_purged_index:{}\r\nraft_writes_in_flight:{}\r\nraft_members:{}\r\n\r\n",
             status.id,
             status.role,
             status.term,
@@ -255,6 +255,7 @@ pub fn info(shared: &Shared, argv: &[Bytes]) -> Reply {
             status.commit_index,
             status.applied_index,
             status.purged_index.map(|p| p.to_string()).unwrap_or_default(),
+            status.writes_in_flight,
             status.members.iter().map(|(id, n, voter)| format!("{id}@{}{}", n.resp, if *voter { "" } else { "(learner)" })).collect::<Vec<_>>().join(","),
         );
     }
