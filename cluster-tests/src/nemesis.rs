@@ -9,11 +9,14 @@ use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
 
-use crate::client::Conn;
+use crate::client::{CallError, Conn};
 use crate::cluster::{parse_info, Cluster};
-use crate::history::History;
+use crate::history::{History, Op, Outcome, F};
 use crate::net::Net;
 use crate::node::signal;
+
+/// The process number of the nemesis's own acknowledged writes (`Fault::KillLeaderAfterAck`).
+const ACKED_PROCESS: u64 = 800_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -23,6 +26,9 @@ pub enum Fault {
     IsolateLeader,
     /// The leader hears nobody, but the others still hear it (one-way).
     OneWayToLeader,
+    /// The leader on the minority side: with 5 nodes, it and one other node cut off from the
+    /// other three (with 3, it alone).
+    LeaderInMinority,
     /// Every node sees a majority, no two the same one (5 nodes or more: a node hears only its
     /// two ring neighbours), which is hard on elections.
     PartitionRing,
@@ -30,6 +36,9 @@ pub enum Fault {
     PartitionBridge,
     KillRandom,
     KillLeader,
+    /// The leader killed right after it acknowledged a write (recorded in the history on key
+    /// `jt:acked`, so the checker requires it in the final list).
+    KillLeaderAfterAck,
     /// Every node at once, then all restarted on their data dirs.
     KillAll,
     /// `SIGSTOP` of the leader for longer than an election timeout, then `SIGCONT`.
@@ -49,10 +58,12 @@ impl Fault {
         Fault::PartitionHalves,
         Fault::IsolateLeader,
         Fault::OneWayToLeader,
+        Fault::LeaderInMinority,
         Fault::PartitionRing,
         Fault::PartitionBridge,
     ];
-    pub const CRASHES: &'static [Fault] = &[Fault::KillRandom, Fault::KillLeader, Fault::KillAll];
+    pub const CRASHES: &'static [Fault] =
+        &[Fault::KillRandom, Fault::KillLeader, Fault::KillLeaderAfterAck, Fault::KillAll];
     pub const PAUSES: &'static [Fault] = &[Fault::PauseLeader];
     pub const MEMBERSHIP: &'static [Fault] = &[Fault::RemoveFollower, Fault::RemoveLeader];
     pub const POWER: &'static [Fault] = &[Fault::PowerCutRandom, Fault::PowerCutAll];
@@ -164,6 +175,21 @@ impl Nemesis<'_> {
                 let leader = self.leader()?;
                 self.kill(&[leader])
             }
+            Fault::KillLeaderAfterAck => {
+                let leader = self.leader()?;
+                self.acknowledged_write(leader)?;
+                self.kill(&[leader])
+            }
+            Fault::LeaderInMinority => {
+                let leader = self.leader()?;
+                let mut others: Vec<usize> = all.iter().copied().filter(|&i| i != leader).collect();
+                others.shuffle(&mut self.rng);
+                let (with_leader, majority) = others.split_at(((n - 1) / 2).saturating_sub(1));
+                let minority: Vec<usize> = std::iter::once(leader).chain(with_leader.iter().copied()).collect();
+                let what =
+                    format!("leader n{} in the minority: {} | {}", leader + 1, names(&minority), names(majority));
+                self.partition(&cross(&minority, majority), what)
+            }
             Fault::KillAll => self.kill(&all),
             Fault::PowerCutRandom => {
                 let i = *all.choose(&mut self.rng).ok_or("no nodes")?;
@@ -190,6 +216,42 @@ impl Nemesis<'_> {
                 Ok(Undo::Rejoin(target, via))
             }
         }
+    }
+
+    /// `RPUSH jt:acked <unique>` through node `i`, recorded in the history like a worker's.
+    fn acknowledged_write(&mut self, i: usize) -> Result<(), String> {
+        let value = format!("acked-{}", self.history.now());
+        let mut op = Op {
+            process: ACKED_PROCESS,
+            node: i,
+            f: F::Append,
+            key: "jt:acked".into(),
+            value: Some(value.clone()),
+            inv_ns: self.history.now(),
+            cmp_ns: None,
+            outcome: Outcome::Info,
+            len: None,
+            list: None,
+            error: None,
+        };
+        let addr = self.cluster.members[i].resp_addr();
+        let reply =
+            Conn::connect(addr, Duration::from_secs(2)).and_then(|mut c| c.call(&["RPUSH", "jt:acked", &value]));
+        match reply {
+            Ok(Reply::Int(n)) => {
+                (op.outcome, op.cmp_ns, op.len) = (Outcome::Ok, Some(self.history.now()), usize::try_from(n).ok())
+            }
+            Err(CallError::NotSent(e)) => {
+                (op.outcome, op.cmp_ns, op.error) = (Outcome::Fail, Some(self.history.now()), Some(e))
+            }
+            other => op.error = Some(format!("{other:?}")),
+        }
+        let acknowledged = op.outcome == Outcome::Ok;
+        self.history.op(op);
+        if acknowledged {
+            self.history.event(format!("n{} acknowledged {value}", i + 1));
+        }
+        Ok(())
     }
 
     /// `hipache-raft cluster remove-node` through node `via`, then stops the removed node.
