@@ -509,7 +509,7 @@ fn settle(cluster: &Cluster, history: &History) -> Vec<String> {
 
 /// An `LRANGE` reply's elements as the history records them (anything but a bulk string is
 /// kept as its debug form, so the checker reports it as a phantom).
-fn elements(items: &[Reply]) -> Vec<String> {
+pub(crate) fn elements(items: &[Reply]) -> Vec<String> {
     items
         .iter()
         .map(|i| match i {

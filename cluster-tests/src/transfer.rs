@@ -16,6 +16,7 @@ use rand::{Rng, SeedableRng};
 use crate::checker::{Class, Violation};
 use crate::client::{CallError, Conn};
 use crate::history::{History, Op, Outcome, F};
+use crate::run;
 
 pub const KEYS: [&str; 2] = ["tx:a", "tx:b"];
 /// The name transfers are recorded under in the history.
@@ -89,7 +90,7 @@ fn move_one(conn: &mut Conn, rng: &mut StdRng, op: &mut Op) -> Result<Outcome, C
     let mut lists = Vec::new();
     for key in KEYS {
         match conn.call(&["LRANGE", key, "0", "-1"])? {
-            Reply::Array(items) => lists.push(strings(&items)),
+            Reply::Array(items) => lists.push(run::elements(&items)),
             // Nothing was queued: the transaction surely did not run.
             other => return Err(CallError::NotSent(format!("LRANGE {key}: {other:?}"))),
         }
@@ -134,7 +135,7 @@ fn read_both(conn: &mut Conn, op: &mut Op) -> Result<Outcome, CallError> {
             let mut both = Vec::new();
             for (tag, list) in ["a", "b"].iter().zip(&lists) {
                 match list {
-                    Reply::Array(items) => both.extend(strings(items).into_iter().map(|e| format!("{tag}:{e}"))),
+                    Reply::Array(items) => both.extend(run::elements(items).into_iter().map(|e| format!("{tag}:{e}"))),
                     other => return Err(CallError::Unknown(format!("LRANGE in EXEC: {other:?}"))),
                 }
             }
@@ -146,16 +147,6 @@ fn read_both(conn: &mut Conn, op: &mut Op) -> Result<Outcome, CallError> {
             Ok(Outcome::Fail)
         }
     }
-}
-
-fn strings(items: &[Reply]) -> Vec<String> {
-    items
-        .iter()
-        .map(|i| match i {
-            Reply::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
-            other => format!("{other:?}"),
-        })
-        .collect()
 }
 
 /// Every ok read of both lists, and the final lists, hold each element exactly once; every
