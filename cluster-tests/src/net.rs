@@ -262,6 +262,18 @@ pub mod sandbox {
         }
     }
 
+    /// For tests that need the sandbox whatever their faults: says SKIPPED (and returns false)
+    /// where it cannot be made, else [`enter`]s it.
+    pub fn enter_or_skip(test: &str) -> bool {
+        if std::env::var_os(INSIDE).is_none() {
+            if let Some(why) = unavailable() {
+                eprintln!("SKIPPED {test}: needs a private network namespace: {why}");
+                return false;
+            }
+        }
+        enter(test)
+    }
+
     /// Inside the sandbox: brings loopback up and returns true. Outside: runs this same test
     /// inside a new sandbox, fails if it failed, and returns false (the caller stops there).
     pub fn enter(test: &str) -> bool {

@@ -105,7 +105,7 @@ fn mixed() {
 #[ignore = "minutes long: run by hand"]
 fn soak() {
     let minutes: u64 = std::env::var("CLUSTER_TEST_SOAK_MINUTES").ok().and_then(|m| m.parse().ok()).unwrap_or(30);
-    if cluster_tests::net::sandbox::unavailable().is_some() || !cluster_tests::net::sandbox::enter("soak") {
+    if !sandbox::enter_or_skip("soak") {
         return;
     }
     let power = cluster_tests::power::usable().map_err(|why| eprintln!("soak: no power cuts: {why}")).ok();
@@ -192,12 +192,7 @@ fn injected_unsynced_vote_is_caught() {
 /// others, each cut right after a campaign; `None` where the machine cannot partition nodes or
 /// cut their power (SKIPPED).
 fn terms_across_power_cuts(test: &str, inject: Option<Bug>) -> Option<Vec<(u64, u64)>> {
-    let outside = std::env::var_os("CLUSTER_TEST_SANDBOX").is_none();
-    if let Some(why) = sandbox::unavailable().filter(|_| outside) {
-        eprintln!("SKIPPED {test}: needs a private network namespace: {why}");
-        return None;
-    }
-    if !sandbox::enter(test) {
+    if !sandbox::enter_or_skip(test) {
         return None;
     }
     let power = match cluster_tests::power::usable() {
@@ -258,11 +253,7 @@ fn terms_across_power_cuts(test: &str, inject: Option<Bug>) -> Option<Vec<(u64, 
 #[test]
 fn a_deposed_leaders_pending_writes_are_answered_after_healing() {
     const TEST: &str = "a_deposed_leaders_pending_writes_are_answered_after_healing";
-    if let Some(why) = sandbox::unavailable().filter(|_| std::env::var_os("CLUSTER_TEST_SANDBOX").is_none()) {
-        eprintln!("SKIPPED {TEST}: partitions need a private network namespace with nft: {why}");
-        return;
-    }
-    if !sandbox::enter(TEST) {
+    if !sandbox::enter_or_skip(TEST) {
         return;
     }
     let mut cluster = fault_cluster(true, 20, None);

@@ -15,12 +15,13 @@
 //! once at open. We call the syscalls ourselves because sled exposes no hook for them; the fix
 //! belongs in sled, whose next major version replaces this storage layer.
 
-use crate::inject::{injected, Bug};
 use std::collections::HashSet;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use crate::inject::{injected, Bug};
 
 #[derive(Clone)]
 pub struct Durable {

@@ -9,7 +9,6 @@
 // openraft's StorageError is large, and it is the error type openraft's storage traits require.
 #![allow(clippy::result_large_err)]
 
-use crate::inject::Bug;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +22,7 @@ use tokio::sync::mpsc;
 
 use super::durable::Durable;
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::inject::Bug;
 
 /// The tree of vote, commit and purge points and the data format, beside the log itself.
 const META_TREE: &str = "raft_meta";

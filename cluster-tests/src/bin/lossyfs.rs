@@ -257,6 +257,19 @@ impl LossyFs {
         }
     }
 
+    /// Removes `name` from the backing directory with `remove` and forgets its inode.
+    fn remove(&mut self, parent: u64, name: &OsStr, remove: fn(&Path) -> std::io::Result<()>, reply: ReplyEmpty) {
+        let result = self.child(parent, name).and_then(|rel| {
+            remove(&self.full(&rel)).map_err(errno)?;
+            self.forget_path(&rel);
+            Ok(())
+        });
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
     fn forget_path(&mut self, rel: &Path) {
         if let Some(ino) = self.inodes.remove(rel) {
             self.paths.remove(&ino);
@@ -353,27 +366,11 @@ impl Filesystem for LossyFs {
     }
 
     fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        let result = self.child(parent, name).and_then(|rel| {
-            fs::remove_file(self.full(&rel)).map_err(errno)?;
-            self.forget_path(&rel);
-            Ok(())
-        });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, |p| fs::remove_file(p), reply);
     }
 
     fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        let result = self.child(parent, name).and_then(|rel| {
-            fs::remove_dir(self.full(&rel)).map_err(errno)?;
-            self.forget_path(&rel);
-            Ok(())
-        });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, |p| fs::remove_dir(p), reply);
     }
 
     fn rename(
