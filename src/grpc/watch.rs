@@ -63,7 +63,7 @@ fn event(index: u64, key: &[u8], entry: Option<&Entry>, now: u64, snapshot: bool
     let (kind, values): (&str, Vec<Bytes>) = match live.map(|e| &e.value) {
         None => ("", Vec::new()),
         Some(Value::Str(s)) => ("string", vec![s.clone()]),
-        Some(Value::List(l)) => ("list", l.iter().cloned().collect()),
+        Some(Value::List(l)) => ("list", l.iter().collect()),
         Some(Value::Set(s)) => ("set", s.iter().cloned().collect()),
         Some(Value::Hash(h)) => ("hash", h.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect()),
     };

@@ -1,30 +1,18 @@
 //! List commands: the core of Hipache's routing data (`frontend:<host>` is a list whose first
 //! element is the identifier and the rest are backends).
 
-use bytes::Bytes;
-use imbl::Vector;
-
 use super::access::{View, Writer};
 use super::args::{eq_ic, int_arg, parse_i64};
 use super::commands::Outcome;
+use super::list::{End, List};
 use super::reply::Reply;
-
-type List = Vector<Bytes>;
-
-#[derive(Clone, Copy, PartialEq)]
-enum End {
-    Head,
-    Tail,
-}
+use bytes::Bytes;
 
 /// LPUSH/RPUSH/LPUSHX/RPUSHX: the new length, or 0 when an X variant finds no list.
 fn push(w: &mut Writer<'_>, argv: &[Bytes], end: End, create: bool) -> Outcome {
     let len = w.modify::<List, _>(&argv[1], create, |list| {
         for item in &argv[2..] {
-            match end {
-                End::Head => list.push_front(item.clone()),
-                End::Tail => list.push_back(item.clone()),
-            }
+            list.push(end, item.clone());
         }
         (list.len() as i64, true)
     })?;
@@ -71,7 +59,7 @@ pub(crate) fn lrange(v: &View<'_>, argv: &[Bytes]) -> Outcome {
         return Ok(Reply::Array(Vec::new()));
     };
     Ok(match clamp_range(start, stop, list.len()) {
-        Some((from, to)) => Reply::bulks(list.iter().skip(from).take(to - from + 1)),
+        Some((from, to)) => Reply::Array(list.iter().skip(from).take(to - from + 1).map(Reply::Bulk).collect()),
         None => Reply::Array(Vec::new()),
     })
 }
@@ -85,7 +73,7 @@ pub(crate) fn lindex(v: &View<'_>, argv: &[Bytes]) -> Outcome {
         return Ok(Reply::Nil);
     };
     let index = int_arg(&argv[2])?;
-    Ok(Reply::bulk_or_nil(position(index, list.len()).and_then(|i| list.get(i))))
+    Ok(Reply::bulk_or_nil(position(index, list.len()).and_then(|i| list.get(i)).as_ref()))
 }
 
 /// Redis checks the key (no such key / WRONGTYPE) before it parses the index.
@@ -115,16 +103,18 @@ pub(crate) fn lrem(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
     let removed = w.modify::<List, _>(&argv[1], false, |list| {
         let limit = if count == 0 { usize::MAX } else { usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX) };
         // Walk from the end the count points at, keeping what is not removed.
-        let walk: Box<dyn Iterator<Item = &Bytes>> =
-            if count < 0 { Box::new(list.iter().rev()) } else { Box::new(list.iter()) };
+        let mut walk: Vec<Bytes> = list.iter().collect();
+        if count < 0 {
+            walk.reverse();
+        }
         let mut removed = 0usize;
         let mut kept: Vec<Bytes> = walk
+            .into_iter()
             .filter(|item| {
-                let drop = removed < limit && *item == target;
+                let drop = removed < limit && item == target;
                 removed += usize::from(drop);
                 !drop
             })
-            .cloned()
             .collect();
         if count < 0 {
             kept.reverse();
@@ -158,7 +148,7 @@ pub(crate) fn ltrim(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
     let (start, stop) = (int_arg(&argv[2])?, int_arg(&argv[3])?);
     w.modify::<List, _>(&argv[1], false, |list| {
         *list = match clamp_range(start, stop, list.len()) {
-            Some((from, to)) => list.clone().slice(from..=to),
+            Some((from, to)) => list.slice(from, to),
             None => List::new(),
         };
         ((), true)
@@ -180,12 +170,7 @@ fn pop(w: &mut Writer<'_>, argv: &[Bytes], end: End) -> Outcome {
         .transpose()?;
     let popped = w.modify::<List, _>(&argv[1], false, |list| {
         let n = count.map_or(1, |c| usize::try_from(c).unwrap_or(usize::MAX).min(list.len()));
-        let taken: Vec<Bytes> = (0..n)
-            .filter_map(|_| match end {
-                End::Head => list.pop_front(),
-                End::Tail => list.pop_back(),
-            })
-            .collect();
+        let taken: Vec<Bytes> = (0..n).filter_map(|_| list.pop(end)).collect();
         let changed = !taken.is_empty();
         (taken, changed)
     })?;

@@ -13,6 +13,7 @@ mod expire;
 pub mod glob;
 mod hashes;
 mod keys;
+pub mod list;
 mod lists;
 pub mod reply;
 mod server;
@@ -23,6 +24,7 @@ pub mod value;
 mod versions;
 
 pub use commands::{command_table, lookup, select, unknown_command, CommandSpec};
+pub use list::List;
 pub use reply::Reply;
 pub use store::{ApplyCtx, Change, Entry, Keyspace, KeyspaceWithoutStamps, NullPublisher, Publisher};
 pub use value::Value;

@@ -5,17 +5,18 @@
 //! and answer `SMEMBERS`/`HGETALL` in the same order.
 
 use bytes::Bytes;
-use imbl::{OrdSet, Vector};
+use imbl::OrdSet;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use super::list::List;
 use super::reply::Reply;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Value {
     Str(Bytes),
-    /// A persistent vector: O(log n) push/pop at both ends and cheap clones for snapshots.
-    List(Vector<Bytes>),
+    /// Packed while small, a persistent vector once large (`list`).
+    List(List),
     /// Ordered by bytes, so `SMEMBERS` is stable across replicas (Redis' own order is
     /// unspecified, clients must not depend on it).
     Set(OrdSet<Bytes>),
@@ -78,6 +79,6 @@ macro_rules! kind {
 }
 
 kind!(Bytes, Str, |_| false);
-kind!(Vector<Bytes>, List, |l| l.is_empty());
+kind!(List, List, |l| l.is_empty());
 kind!(OrdSet<Bytes>, Set, |s| s.is_empty());
 kind!(IndexMap<Bytes, Bytes>, Hash, |h| h.is_empty());

@@ -53,13 +53,13 @@ impl DeadMarker {
     /// Marks backend `idx` of `frontend` dead for requests to `host`. A lone backend is never
     /// marked (§2.3.1).
     pub fn mark(&self, host: &[u8], frontend: &Frontend, idx: usize) {
-        let len = frontend.backends.len();
+        let len = frontend.backend_count();
         if len <= 1 {
             return;
         }
         let now = now_ms();
         let host = Bytes::copy_from_slice(host);
-        let url = frontend.backends[idx].url.clone();
+        let url = frontend.backend(idx).url;
         // While an external checker is alive it owns `dead:*`: publish only (§2.3.4).
         let passive = !self.view.load().hchecker_active(now);
         if passive && !self.view.mark_local(&host, idx, self.ttl, now) {

@@ -139,7 +139,7 @@ async fn proxy(
             Lookup::NoBackend(_) => return error(shared, ctx, StatusCode::BAD_GATEWAY, msg::NO_BACKEND),
             Lookup::Backend(f, i) => (f, i),
         };
-        let backend = &frontend.backends[idx];
+        let backend = frontend.backend(idx);
         let Some(target) = &backend.target else {
             return error(shared, ctx, StatusCode::BAD_GATEWAY, msg::INVALID_BACKEND);
         };
@@ -186,7 +186,7 @@ async fn proxy(
         let replayable = matches!(body, RequestBody::Replayable(_));
         if let Err(message) = attempts.failed(shared, (&ctx.host, &frontend, idx), kind, &error, replayable) {
             let resp = shared.pages.error(StatusCode::BAD_GATEWAY, message, ctx.debug);
-            return logged(shared, ctx, &parts, resp, &frontend.id, backend_start);
+            return logged(shared, ctx, &parts, resp, &frontend.id(), backend_start);
         }
     }
 }
@@ -223,9 +223,9 @@ fn proxied(
     if ctx.debug {
         let h = &mut head.headers;
         h.insert(pages::X_DEBUG_VERSION.clone(), pages::VERSION.clone());
-        h.insert(X_DEBUG_BACKEND_URL.clone(), frontend.backends[idx].url_header());
+        h.insert(X_DEBUG_BACKEND_URL.clone(), frontend.backend(idx).url_header());
         h.insert(X_DEBUG_BACKEND_ID.clone(), HeaderValue::from(idx));
-        if let Ok(v) = HeaderValue::from_maybe_shared(frontend.id.clone()) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(frontend.id()) {
             h.insert(X_DEBUG_VHOST.clone(), v);
         }
         if let Ok(v) = HeaderValue::from_str(ctx.host.as_str()) {
@@ -235,7 +235,7 @@ fn proxied(
         h.insert(X_DEBUG_TIME_BACKEND.clone(), HeaderValue::from(backend_start.elapsed().as_millis() as u64));
     }
     let resp = Response::from_parts(head, body.boxed());
-    logged(shared, ctx, parts, resp, &frontend.id, backend_start)
+    logged(shared, ctx, parts, resp, &frontend.id(), backend_start)
 }
 
 /// Counts the response and, when the access log is on, logs it once its body has ended.

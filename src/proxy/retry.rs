@@ -40,7 +40,7 @@ impl Attempts {
         error: &dyn Display,
         replayable: bool,
     ) -> Result<(), &'static str> {
-        let backend = String::from_utf8_lossy(&frontend.backends[idx].url);
+        let backend = String::from_utf8_lossy(&frontend.backend(idx).url).into_owned();
         tracing::warn!(host = host.as_str(), %backend, idx, %error, "backend error");
         shared.dead.failed(host.as_bytes(), frontend, idx, kind);
         if !replayable {

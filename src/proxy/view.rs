@@ -51,7 +51,8 @@ impl SharedView {
 
 impl std::fmt::Debug for SharedView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedView").field("frontends", &self.load().frontends()).finish()
+        let keys_in_routing_db = self.load().keyspace.db_stats(self.keys.db).0;
+        f.debug_struct("SharedView").field("keys_in_routing_db", &keys_in_routing_db).finish()
     }
 }
 

@@ -1,28 +1,51 @@
-//! Frontends and backends as the proxy holds them: parsed once when the routing view is
-//! updated, never per request.
+//! Frontends and backends as the proxy reads them: a frontend is the stored list itself (a
+//! shared handle on the keyspace's bytes), and the one backend a request picks is parsed from
+//! its URL when picked.
+//!
+//! Why not parse every list when it is applied, as earlier versions did: at a million
+//! frontends the parsed copies cost more memory than the keyspace itself (540 bytes per
+//! frontend on top of the list), while parsing the picked URL costs well under a microsecond
+//! per request and allocates nothing (`Uri::from_maybe_shared` slices the list's buffer).
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Uri};
 
+use crate::keyspace::List;
+
 /// A `frontend:<host>` list: element 0 is the identifier, the rest are backend URLs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Frontend {
-    /// Hipache's "virtual host": only shown in the access log and `X-Debug-Vhost`.
-    pub id: Bytes,
-    pub backends: Box<[Backend]>,
+    list: List,
     /// Replicated key expiry; an expired frontend is invisible, as to a Redis replica's reads.
-    pub expire_at_ms: Option<u64>,
+    expire_at_ms: Option<u64>,
 }
 
 impl Frontend {
-    /// `items` is the whole list, identifier first. `None` for an empty list, which Hipache
-    /// treats as "not configured" (the lookup falls through to the next candidate).
-    pub fn from_list<'a>(items: impl IntoIterator<Item = &'a Bytes>, expire_at_ms: Option<u64>) -> Option<Frontend> {
-        let mut items = items.into_iter();
-        let id = items.next()?.clone();
-        let backends = items.map(Backend::parse).collect();
-        Some(Frontend { id, backends, expire_at_ms })
+    /// `None` for an empty list, which Hipache treats as "not configured" (the lookup falls
+    /// through to the next candidate).
+    pub fn from_list(list: List, expire_at_ms: Option<u64>) -> Option<Frontend> {
+        (!list.is_empty()).then_some(Frontend { list, expire_at_ms })
+    }
+
+    /// Hipache's "virtual host": only shown in the access log and `X-Debug-Vhost`.
+    pub fn id(&self) -> Bytes {
+        self.list.get(0).unwrap_or_default()
+    }
+
+    pub fn backend_count(&self) -> usize {
+        self.list.len().saturating_sub(1)
+    }
+
+    /// Backend `idx` (0-based, counting from list element 1), parsed. An index past the end
+    /// (a caller's bug) gives an invalid backend, answered 502, not a panic.
+    pub fn backend(&self, idx: usize) -> Backend {
+        Backend::parse(&self.list.get(idx + 1).unwrap_or_default())
+    }
+
+    /// Every backend URL as stored, in list order.
+    pub fn backend_urls(&self) -> impl Iterator<Item = Bytes> + '_ {
+        self.list.iter().skip(1)
     }
 
     pub fn visible(&self, now_ms: u64) -> bool {
@@ -60,8 +83,8 @@ impl Backend {
     }
 }
 
-fn parse_target(url: &[u8]) -> Option<Target> {
-    let uri = Uri::try_from(url).ok()?;
+fn parse_target(url: &Bytes) -> Option<Target> {
+    let uri = Uri::from_maybe_shared(url.clone()).ok()?;
     // Like Node's `url.parse` in Hipache, a URL without `scheme://` has no host.
     uri.scheme()?;
     let authority = uri.authority()?;
@@ -71,8 +94,10 @@ fn parse_target(url: &[u8]) -> Option<Target> {
     }
     let tls = uri.scheme_str().is_some_and(|s| s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("wss"));
     let scheme = if tls { Scheme::HTTPS } else { Scheme::HTTP };
-    // Rebuild the authority so that userinfo never reaches the backend's connection pool key.
+    // Rebuild the authority so that userinfo never reaches the backend's connection pool key
+    // (only then: the common case shares the URL's bytes).
     let authority = match authority.port_u16() {
+        _ if !authority.as_str().contains('@') => authority.clone(),
         Some(port) => Authority::try_from(format!("{host}:{port}")).ok()?,
         None => Authority::try_from(host).ok()?,
     };
@@ -84,7 +109,7 @@ mod tests {
     use super::*;
 
     fn target(url: &str) -> Option<(String, String)> {
-        parse_target(url.as_bytes()).map(|t| (t.scheme.to_string(), t.authority.to_string()))
+        parse_target(&Bytes::copy_from_slice(url.as_bytes())).map(|t| (t.scheme.to_string(), t.authority.to_string()))
     }
 
     #[test]
@@ -103,15 +128,16 @@ mod tests {
 
     #[test]
     fn frontend_keeps_list_indexes() {
-        let list: Vec<Bytes> = ["app", "http://a:1", "garbage", "http://b:2"].map(Bytes::from).into();
-        let f = Frontend::from_list(&list, None).unwrap();
-        assert_eq!(f.id, "app");
-        assert_eq!(f.backends.len(), 3);
-        assert!(f.backends[1].target.is_none());
-        assert_eq!(f.backends[2].url, "http://b:2");
-        assert!(Frontend::from_list(&Vec::<Bytes>::new(), None).is_none());
+        let list: List = ["app", "http://a:1", "garbage", "http://b:2"].into_iter().map(Bytes::from).collect();
+        let f = Frontend::from_list(list.clone(), None).unwrap();
+        assert_eq!(f.id(), "app");
+        assert_eq!(f.backend_count(), 3);
+        assert!(f.backend(1).target.is_none());
+        assert_eq!(f.backend(2).url, "http://b:2");
+        assert!(f.backend(3).target.is_none(), "past the end: invalid, not a panic");
+        assert!(Frontend::from_list(List::new(), None).is_none());
         assert!(f.visible(0));
-        let expiring = Frontend::from_list(&list, Some(10)).unwrap();
+        let expiring = Frontend::from_list(list.clone(), Some(10)).unwrap();
         assert!(expiring.visible(9) && !expiring.visible(10));
     }
 }

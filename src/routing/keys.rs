@@ -24,6 +24,23 @@ impl RoutingKeys {
         self.key(FRONTEND, name)
     }
 
+    /// Runs `f` on `<prefix>frontend:<name>` built on the stack: a request's lookup builds one
+    /// to a few of these and must not allocate for them.
+    pub fn with_frontend_key<R>(&self, name: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+        const STACK: usize = 320;
+        let len = self.prefix.len() + FRONTEND.len() + name.len();
+        if len > STACK {
+            return f(&self.frontend_key(name));
+        }
+        let mut buf = [0u8; STACK];
+        let mut at = 0;
+        for part in [&self.prefix[..], FRONTEND, name] {
+            buf[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        f(&buf[..len])
+    }
+
     /// `<prefix>dead:<host>`: the key a passive mark writes.
     pub fn dead_key(&self, host: &[u8]) -> Bytes {
         self.key(DEAD, host)

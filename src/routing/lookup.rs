@@ -1,7 +1,5 @@
 //! Choosing a backend for a request host (docs/hipache-behaviour.md §3.2–§3.4).
 
-use std::sync::Arc;
-
 use super::backend::Frontend;
 use super::host::{Candidate, Host};
 use super::view::RoutingView;
@@ -13,19 +11,19 @@ pub enum Lookup {
     NotFound,
     /// The winning list has only its identifier, or every backend is dead: 502 "Cannot find a
     /// valid backend". An identifier-only list shadows wildcards and `*` (§2.1).
-    NoBackend(Arc<Frontend>),
+    NoBackend(Frontend),
     /// Backend `idx` (0-based, counting from list element 1) of `frontend`.
-    Backend(Arc<Frontend>, usize),
+    Backend(Frontend, usize),
 }
 
 impl RoutingView {
     /// The first configured frontend for `host`: exact, wildcards, then `*`.
-    pub fn frontend(&self, host: &Host, now_ms: u64) -> Option<&Arc<Frontend>> {
+    pub fn frontend(&self, host: &Host, now_ms: u64) -> Option<Frontend> {
         host.candidates().find_map(|c| {
             let found = match c {
-                Candidate::Exact(h) => self.exact.get(h),
-                Candidate::Wildcard(suffix) => self.wildcard.get(suffix),
-                Candidate::CatchAll => self.catch_all.as_ref(),
+                Candidate::Exact(h) => self.exact(h),
+                Candidate::Wildcard(suffix) => self.wildcard.get(suffix).cloned(),
+                Candidate::CatchAll => self.catch_all.clone(),
             };
             found.filter(|f| f.visible(now_ms))
         })
@@ -38,47 +36,51 @@ impl RoutingView {
             return Lookup::NotFound;
         };
         let key = host.as_bytes();
-        let n = frontend.backends.len();
+        let n = frontend.backend_count();
         let live = (0..n).filter(|&i| !self.is_dead(key, i, now_ms)).count();
         if live == 0 {
-            return Lookup::NoBackend(frontend.clone());
+            return Lookup::NoBackend(frontend);
         }
         let nth = pick(live);
         // `nth < live`, so this always finds one; the fallback keeps it panic-free.
         let idx = (0..n).filter(|&i| !self.is_dead(key, i, now_ms)).nth(nth).unwrap_or(0);
-        Lookup::Backend(frontend.clone(), idx)
+        Lookup::Backend(frontend, idx)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::view::{DeadSet, Map};
+    use std::sync::Arc;
+
+    use crate::routing::view::DeadSet;
+    use crate::routing::RoutingKeys;
     use bytes::Bytes;
 
-    fn frontend(id: &str, backends: usize) -> Arc<Frontend> {
-        let items: Vec<Bytes> = std::iter::once(Bytes::copy_from_slice(id.as_bytes()))
-            .chain((0..backends).map(|i| Bytes::from(format!("http://127.0.0.{i}:80"))))
-            .collect();
-        Arc::new(Frontend::from_list(&items, None).unwrap())
-    }
-
     fn view() -> RoutingView {
-        let mut exact = Map::default();
-        exact.insert(Bytes::from("www.example.com"), frontend("exact", 1));
-        exact.insert(Bytes::from("idonly.example.com"), frontend("idonly", 0));
-        let mut wildcard = Map::default();
-        wildcard.insert(Bytes::from("example.com"), frontend("wild", 2));
-        wildcard.insert(Bytes::from("a.b.c.d.e"), frontend("five", 1));
-        wildcard.insert(Bytes::from("z.a.b.c.d.e"), frontend("six", 1));
-        RoutingView { exact, wildcard, catch_all: Some(frontend("all", 1)), ..Default::default() }
+        let mut node = crate::keyspace::testkit::Node::new();
+        let frontends = [
+            ("www.example.com", "exact", 1),
+            ("idonly.example.com", "idonly", 0),
+            ("*.example.com", "wild", 2),
+            ("*.a.b.c.d.e", "five", 1),
+            ("*.z.a.b.c.d.e", "six", 1),
+            ("*", "all", 1),
+        ];
+        for (name, id, backends) in frontends {
+            let urls: String = (0..backends).map(|i| format!(" http://127.0.0.{i}:80")).collect();
+            node.run(&format!("RPUSH frontend:{name} {id}{urls}"));
+        }
+        let mut v = RoutingView::default();
+        v.apply(&RoutingKeys::default(), &Arc::new(node.ks), &[], true, 0);
+        v
     }
 
     fn id(v: &RoutingView, host: &str) -> String {
         match v.lookup(&Host::parse(host.as_bytes()).unwrap(), 0, |_| 0) {
             Lookup::NotFound => "404".into(),
-            Lookup::NoBackend(f) => format!("502:{}", String::from_utf8_lossy(&f.id)),
-            Lookup::Backend(f, _) => String::from_utf8_lossy(&f.id).into_owned(),
+            Lookup::NoBackend(f) => format!("502:{}", String::from_utf8_lossy(&f.id())),
+            Lookup::Backend(f, _) => String::from_utf8_lossy(&f.id()).into_owned(),
         }
     }
 

@@ -7,6 +7,12 @@
 //! view is republished after every applied Raft batch, and the scale target is 1,000,000
 //! frontends, so an update must cost O(changed keys) — `imbl` maps share structure, so
 //! cloning the view is O(1) and each changed key is O(log n).
+//!
+//! Exact-host frontends, nearly all of them, are not copied here: the view holds the applied
+//! keyspace it was built from (an O(1) clone of the same state) and a lookup reads
+//! `frontend:<host>` from it. A copy per frontend doubled the memory at a million frontends.
+//! Wildcards and the catch-all are kept here, so a host that matches no exact key probes only
+//! the wildcard suffixes that exist.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,12 +44,14 @@ impl DeadSet {
 
 #[derive(Clone, Default)]
 pub struct RoutingView {
-    /// `frontend:<host>` by host.
-    pub(crate) exact: Map<Arc<Frontend>>,
+    /// The applied state this view reflects; exact-host frontends are read from it.
+    pub(crate) keyspace: Arc<Keyspace>,
+    /// Where the routing keys live in `keyspace`.
+    pub(crate) keys: RoutingKeys,
     /// `frontend:*.<suffix>` by suffix, so a lookup probes with a slice of the request host.
-    pub(crate) wildcard: Map<Arc<Frontend>>,
+    pub(crate) wildcard: Map<Frontend>,
     /// `frontend:*`.
-    pub(crate) catch_all: Option<Arc<Frontend>>,
+    pub(crate) catch_all: Option<Frontend>,
     /// Replicated `dead:<request-host>` sets.
     pub(crate) dead: Map<DeadSet>,
     /// Node-local marks, visible before (or without) the Raft write: the next request on
@@ -59,8 +67,15 @@ pub struct RoutingView {
 const HCHECKER_FRESH_S: u64 = 30;
 
 impl RoutingView {
-    pub fn frontends(&self) -> usize {
-        self.exact.len() + self.wildcard.len() + usize::from(self.catch_all.is_some())
+    /// `frontend:<host>` as stored: `None` unless it is a (non-empty) list.
+    pub(crate) fn exact(&self, host: &[u8]) -> Option<Frontend> {
+        self.keys.with_frontend_key(host, |key| match self.keyspace.get(self.keys.db, key) {
+            Some(e) => match &e.value {
+                Value::List(list) => Frontend::from_list(list.clone(), e.expire_at_ms),
+                _ => None,
+            },
+            None => None,
+        })
     }
 
     /// Whether `idx` of `host`'s list is marked dead, replicated or locally.
@@ -108,7 +123,7 @@ impl RoutingView {
         }
         if let Some(name) = keys.frontend_name(key) {
             let frontend = match value {
-                Some(Value::List(items)) => Frontend::from_list(items.iter(), expire_at_ms).map(Arc::new),
+                Some(Value::List(list)) => Frontend::from_list(list.clone(), expire_at_ms),
                 _ => None,
             };
             let name = key.slice_ref(name);
@@ -125,7 +140,6 @@ impl RoutingView {
                 }
                 Candidate::Exact(_) => {
                     self.local_dead.remove(&name);
-                    set_or_remove(&mut self.exact, name, frontend)
                 }
             }
         } else if let Some(host) = keys.dead_host(key) {
@@ -181,13 +195,20 @@ impl RoutingView {
     pub fn apply<'a>(
         &mut self,
         keys: &RoutingKeys,
-        keyspace: &Keyspace,
+        keyspace: &Arc<Keyspace>,
         changes: impl IntoIterator<Item = &'a Change>,
         reload: bool,
         now_ms: u64,
     ) {
+        self.keyspace = keyspace.clone();
+        self.keys = keys.clone();
         if reload {
-            *self = RoutingView { local_dead: self.local_dead.clone(), ..RoutingView::default() };
+            *self = RoutingView {
+                keyspace: keyspace.clone(),
+                keys: keys.clone(),
+                local_dead: self.local_dead.clone(),
+                ..RoutingView::default()
+            };
             for (db, key, entry) in keyspace.iter() {
                 if db == keys.db {
                     self.set(keys, key, Some(&entry.value), entry.expire_at_ms);
@@ -232,27 +253,31 @@ fn set_or_remove<V: Clone>(map: &mut Map<V>, key: Bytes, value: Option<V>) {
 mod tests {
     use super::*;
 
-    fn list(items: &[&str]) -> Value {
-        Value::List(items.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect())
-    }
-
     fn set(view: &mut RoutingView, key: &str, value: Option<Value>, expire: Option<u64>) {
         view.set(&RoutingKeys::default(), &Bytes::copy_from_slice(key.as_bytes()), value.as_ref(), expire);
     }
 
+    /// Runs `cmds` on a keyspace and applies the keys they changed to `view`.
+    fn run(view: &mut RoutingView, node: &mut crate::keyspace::testkit::Node, cmds: &[&str]) {
+        for cmd in cmds {
+            node.run(cmd);
+        }
+        let changes = node.ks.take_changes();
+        view.apply(&RoutingKeys::default(), &Arc::new(node.ks.clone()), &changes, false, 0);
+    }
+
     #[test]
     fn frontends_land_where_candidates_look() {
-        let mut v = RoutingView::default();
-        set(&mut v, "frontend:a.com", Some(list(&["a", "http://x:1"])), None);
-        set(&mut v, "frontend:*.b.com", Some(list(&["b", "http://x:2"])), None);
-        set(&mut v, "frontend:*", Some(list(&["all"])), None);
-        assert_eq!(v.exact.get(b"a.com".as_slice()).unwrap().id, "a");
-        assert_eq!(v.wildcard.get(b"b.com".as_slice()).unwrap().id, "b");
-        assert_eq!(v.catch_all.as_ref().unwrap().backends.len(), 0);
-        assert_eq!(v.frontends(), 3);
-        set(&mut v, "frontend:a.com", None, None);
-        set(&mut v, "frontend:*", Some(Value::Str(Bytes::from("x"))), None);
-        assert_eq!(v.frontends(), 1);
+        let (mut v, mut node) = (RoutingView::default(), crate::keyspace::testkit::Node::new());
+        let lists =
+            ["RPUSH frontend:a.com a http://x:1", "RPUSH frontend:*.b.com b http://x:2", "RPUSH frontend:* all"];
+        run(&mut v, &mut node, &lists);
+        assert_eq!(v.exact(b"a.com").unwrap().id(), "a");
+        assert_eq!(v.wildcard.get(b"b.com".as_slice()).unwrap().id(), "b");
+        assert_eq!(v.catch_all.as_ref().unwrap().backend_count(), 0);
+        run(&mut v, &mut node, &["DEL frontend:a.com", "SET frontend:* x", "SET frontend:c.com x"]);
+        assert!(v.exact(b"a.com").is_none() && v.exact(b"c.com").is_none() && v.catch_all.is_none());
+        assert!(v.wildcard.get(b"b.com".as_slice()).is_some());
     }
 
     #[test]
@@ -273,7 +298,7 @@ mod tests {
         assert!(v.mark_local(&host, 0, Duration::from_secs(1), 2000), "marks again once expired");
     }
 
-    fn apply(view: &mut RoutingView, keyspace: &Keyspace, keys: &[&str]) {
+    fn apply(view: &mut RoutingView, keyspace: &Arc<Keyspace>, keys: &[&str]) {
         let changes: Vec<Change> =
             keys.iter().map(|k| Change { db: 0, key: Bytes::copy_from_slice(k.as_bytes()) }).collect();
         view.apply(&RoutingKeys::default(), keyspace, &changes, false, 0);
@@ -283,7 +308,7 @@ mod tests {
     fn a_replicated_change_of_a_host_drops_its_local_marks() {
         let mut v = RoutingView::default();
         let ttl = Duration::from_secs(30);
-        let ks = Keyspace::default();
+        let ks = Arc::new(Keyspace::default());
         for host in ["a.com", "b.com", "x.w.com", "w.com", "other.org"] {
             assert!(v.mark_local(&Bytes::from(host), 1, ttl, 0));
         }
@@ -312,9 +337,11 @@ mod tests {
             node.db = db;
             node.run(&format!("RPUSH {key} id http://127.0.0.1:1"));
         }
-        view.apply(&keys, &node.ks, &[], true, 0);
-        assert!(view.exact.contains_key(b"a.com".as_slice()));
-        assert_eq!(view.frontends(), 1, "only <prefix>frontend: keys of the configured database");
+        view.apply(&keys, &Arc::new(node.ks), &[], true, 0);
+        assert!(view.exact(b"a.com").is_some());
+        for other in ["b.com", "c.com", "d.com"] {
+            assert!(view.exact(other.as_bytes()).is_none(), "only <prefix>frontend: keys of the configured database");
+        }
     }
 
     #[test]

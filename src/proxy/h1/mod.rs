@@ -387,7 +387,7 @@ impl Conn<'_> {
             referer: header("referer"),
             user_agent: header("user-agent"),
         };
-        Some(log.on_end(request, status, frontend.id.clone(), start, backend_start))
+        Some(log.on_end(request, status, frontend.id(), start, backend_start))
     }
 
     /// One of our own pages (502 after the last retry), in HTTP/1.1.
@@ -434,12 +434,11 @@ impl Conn<'_> {
 
 /// A live `http://` backend for `host`, or `None` when hyper's path must answer (no frontend,
 /// no live backend, an invalid or `https://` backend).
-fn pick(shared: &Shared, host: &Host) -> Option<(Arc<Frontend>, usize, Authority)> {
+fn pick(shared: &Shared, host: &Host) -> Option<(Frontend, usize, Authority)> {
     match shared.view.load().lookup(host, now_ms(), |n| rand::random_range(0..n)) {
         Lookup::Backend(frontend, idx) => {
-            let target = frontend.backends[idx].target.as_ref().filter(|t| t.scheme == Scheme::HTTP)?;
-            let authority = target.authority.clone();
-            Some((frontend, idx, authority))
+            let target = frontend.backend(idx).target.filter(|t| t.scheme == Scheme::HTTP)?;
+            Some((frontend, idx, target.authority))
         }
         Lookup::NotFound | Lookup::NoBackend(_) => None,
     }

@@ -1,0 +1,360 @@
+//! A list value, stored the way Redis stores lists: packed into one buffer while small (its
+//! "listpack"), a persistent vector once large.
+//!
+//! Why: Hipache's routing data is a million small lists (`frontend:<host>`: an identifier and a
+//! few backend URLs). As a persistent vector each cost over 2 KB (imbl allocates a whole
+//! 64-slot chunk for the first elements) and each element its own allocation; packed, a list
+//! is one allocation of its bytes plus one length byte per element. Elements handed out are
+//! slices of that buffer (`Bytes::slice`), so LRANGE copies nothing. Mutating a packed list
+//! rebuilds its buffer, O(its size), which the size limits bound; a list that outgrows them
+//! becomes a persistent vector (O(log n) pushes and pops, O(1) clones for snapshots), as the
+//! benchmark's 100,000 RPUSH to one list needs.
+//!
+//! The form is not state: equality, `Debug` and serialization see only the elements, so
+//! replicas that hold one list in different forms are equal and snapshots keep the format of
+//! the earlier `Vector<Bytes>` (a sequence of byte strings).
+
+use std::fmt;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use imbl::Vector;
+use serde::de::{SeqAccess, Visitor};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Like Redis's `list-max-listpack-size -2` (8 KB) with a cap on the element count, since
+/// reaching one element of a packed list walks the ones before it.
+const PACKED_MAX_BYTES: usize = 8 * 1024;
+const PACKED_MAX_LEN: usize = 128;
+
+#[derive(Clone)]
+pub enum List {
+    /// Elements as `varint(len) bytes`, one after the other; `len` elements.
+    Packed { buf: Bytes, len: u32 },
+    /// Boxed: the vector's inline part is 64 bytes, and most lists are packed.
+    Tree(Box<Vector<Bytes>>),
+}
+
+/// Which end of the list a push or pop works at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    Head,
+    Tail,
+}
+
+impl Default for List {
+    fn default() -> List {
+        List::new()
+    }
+}
+
+impl List {
+    pub fn new() -> List {
+        List::Packed { buf: Bytes::new(), len: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            List::Packed { len, .. } => *len as usize,
+            List::Tree(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The elements, front to back.
+    pub fn iter(&self) -> Iter<'_> {
+        match self {
+            List::Packed { buf, .. } => Iter::Packed { buf, at: 0 },
+            List::Tree(v) => Iter::Tree(v.iter()),
+        }
+    }
+
+    pub fn get(&self, index: usize) -> Option<Bytes> {
+        match self {
+            List::Packed { .. } => self.iter().nth(index),
+            List::Tree(v) => v.get(index).cloned(),
+        }
+    }
+
+    pub fn push(&mut self, end: End, item: Bytes) {
+        match self {
+            List::Tree(v) => match end {
+                End::Head => v.push_front(item),
+                End::Tail => v.push_back(item),
+            },
+            List::Packed { .. } => self.repack(|items| match end {
+                End::Head => items.insert(0, item),
+                End::Tail => items.push(item),
+            }),
+        }
+    }
+
+    pub fn pop(&mut self, end: End) -> Option<Bytes> {
+        match self {
+            List::Tree(v) => match end {
+                End::Head => v.pop_front(),
+                End::Tail => v.pop_back(),
+            },
+            List::Packed { .. } if self.is_empty() => None,
+            List::Packed { .. } => {
+                let mut popped = None;
+                self.repack(|items| {
+                    popped = match end {
+                        End::Head => Some(items.remove(0)),
+                        End::Tail => items.pop(),
+                    }
+                });
+                popped
+            }
+        }
+    }
+
+    /// Replaces the element at `index` (which must be in range).
+    pub fn set(&mut self, index: usize, item: Bytes) {
+        match self {
+            List::Tree(v) => {
+                v.set(index, item);
+            }
+            List::Packed { .. } => self.repack(|items| items[index] = item),
+        }
+    }
+
+    /// Inserts before the element at `index` (`len()` appends).
+    pub fn insert(&mut self, index: usize, item: Bytes) {
+        match self {
+            List::Tree(v) => v.insert(index, item),
+            List::Packed { .. } => self.repack(|items| items.insert(index, item)),
+        }
+    }
+
+    /// The elements `from..=to` (both in range) as a list of its own.
+    pub fn slice(&self, from: usize, to: usize) -> List {
+        match self {
+            List::Tree(v) => List::from_vector(v.clone().slice(from..=to)),
+            List::Packed { .. } => self.iter().skip(from).take(to + 1 - from).collect(),
+        }
+    }
+
+    /// A packed list as elements, changed, packed again (or grown into a vector).
+    fn repack(&mut self, change: impl FnOnce(&mut Vec<Bytes>)) {
+        let mut items: Vec<Bytes> = self.iter().collect();
+        change(&mut items);
+        *self = items.into_iter().collect();
+    }
+
+    fn from_vector(v: Vector<Bytes>) -> List {
+        if fits_packed(v.len(), v.iter()) {
+            v.iter().cloned().collect()
+        } else {
+            List::Tree(Box::new(v))
+        }
+    }
+}
+
+fn fits_packed<'a>(len: usize, items: impl Iterator<Item = &'a Bytes>) -> bool {
+    len <= PACKED_MAX_LEN && items.map(|i| i.len() + varint_len(i.len())).sum::<usize>() <= PACKED_MAX_BYTES
+}
+
+fn varint_len(mut n: usize) -> usize {
+    let mut bytes = 1;
+    while n >= 0x80 {
+        n >>= 7;
+        bytes += 1;
+    }
+    bytes
+}
+
+/// LEB128, as postcard and protobuf write lengths.
+fn put_varint(buf: &mut BytesMut, mut n: usize) {
+    while n >= 0x80 {
+        buf.put_u8((n as u8) | 0x80);
+        n >>= 7;
+    }
+    buf.put_u8(n as u8);
+}
+
+/// Reads a length written by `put_varint` at `buf[*at..]`, moving `at` past it. Only this
+/// module writes packed buffers, so they are well formed.
+fn take_varint(buf: &[u8], at: &mut usize) -> usize {
+    let mut n = 0usize;
+    let mut shift = 0;
+    loop {
+        let b = buf[*at];
+        *at += 1;
+        n |= usize::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return n;
+        }
+        shift += 7;
+    }
+}
+
+impl FromIterator<Bytes> for List {
+    fn from_iter<I: IntoIterator<Item = Bytes>>(items: I) -> List {
+        let items: Vec<Bytes> = items.into_iter().collect();
+        if !fits_packed(items.len(), items.iter()) {
+            return List::Tree(Box::new(items.into_iter().collect()));
+        }
+        let size = items.iter().map(|i| i.len() + varint_len(i.len())).sum();
+        let mut buf = BytesMut::with_capacity(size);
+        for item in &items {
+            put_varint(&mut buf, item.len());
+            buf.put_slice(item);
+        }
+        List::Packed { buf: buf.freeze(), len: items.len() as u32 }
+    }
+}
+
+pub enum Iter<'a> {
+    Packed { buf: &'a Bytes, at: usize },
+    Tree(imbl::vector::Iter<'a, Bytes, imbl::shared_ptr::DefaultSharedPtr>),
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        match self {
+            Iter::Packed { buf, at } => {
+                if *at >= buf.len() {
+                    return None;
+                }
+                let len = take_varint(buf, at);
+                let item = buf.slice(*at..*at + len);
+                *at += len;
+                Some(item)
+            }
+            Iter::Tree(it) => it.next().cloned(),
+        }
+    }
+}
+
+impl PartialEq for List {
+    fn eq(&self, other: &List) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl fmt::Debug for List {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for List {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.len()))?;
+        for item in self.iter() {
+            seq.serialize_element(&item)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for List {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<List, D::Error> {
+        struct Elements;
+        impl<'de> Visitor<'de> for Elements {
+            type Value = List;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sequence of byte strings")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<List, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(PACKED_MAX_LEN));
+                while let Some(item) = seq.next_element::<Bytes>()? {
+                    items.push(item);
+                }
+                Ok(items.into_iter().collect())
+            }
+        }
+        d.deserialize_seq(Elements)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(n: usize, size: usize) -> List {
+        (0..n).map(|i| Bytes::from(format!("{i:0size$}"))).collect()
+    }
+
+    fn items(l: &List) -> Vec<Bytes> {
+        l.iter().collect()
+    }
+
+    #[test]
+    fn small_lists_are_packed_and_large_ones_are_vectors() {
+        assert!(matches!(list(3, 20), List::Packed { len: 3, .. }));
+        assert!(matches!(list(PACKED_MAX_LEN + 1, 1), List::Tree(_)));
+        assert!(matches!(list(2, PACKED_MAX_BYTES), List::Tree(_)), "one element over the byte limit");
+        let mut growing = list(PACKED_MAX_LEN, 1);
+        assert!(matches!(growing, List::Packed { .. }));
+        growing.push(End::Tail, Bytes::from("x"));
+        assert!(matches!(growing, List::Tree(_)), "a push past the limit converts");
+        assert_eq!(growing.len(), PACKED_MAX_LEN + 1);
+    }
+
+    /// Both forms answer every operation alike: a reference `Vec` and a list in each form get
+    /// the same random operations (element lengths around the varint's 127/128 boundary).
+    #[test]
+    fn both_forms_behave_like_a_vec() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut model: Vec<Bytes> = Vec::new();
+        let mut packed = List::new();
+        let mut tree = List::Tree(Box::default());
+        for step in 0..20_000 {
+            let item = Bytes::from(vec![b'a' + (step % 26) as u8; 120 + next(16)]);
+            let (op, len) = (next(7), model.len());
+            for l in [&mut packed, &mut tree] {
+                match op {
+                    0 | 1 => l.push(if op == 0 { End::Head } else { End::Tail }, item.clone()),
+                    2 => assert_eq!(l.pop(End::Head), model.first().cloned()),
+                    3 => assert_eq!(l.pop(End::Tail), model.last().cloned()),
+                    4 if len > 0 => l.set(step % len, item.clone()),
+                    5 => l.insert(step % (len + 1), item.clone()),
+                    6 if len > 0 => *l = l.slice(step % len, len - 1),
+                    _ => {}
+                }
+            }
+            match op {
+                0 => model.insert(0, item),
+                1 => model.push(item),
+                2 if len > 0 => drop(model.remove(0)),
+                3 => drop(model.pop()),
+                4 if len > 0 => model[step % len] = item,
+                5 => model.insert(step % (len + 1), item),
+                6 if len > 0 => drop(model.drain(..step % len)),
+                _ => {}
+            }
+            assert_eq!(items(&packed), model, "step {step}");
+            assert_eq!(items(&tree), model, "step {step}");
+            assert_eq!(packed, tree);
+            if let Some(i) = model.len().checked_sub(1) {
+                assert_eq!(packed.get(i), model.last().cloned());
+            }
+        }
+    }
+
+    /// Snapshots written with `Vector<Bytes>` load, and lists serialize as they did.
+    #[test]
+    fn serialized_as_the_vector_was() {
+        let elements: Vector<Bytes> = ["app", "http://127.0.0.1:80"].into_iter().map(Bytes::from).collect();
+        let bytes = postcard::to_allocvec(&elements).unwrap();
+        let loaded: List = postcard::from_bytes(&bytes).unwrap();
+        assert!(matches!(loaded, List::Packed { len: 2, .. }));
+        assert_eq!(postcard::to_allocvec(&loaded).unwrap(), bytes);
+        let large = list(1000, 3);
+        let back: List = postcard::from_bytes(&postcard::to_allocvec(&large).unwrap()).unwrap();
+        assert_eq!(back, large);
+    }
+}
