@@ -6,13 +6,16 @@
 
 use bytes::Bytes;
 use imbl::{OrdMap, OrdSet};
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::store::Entry;
 use super::value::Value;
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(from = "OrdMap<Bytes, Entry>", into = "OrdMap<Bytes, Entry>")]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(into = "OrdMap<Bytes, Entry>")]
 pub(crate) struct Db {
     entries: OrdMap<Bytes, Entry>,
     /// `(deadline, key)` of every key with a TTL: the sweep and `next_deadline` read the front
@@ -23,13 +26,26 @@ pub(crate) struct Db {
     scan_order: OrdSet<(u64, Bytes)>,
 }
 
-impl From<OrdMap<Bytes, Entry>> for Db {
-    fn from(entries: OrdMap<Bytes, Entry>) -> Db {
-        let mut db = Db::default();
-        for (key, entry) in entries {
-            db.insert(key, entry);
+/// Serialized as the map of entries; loading inserts each entry once, straight into the
+/// entries and both indexes (going through an `OrdMap` first built every map twice, a
+/// second of a million-key restart).
+impl<'de> Deserialize<'de> for Db {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Db, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = Db;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of keys to entries")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Db, A::Error> {
+                let mut db = Db::default();
+                while let Some((key, entry)) = map.next_entry::<Bytes, Entry>()? {
+                    db.insert(key, entry);
+                }
+                Ok(db)
+            }
         }
-        db
+        d.deserialize_map(Entries)
     }
 }
 

@@ -18,7 +18,7 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use imbl::Vector;
-use serde::de::{SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -146,7 +146,7 @@ impl List {
     }
 
     fn from_vector(v: Vector<Bytes>) -> List {
-        if fits_packed(v.len(), v.iter()) {
+        if fits_packed(v.len(), packed_size(v.iter())) {
             v.iter().cloned().collect()
         } else {
             List::Tree(Box::new(v))
@@ -154,8 +154,13 @@ impl List {
     }
 }
 
-fn fits_packed<'a>(len: usize, items: impl Iterator<Item = &'a Bytes>) -> bool {
-    len <= PACKED_MAX_LEN && items.map(|i| i.len() + varint_len(i.len())).sum::<usize>() <= PACKED_MAX_BYTES
+/// Whether `len` elements taking `packed_size` bytes packed stay packed.
+fn fits_packed(len: usize, packed_size: usize) -> bool {
+    len <= PACKED_MAX_LEN && packed_size <= PACKED_MAX_BYTES
+}
+
+fn packed_size<'a>(items: impl Iterator<Item = &'a Bytes>) -> usize {
+    items.map(|i| i.len() + varint_len(i.len())).sum()
 }
 
 fn varint_len(mut n: usize) -> usize {
@@ -195,10 +200,10 @@ fn take_varint(buf: &[u8], at: &mut usize) -> usize {
 impl FromIterator<Bytes> for List {
     fn from_iter<I: IntoIterator<Item = Bytes>>(items: I) -> List {
         let items: Vec<Bytes> = items.into_iter().collect();
-        if !fits_packed(items.len(), items.iter()) {
+        let size = packed_size(items.iter());
+        if !fits_packed(items.len(), size) {
             return List::Tree(Box::new(items.into_iter().collect()));
         }
-        let size = items.iter().map(|i| i.len() + varint_len(i.len())).sum();
         let mut buf = BytesMut::with_capacity(size);
         for item in &items {
             put_varint(&mut buf, item.len());
@@ -254,6 +259,8 @@ impl Serialize for List {
     }
 }
 
+/// Elements are copied from the input straight into the packed buffer: a million-list snapshot
+/// loads without an allocation per element.
 impl<'de> Deserialize<'de> for List {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<List, D::Error> {
         struct Elements;
@@ -263,14 +270,51 @@ impl<'de> Deserialize<'de> for List {
                 f.write_str("a sequence of byte strings")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<List, A::Error> {
-                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(PACKED_MAX_LEN));
-                while let Some(item) = seq.next_element::<Bytes>()? {
-                    items.push(item);
+                let mut buf = BytesMut::new();
+                let mut len = 0usize;
+                while seq.next_element_seed(PackInto(&mut buf))?.is_some() {
+                    len += 1;
                 }
-                Ok(items.into_iter().collect())
+                let fits = fits_packed(len, buf.len());
+                let packed = List::Packed { buf: buf.freeze(), len: len as u32 };
+                Ok(if fits { packed } else { List::Tree(Box::new(packed.iter().collect())) })
             }
         }
         d.deserialize_seq(Elements)
+    }
+}
+
+/// Deserializes one byte string by appending it, length first, to a packed buffer.
+struct PackInto<'a>(&'a mut BytesMut);
+
+impl<'de> DeserializeSeed<'de> for PackInto<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_bytes(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PackInto<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a byte string")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, item: &[u8]) -> Result<(), E> {
+        put_varint(self.0, item.len());
+        self.0.put_slice(item);
+        Ok(())
+    }
+
+    /// Self-describing formats (JSON) hand byte strings over as sequences of numbers.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut item = Vec::new();
+        while let Some(b) = seq.next_element::<u8>()? {
+            item.push(b);
+        }
+        self.visit_bytes(&item)
     }
 }
 

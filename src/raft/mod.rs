@@ -15,6 +15,7 @@ mod proposer;
 mod replicas;
 mod service;
 mod snapshot_body;
+mod snapshot_file;
 mod state_machine;
 #[cfg(test)]
 mod storage_tests;

@@ -24,6 +24,7 @@ use super::leader::unexpected;
 use super::log_store::{self, LogStore};
 use super::network::{Channels, Network};
 use super::proposer::{propose_batches, Proposal, Sequencer};
+use super::snapshot_file::SnapshotFile;
 use super::state_machine::{Applied, AppliedState, ApplyListener, StateMachine};
 use super::types::{NodeInfo, Raft};
 use crate::keyspace::{Keyspace, Reply};
@@ -140,10 +141,12 @@ impl RaftNode {
         let path = opts.data_dir.join("raft.sled");
         let open_err = |source| NodeError::Open { path: path.clone(), source };
         std::fs::create_dir_all(&opts.data_dir).map_err(|e| open_err(sled::Error::Io(e)))?;
-        // An explicit cache size: sled's counts against the node's memory budget.
+        // An explicit cache size: sled's counts against the node's memory budget. The log is
+        // read back soon after it is written (apply, replication), so a small cache serves
+        // it; the state machine lives in memory, not in sled.
         let db = sled::Config::new()
             .path(&path)
-            .cache_capacity(128 * 1024 * 1024)
+            .cache_capacity(32 * 1024 * 1024)
             .flush_every_ms(Some(1000))
             .open()
             .map_err(open_err)?;
@@ -156,7 +159,7 @@ impl RaftNode {
         let replay_upto = log.last_index().map_err(open_err)?.unwrap_or(0);
         let committed = log.committed_index();
         let applied = Applied::new(pubsub, opts.node_id);
-        let sm = StateMachine::open(&durable, applied.clone(), replay_upto)
+        let sm = StateMachine::open(&durable, SnapshotFile::new(&opts.data_dir), applied.clone(), replay_upto)
             .map_err(|e| NodeError::Storage(e.to_string()))?;
 
         let config = Config {
@@ -205,6 +208,7 @@ impl RaftNode {
         }
         tokio::spawn(propose_batches(Arc::downgrade(&node), queued));
         tokio::spawn(sweep_expired(Arc::downgrade(&node)));
+        tokio::spawn(snapshot_when_due(Arc::downgrade(&node), node.applied.clone()));
         Ok(node)
     }
 
@@ -336,6 +340,18 @@ impl RaftNode {
 
     pub(super) fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+}
+
+/// Asks openraft for a snapshot whenever the state machine says enough writes piled up since
+/// the last one (`state_machine::snapshot_due`); openraft's own policy counts entries only.
+async fn snapshot_when_due(node: std::sync::Weak<RaftNode>, applied: Arc<Applied>) {
+    loop {
+        applied.snapshot_due.notified().await;
+        let Some(node) = node.upgrade() else { return };
+        if let Err(e) = node.raft.trigger().snapshot().await {
+            tracing::warn!(error = %e, "snapshot not triggered");
+        }
     }
 }
 

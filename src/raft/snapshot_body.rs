@@ -2,6 +2,7 @@
 //! bytes, in this data format and every earlier one a data dir or a peer may still hold.
 
 use std::collections::BTreeMap;
+use std::io::{self, Write};
 
 use serde::{Deserialize, Serialize};
 
@@ -53,10 +54,12 @@ impl From<Keyspace> for SnapshotBody {
 }
 
 impl SnapshotBody {
-    pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
-        let mut bytes = BODY_FORMAT_2.to_vec();
-        postcard::to_io(self, &mut bytes)?;
-        Ok(bytes)
+    /// `encode`, streamed: a snapshot file is written without the whole body in memory. The
+    /// writer's own error (a full disk) is returned, not postcard's summary of it.
+    pub fn encode_to(&self, out: &mut dyn Write) -> io::Result<()> {
+        out.write_all(BODY_FORMAT_2)?;
+        let mut out = KeepError { out, error: None };
+        postcard::to_io(self, &mut out).map(drop).map_err(|e| out.error.take().unwrap_or_else(|| io::Error::other(e)))
     }
 
     /// Reads this version's body and the earlier ones, so existing data dirs and peers'
@@ -82,9 +85,33 @@ impl SnapshotBody {
     }
 }
 
+/// A writer that remembers the first error of the one it wraps.
+struct KeepError<'a> {
+    out: &'a mut dyn Write,
+    error: Option<io::Error>,
+}
+
+impl Write for KeepError<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf).inspect_err(|e| self.error = Some(io::Error::new(e.kind(), e.to_string())))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
+
+    impl SnapshotBody {
+        fn encode(&self) -> io::Result<Vec<u8>> {
+            let mut bytes = Vec::new();
+            self.encode_to(&mut bytes)?;
+            Ok(bytes)
+        }
+    }
     use openraft::EntryPayload;
 
     use super::*;

@@ -1,4 +1,5 @@
-//! The replicated keyspace as an openraft state machine, persisted in sled as snapshots.
+//! The replicated keyspace as an openraft state machine, persisted as snapshot files
+//! (`snapshot_file`).
 //!
 //! - `apply` runs each entry through the pure core (`keyspace::Keyspace`) in memory only. What
 //!   makes a write durable is its log entry (flushed before it commits); the state machine is
@@ -16,19 +17,20 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
-use serde::Serialize;
 
 use super::dedup::{Admission, Proposers};
 use super::durable::Durable;
 use super::snapshot_body::SnapshotBody;
+use super::snapshot_file::SnapshotFile;
 use super::types::{Entry, LogId, Op, Origin, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
-use crate::keyspace::{ApplyCtx, Change, Keyspace, Publisher, Reply, Watch};
+use crate::keyspace::{ApplyCtx, Change, Keyspace, Publisher, Reply, Watch, DATABASES};
 use crate::pubsub::PubSub;
 
 const SNAPSHOT_META: &[u8] = b"meta";
@@ -72,6 +74,8 @@ pub struct Applied {
     /// The replies this node's apply gave to its own proposals not yet taken by the proposer,
     /// by `(boot, seq)`; only those still awaited are kept (see `keep_own_reply`).
     own: std::sync::Mutex<BTreeMap<(u64, u64), Reply>>,
+    /// Woken when enough writes were applied since the last snapshot (`snapshot_due`).
+    pub snapshot_due: tokio::sync::Notify,
 }
 
 impl Applied {
@@ -82,6 +86,7 @@ impl Applied {
             listeners: Default::default(),
             node_id,
             own: Default::default(),
+            snapshot_due: tokio::sync::Notify::new(),
         })
     }
 
@@ -125,8 +130,9 @@ impl Applied {
 }
 
 pub struct StateMachine {
-    durable: Durable,
-    snapshots: sled::Tree,
+    snapshot_file: SnapshotFile,
+    /// Where versions before the snapshot file kept their snapshot; read when there is no file.
+    sled_snapshots: sled::Tree,
     keyspace: Keyspace,
     proposers: Proposers,
     last_applied: Option<LogId>,
@@ -134,6 +140,33 @@ pub struct StateMachine {
     out: Arc<Applied>,
     /// Entries at or below this index were in the log before this process started.
     replay_upto: u64,
+    /// Writes (a batch's ops counted one by one) applied since the state the last snapshot
+    /// was built from, and whether `Applied::snapshot_due` was woken for them.
+    writes_since_snapshot: u64,
+    snapshot_requested: bool,
+}
+
+/// The fewest writes between two snapshots that the write count alone triggers.
+const MIN_WRITES_BETWEEN_SNAPSHOTS: u64 = 50_000;
+
+/// Whether a snapshot is due after `writes` writes applied since the last one, with `keys`
+/// keys in the keyspace, whatever the number of log entries (`snapshotThreshold`).
+///
+/// An entry holds one write or a whole pipeline of them (up to 1,024), so an entry count
+/// alone let the log grow to millions of writes, each replayed at every restart. Counting
+/// writes bounds the replay; scaling with the keyspace (an eighth of it) keeps a snapshot,
+/// which costs O(keys), at O(1) amortised per write.
+fn snapshot_due(writes: u64, keys: u64) -> bool {
+    writes >= (keys / 8).max(MIN_WRITES_BETWEEN_SNAPSHOTS)
+}
+
+/// Writes an op holds: a batch's ops one by one.
+fn writes_in(op: &Op) -> u64 {
+    match op {
+        Op::Batch(ops) => ops.iter().map(writes_in).sum(),
+        Op::Tagged { op, .. } | Op::Sequenced { op, .. } => writes_in(op),
+        Op::Command { .. } | Op::Exec { .. } | Op::Sweep => 1,
+    }
 }
 
 fn sm_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -163,9 +196,14 @@ impl Publisher for Delivery<'_> {
 impl StateMachine {
     /// Loads the latest snapshot (openraft re-applies the log after it); `replay_upto` is the
     /// last log index on disk at start-up.
-    pub fn open(durable: &Durable, out: Arc<Applied>, replay_upto: u64) -> Result<StateMachine, StorageError> {
-        let snapshots = durable.db().open_tree("snapshot").map_err(read_err)?;
-        let (body, last_applied, membership) = match load_snapshot(&snapshots)? {
+    pub fn open(
+        durable: &Durable,
+        snapshot_file: SnapshotFile,
+        out: Arc<Applied>,
+        replay_upto: u64,
+    ) -> Result<StateMachine, StorageError> {
+        let sled_snapshots = durable.db().open_tree("snapshot").map_err(read_err)?;
+        let (body, last_applied, membership) = match load_snapshot(&snapshot_file, &sled_snapshots)? {
             Some((meta, data)) => {
                 (SnapshotBody::decode(&data).map_err(read_err)?, meta.last_log_id, meta.last_membership)
             }
@@ -174,14 +212,16 @@ impl StateMachine {
         let SnapshotBody { keyspace, proposers } = body;
         out.publish(keyspace.clone(), last_applied, &[], true);
         Ok(StateMachine {
-            durable: durable.clone(),
-            snapshots,
+            snapshot_file,
+            sled_snapshots,
             keyspace,
             proposers,
             last_applied,
             membership,
             out,
             replay_upto,
+            writes_since_snapshot: 0,
+            snapshot_requested: false,
         })
     }
 
@@ -195,6 +235,7 @@ impl StateMachine {
             }
             EntryPayload::Normal(req) => req,
         };
+        self.writes_since_snapshot += writes_in(&req.op);
         let index = entry.log_id.index;
         let live = index > self.replay_upto;
         let mut delivery = Delivery { pubsub: &self.out.pubsub, live };
@@ -240,10 +281,6 @@ fn apply_op(keyspace: &mut Keyspace, op: &Op, ctx: &mut ApplyCtx<'_>) -> Reply {
     }
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
-    postcard::to_stdvec(v).map_err(sm_err)
-}
-
 fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StorageError> {
     postcard::from_bytes(b).map_err(read_err)
 }
@@ -271,13 +308,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             })
             .collect();
         self.out.publish(self.keyspace.clone(), self.last_applied, &changes, false);
+        let keys = (0..DATABASES).map(|db| self.keyspace.db_stats(db).0 as u64).sum();
+        if !self.snapshot_requested && snapshot_due(self.writes_since_snapshot, keys) {
+            self.snapshot_requested = true;
+            self.out.snapshot_due.notify_one();
+        }
         Ok(replies)
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        (self.writes_since_snapshot, self.snapshot_requested) = (0, false);
         SnapshotBuilder {
-            durable: self.durable.clone(),
-            snapshots: self.snapshots.clone(),
+            snapshot_file: self.snapshot_file.clone(),
+            sled_snapshots: self.sled_snapshots.clone(),
             keyspace: self.keyspace.clone(),
             proposers: self.proposers.clone(),
             last_applied: self.last_applied,
@@ -295,39 +338,60 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.keyspace = body.keyspace;
         self.proposers = body.proposers;
         self.keyspace.take_changes();
+        (self.writes_since_snapshot, self.snapshot_requested) = (0, false);
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        save_snapshot(&self.snapshots, meta, &snapshot)?;
-        self.durable.flush_async().await.map_err(sm_err)?;
+        let (file, sled_snapshots, meta_owned) =
+            (self.snapshot_file.clone(), self.sled_snapshots.clone(), meta.clone());
+        let save = move || save_snapshot(&file, &sled_snapshots, &meta_owned, |w| w.write_all(&snapshot));
+        tokio::task::spawn_blocking(save).await.map_err(sm_err)??;
         self.out.publish(self.keyspace.clone(), self.last_applied, &[], true);
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        Ok(load_snapshot(&self.snapshots)?.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(data) }))
+        let (file, sled_snapshots) = (self.snapshot_file.clone(), self.sled_snapshots.clone());
+        let loaded =
+            tokio::task::spawn_blocking(move || load_snapshot(&file, &sled_snapshots)).await.map_err(read_err)??;
+        Ok(loaded.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(data) }))
     }
 }
 
-fn load_snapshot(tree: &sled::Tree) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StorageError> {
-    let meta = match tree.get(SNAPSHOT_META).map_err(read_err)? {
+/// The snapshot file, or for a data dir from before snapshot files, the snapshot in sled.
+fn load_snapshot(
+    file: &SnapshotFile,
+    sled_snapshots: &sled::Tree,
+) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StorageError> {
+    if let Some(found) = file.load().map_err(read_err)? {
+        return Ok(Some(found));
+    }
+    let meta = match sled_snapshots.get(SNAPSHOT_META).map_err(read_err)? {
         Some(m) => decode::<SnapshotMeta>(&m)?,
         None => return Ok(None),
     };
-    let data = tree.get(SNAPSHOT_DATA).map_err(read_err)?.map(|d| d.to_vec()).unwrap_or_default();
+    let data = sled_snapshots.get(SNAPSHOT_DATA).map_err(read_err)?.map(|d| d.to_vec()).unwrap_or_default();
     Ok(Some((meta, data)))
 }
 
-fn save_snapshot(tree: &sled::Tree, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
-    let mut batch = sled::Batch::default();
-    batch.insert(SNAPSHOT_META, encode(meta)?);
-    batch.insert(SNAPSHOT_DATA, data);
-    tree.apply_batch(batch).map_err(sm_err)
+/// Makes `meta` with the body `write_body` streams the current snapshot, durably, then drops a
+/// snapshot an earlier version kept in sled (the file now supersedes it). Blocking.
+fn save_snapshot(
+    file: &SnapshotFile,
+    sled_snapshots: &sled::Tree,
+    meta: &SnapshotMeta,
+    write_body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), StorageError> {
+    file.save(meta, write_body).map_err(sm_err)?;
+    if !sled_snapshots.is_empty() {
+        sled_snapshots.clear().map_err(sm_err)?;
+    }
+    Ok(())
 }
 
 /// A consistent, immutable view of the state machine at one applied index.
 pub struct SnapshotBuilder {
-    durable: Durable,
-    snapshots: sled::Tree,
+    snapshot_file: SnapshotFile,
+    sled_snapshots: sled::Tree,
     keyspace: Keyspace,
     proposers: Proposers,
     last_applied: Option<LogId>,
@@ -335,25 +399,29 @@ pub struct SnapshotBuilder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    /// Serialising a large keyspace takes tens of milliseconds of CPU (60 ms for a 250,000-
-    /// element list on the loaded bench box) and the flush waits on the disk: neither may hold
-    /// one of the runtime's workers (a node may have only one), so both run on a blocking
-    /// thread. The CPU burst itself still slows writes while it runs (docs/benchmarks.md).
+    /// Serialising a large keyspace takes CPU (about a second for a million frontends) and
+    /// the sync waits on the disk: neither may hold one of the runtime's workers (a node may
+    /// have only one), so both run on a blocking thread, streaming to the snapshot file. The
+    /// CPU burst itself still slows writes while it runs (docs/benchmarks.md).
+    ///
+    /// The returned snapshot's data is empty: openraft 0.9 takes only the meta of a built
+    /// snapshot (`core/sm/worker.rs`) and reads the data back with `get_current_snapshot` when
+    /// a follower needs it, so the body is never held in memory whole here.
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let body = SnapshotBody { keyspace: self.keyspace.clone(), proposers: self.proposers.clone() };
-        let (durable, tree) = (self.durable.clone(), self.snapshots.clone());
+        let (file, sled_snapshots) = (self.snapshot_file.clone(), self.sled_snapshots.clone());
         let (last_log_id, last_membership) = (self.last_applied, self.membership.clone());
         let build = move || {
-            let data = body.encode().map_err(sm_err)?;
+            // Unique per build: two builds at one index hold the same state, but openraft
+            // tells snapshots apart by id.
             let snapshot_id = match last_log_id {
-                Some(l) => format!("{}-{}-{}", l.leader_id, l.index, data.len()),
-                None => format!("empty-{}", data.len()),
+                Some(l) => format!("{}-{}-{}", l.leader_id, l.index, super::now_ms()),
+                None => format!("empty-{}", super::now_ms()),
             };
             let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
-            save_snapshot(&tree, &meta, &data)?;
-            // openraft purges the log right after this returns: the snapshot must be durable.
-            durable.flush().map_err(sm_err)?;
-            Ok(Snapshot { meta, snapshot: Box::new(data) })
+            // openraft purges the log right after this returns: the snapshot is durable first.
+            save_snapshot(&file, &sled_snapshots, &meta, |w| body.encode_to(w))?;
+            Ok(Snapshot { meta, snapshot: Box::default() })
         };
         tokio::task::spawn_blocking(build).await.map_err(sm_err)?
     }
@@ -390,7 +458,8 @@ mod tests {
         let path = dir.path().join("raft.sled");
         let db = sled::Config::new().path(&path).open().unwrap();
         let durable = Durable::open(&db, &path).unwrap();
-        StateMachine::open(&durable, Applied::new(Arc::new(PubSub::default()), 1), 0).unwrap()
+        let file = SnapshotFile::new(dir.path());
+        StateMachine::open(&durable, file, Applied::new(Arc::new(PubSub::default()), 1), 0).unwrap()
     }
 
     fn list(sm: &StateMachine) -> Reply {
@@ -432,6 +501,23 @@ mod tests {
             applied.publish(keyspace.clone(), Some(log_id), &changes, false);
         }
         reader.join().unwrap();
+    }
+
+    #[test]
+    fn snapshots_are_due_after_writes_in_proportion_to_the_keyspace() {
+        assert!(!snapshot_due(49_999, 0));
+        assert!(snapshot_due(50_000, 0), "a small keyspace still snapshots after 50,000 writes");
+        assert!(!snapshot_due(124_999, 1_000_000));
+        assert!(snapshot_due(125_000, 1_000_000), "an eighth of a million keys");
+        let pipeline = Op::Batch(vec![Op::Command { db: 0, argv: argv(&["SET", "a", "1"]) }; 3]);
+        assert_eq!(
+            writes_in(&Op::Sequenced {
+                origin: Origin { node: 1, boot: 1, seq: 1 },
+                settled_below: 1,
+                op: Box::new(pipeline)
+            }),
+            3
+        );
     }
 
     #[test]

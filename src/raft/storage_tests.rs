@@ -30,7 +30,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Sle
         let db = sled::Config::new().path(&path).open().map_err(io_err)?;
         let durable = Durable::open(&db, &path).map_err(io_err)?;
         let log = LogStore::open(&durable).map_err(io_err)?;
-        let sm = StateMachine::open(&durable, Applied::new(Arc::new(PubSub::default()), 1), 0)?;
+        let file = super::snapshot_file::SnapshotFile::new(dir.path());
+        let sm = StateMachine::open(&durable, file, Applied::new(Arc::new(PubSub::default()), 1), 0)?;
         Ok((dir, log, sm))
     }
 }
