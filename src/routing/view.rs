@@ -353,3 +353,170 @@ mod tests {
         assert!(!v.hchecker_active(131_000));
     }
 }
+
+/// The view against a plain model of Hipache's keys after 100,000 random changes applied in
+/// random batches, as the apply path hands them over: every lookup (frontend, backend count,
+/// dead marks) must be what the model says.
+#[cfg(test)]
+mod model_tests {
+    use std::collections::{BTreeSet, HashMap};
+    use std::sync::Arc;
+
+    use super::RoutingView;
+    use crate::keyspace::testkit::Node;
+    use crate::routing::host::{Candidate, Host};
+    use crate::routing::RoutingKeys;
+
+    #[derive(Clone, Debug)]
+    enum Model {
+        List(Vec<String>),
+        Set(BTreeSet<String>),
+        Str,
+    }
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    const REQUEST_HOSTS: [&str; 8] =
+        ["h0.test", "h1.test", "h2.test", "h3.test", "a.w0.test", "b.w1.test", "h0.w0.test", "other.org"];
+    const FRONTENDS: [&str; 8] =
+        ["h0.test", "h1.test", "h2.test", "h3.test", "*.w0.test", "*.w1.test", "h0.w0.test", "*"];
+
+    /// One random command and the model's version of it (Redis semantics, simply).
+    fn change(rng: &mut Rng, model: &mut HashMap<String, Model>) -> String {
+        let frontend = format!("frontend:{}", FRONTENDS[rng.below(FRONTENDS.len())]);
+        let dead = format!("dead:{}", REQUEST_HOSTS[rng.below(REQUEST_HOSTS.len())]);
+        let item = format!("http://127.0.0.{}:80", rng.below(4));
+        let list = |m: &mut HashMap<String, Model>, k: &str| match m.get(k) {
+            Some(Model::List(l)) => Some(l.clone()),
+            None => Some(Vec::new()),
+            _ => None,
+        };
+        let store = |m: &mut HashMap<String, Model>, k: &str, l: Vec<String>| {
+            if l.is_empty() {
+                m.remove(k);
+            } else {
+                m.insert(k.to_string(), Model::List(l));
+            }
+        };
+        match rng.below(9) {
+            0..=2 => {
+                if let Some(mut l) = list(model, &frontend) {
+                    l.push(item.clone());
+                    store(model, &frontend, l);
+                }
+                format!("RPUSH {frontend} {item}")
+            }
+            3 => {
+                if let Some(mut l) = list(model, &frontend) {
+                    if !l.is_empty() {
+                        l.remove(0);
+                    }
+                    store(model, &frontend, l);
+                }
+                format!("LPOP {frontend}")
+            }
+            4 => {
+                if let Some(mut l) = list(model, &frontend) {
+                    l.retain(|x| *x != item);
+                    store(model, &frontend, l);
+                }
+                format!("LREM {frontend} 0 {item}")
+            }
+            5 => {
+                model.remove(&frontend);
+                format!("DEL {frontend}")
+            }
+            6 if rng.below(10) == 0 => {
+                model.insert(frontend.clone(), Model::Str);
+                format!("SET {frontend} x")
+            }
+            6 | 7 => {
+                let member = rng.below(4).to_string();
+                if let Model::Set(s) = model.entry(dead.clone()).or_insert_with(|| Model::Set(BTreeSet::new())) {
+                    s.insert(member.clone());
+                }
+                format!("SADD {dead} {member}")
+            }
+            _ => {
+                let member = rng.below(4).to_string();
+                if let Some(Model::Set(s)) = model.get_mut(&dead) {
+                    s.remove(&member);
+                    if s.is_empty() {
+                        model.remove(&dead);
+                    }
+                }
+                format!("SREM {dead} {member}")
+            }
+        }
+    }
+
+    /// What the model routes `host` to: the first candidate holding a list, its backend count
+    /// and the dead indexes of `host`.
+    fn expected(model: &HashMap<String, Model>, host: &str) -> Option<(usize, BTreeSet<usize>)> {
+        let parsed = Host::parse(host.as_bytes()).unwrap();
+        let found = parsed.candidates().find_map(|c| {
+            let name = match c {
+                Candidate::Exact(h) => String::from_utf8_lossy(h).into_owned(),
+                Candidate::Wildcard(s) => format!("*.{}", String::from_utf8_lossy(s)),
+                Candidate::CatchAll => "*".to_string(),
+            };
+            match model.get(&format!("frontend:{name}")) {
+                Some(Model::List(l)) => Some(l.len() - 1),
+                _ => None,
+            }
+        })?;
+        let dead = match model.get(&format!("dead:{host}")) {
+            Some(Model::Set(s)) => s.iter().filter_map(|m| m.parse().ok()).collect(),
+            _ => BTreeSet::new(),
+        };
+        Some((found, dead))
+    }
+
+    fn actual(view: &RoutingView, host: &str) -> Option<(usize, BTreeSet<usize>)> {
+        let f = view.frontend(&Host::parse(host.as_bytes()).unwrap(), 0)?;
+        let n = f.backend_count();
+        Some((n, (0..n.max(4)).filter(|&i| view.is_dead(host.as_bytes(), i, 0)).collect()))
+    }
+
+    #[test]
+    fn the_view_matches_a_model_after_100_000_random_changes() {
+        let (mut rng, mut model, mut node) = (Rng(0x9e37_79b9_7f4a_7c15), HashMap::new(), Node::new());
+        node.now = 0;
+        let keys = RoutingKeys::default();
+        let mut view = RoutingView::default();
+        let mut applied = 0;
+        while applied < 100_000 {
+            let batch = 1 + rng.below(20);
+            for _ in 0..batch {
+                let cmd = change(&mut rng, &mut model);
+                node.run(&cmd);
+            }
+            applied += batch;
+            let changes = node.ks.take_changes();
+            view.apply(&keys, &Arc::new(node.ks.clone()), &changes, false, 0);
+            if applied % 1000 < batch {
+                for host in REQUEST_HOSTS {
+                    let want = expected(&model, host)
+                        .map(|(n, dead)| (n, dead.into_iter().filter(|&i| i < n.max(4)).collect()));
+                    assert_eq!(actual(&view, host), want, "{host} after {applied} changes");
+                }
+            }
+        }
+        // A view rebuilt from scratch agrees with the one kept up to date change by change.
+        let mut rebuilt = RoutingView::default();
+        rebuilt.apply(&keys, &Arc::new(node.ks.clone()), &[], true, 0);
+        for host in REQUEST_HOSTS {
+            assert_eq!(actual(&rebuilt, host), actual(&view, host), "{host}");
+        }
+        assert_eq!(rebuilt.dead.len(), view.dead.len());
+    }
+}

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# The scale benchmark: a node holding N frontends (1,000,000 by default; Hipache's "unusually
+# large numbers of virtual hosts"), each `frontend:h<i>.test` = [app<i>, two backend URLs on
+# 127.0.x.y / 127.1.x.y], against redis-server 7 holding the same data in the same run.
+#
+# Measures, on one release-built node:
+#   A. durable RPUSH/s at 50 clients while the keyspace grows 0 -> N (redis-benchmark -r,
+#      new random keys), reported per step of the growth;
+#   B. proxy req/s (wrk) on a hot host with 10 frontends, then with N more loaded (same node);
+#      loading the N frontends with one pipelining client (`redis-cli --pipe`): time and
+#      writes/s; RSS after the load; the data dir's size; restart time until every key and the
+#      hot host are served again, and RSS after the restart;
+#   C. redis-server (appendfsync always) loading the same file with `redis-cli --pipe`: time,
+#      INFO memory's used_memory and RSS.
+#
+# Usage: scripts/bench-scale.sh            (N=1,000,000: about 5 minutes, 2 GB of RAM free)
+#        scripts/bench-scale.sh --quick    (N=100,000: under 2 minutes)
+# Env:   N, BIN (release binary), DURATION (wrk seconds), WRK_CONNS (64).
+# Everything listens on 127.0.0.1 ports the kernel picks or that are free; the backend is a
+# private nginx on 127.0.0.1; every process is stopped by its own PID on exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/hipache-raft}"
+N="${N:-1000000}"
+DURATION="${DURATION:-10}"
+if [[ "${1:-}" == "--quick" ]]; then
+  N="${QUICK_N:-100000}"
+  DURATION=3
+fi
+WRK_CONNS="${WRK_CONNS:-64}"
+HOT=10
+WORK="$(mktemp -d /tmp/bench-scale.XXXXXX)"
+
+for tool in redis-cli redis-benchmark redis-server nginx wrk python3; do
+  command -v "$tool" > /dev/null || { echo "bench-scale needs $tool" >&2; exit 1; }
+done
+if [[ ! -x "$BIN" ]]; then
+  (cd "$ROOT" && cargo build --release)
+fi
+
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid"
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+now() { date +%s.%N; }
+secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+mb() { echo $(( $1 / 1024 )); }
+
+# --- the data: N frontends as raw RESP for redis-cli --pipe ---------------------------------
+python3 - "$N" > "$WORK/load.resp" <<'EOF'
+import sys
+n = int(sys.argv[1])
+out = sys.stdout.buffer
+def cmd(*parts):
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+chunk = []
+for i in range(n):
+    a, b, port = (i >> 8) & 255, i & 255, 8000 + i % 1000
+    chunk.append(cmd(b"RPUSH", b"frontend:h%d.test" % i, b"app%d" % i,
+                     b"http://127.0.%d.%d:%d" % (a, b, port), b"http://127.1.%d.%d:%d" % (a, b, port + 1000)))
+    if len(chunk) == 10000:
+        out.write(b"".join(chunk))
+        chunk = []
+out.write(b"".join(chunk))
+EOF
+
+# --- the backend: a private nginx answering 200 "ok" ----------------------------------------
+BACKEND_PORT="$(free_port)"
+mkdir -p "$WORK/nginx/logs"
+cat > "$WORK/nginx/nginx.conf" <<EOF
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server { listen 127.0.0.1:$BACKEND_PORT; keepalive_requests 1000000; location / { return 200 "ok\n"; } }
+}
+EOF
+nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
+PIDS+=($!)
+
+# --- one hipache-raft node on its own data dir ------------------------------------------------
+NODE_PID=""
+start_node() { # $1: data dir name
+  cat > "$WORK/$1.json" <<EOF
+{
+  "server": { "accessLog": null, "workers": 2, "httpKeepAlive": true, "maxSockets": 256 },
+  "http": { "port": 0, "bind": ["127.0.0.1"] },
+  "cluster": { "nodeId": 1, "dataDir": "$WORK/$1", "resp": "127.0.0.1:0", "grpc": "127.0.0.1:0",
+               "metrics": null }
+}
+EOF
+  START="$(now)"
+  RUST_LOG=warn "$BIN" --config "$WORK/$1.json" > "$WORK/$1.out" 2> "$WORK/$1.err" &
+  NODE_PID=$!
+  PIDS+=("$NODE_PID")
+  for _ in $(seq 1 600); do
+    grep -q '"listening"' "$WORK/$1.out" 2>/dev/null && break
+    sleep 0.01
+  done
+  grep -q '"listening"' "$WORK/$1.out" || { cat "$WORK/$1.err"; echo "hipache-raft did not start" >&2; exit 1; }
+  RESP_PORT="$(grep -o '"resp":"[^"]*"' "$WORK/$1.out" | tail -1 | sed 's/.*:\([0-9]*\)"$/\1/')"
+  HTTP_PORT="$(grep -o '"http":\["[^"]*"' "$WORK/$1.out" | tail -1 | sed 's/.*:\([0-9]*\)"$/\1/')"
+}
+stop_node() {
+  kill -TERM "$NODE_PID"
+  wait "$NODE_PID" 2>/dev/null || true
+}
+wrk_rate() { # req/s on the hot host
+  wrk -t2 -c"$WRK_CONNS" -d"${DURATION}s" -H "Host: hot0.test" "http://127.0.0.1:$HTTP_PORT/" \
+    | awk '/^Requests\/sec/ {printf "%d", $2}'
+}
+
+# A. durable RPUSH/s while the keyspace grows
+start_node growth
+STEPS=5
+STEP=$(( N / STEPS ))
+GROWTH=()
+for step in $(seq 1 "$STEPS"); do
+  keys="$(redis-cli -p "$RESP_PORT" DBSIZE)"
+  rate="$(redis-benchmark -p "$RESP_PORT" -c 50 -n "$STEP" -r 1000000000 -q \
+            RPUSH 'frontend:g__rand_int__.test' http://127.0.0.1:8080 2>/dev/null | tr '\r' '\n' \
+            | grep 'requests per second' | tail -1 | sed 's/.*: *\([0-9.]*\) requests per second.*/\1/')"
+  GROWTH+=("$keys:$rate")
+done
+stop_node
+
+# B. the proxy and the pipelined load
+start_node scale
+for i in $(seq 0 $(( HOT - 1 ))); do
+  redis-cli -p "$RESP_PORT" RPUSH "frontend:hot$i.test" "hot$i" "http://127.0.0.1:$BACKEND_PORT" > /dev/null
+done
+curl -sf -H "Host: hot0.test" "http://127.0.0.1:$HTTP_PORT/" > /dev/null || { echo "the hot host is not served" >&2; exit 1; }
+RATE_FEW="$(wrk_rate)"
+T0="$(now)"
+redis-cli -p "$RESP_PORT" --pipe < "$WORK/load.resp" > "$WORK/pipe.out"
+T1="$(now)"
+grep -q "errors: 0" "$WORK/pipe.out" || { cat "$WORK/pipe.out"; exit 1; }
+LOAD_S="$(secs "$T0" "$T1")"
+LOAD_HWM="$(hwm_kb "$NODE_PID")"
+sleep 5
+LOAD_RSS="$(rss_kb "$NODE_PID")"
+RATE_MANY="$(wrk_rate)"
+TOTAL=$(( N + HOT ))
+[[ "$(redis-cli -p "$RESP_PORT" DBSIZE)" == "$TOTAL" ]] || { echo "DBSIZE is not $TOTAL" >&2; exit 1; }
+stop_node
+DATA_MB="$(du -sm "$WORK/scale" | cut -f1)"
+start_node scale
+until [[ "$(redis-cli -p "$RESP_PORT" DBSIZE 2>/dev/null)" == "$TOTAL" ]] \
+      && curl -sf -H "Host: hot$(( HOT - 1 )).test" "http://127.0.0.1:$HTTP_PORT/" > /dev/null; do
+  sleep 0.01
+done
+RESTART_S="$(secs "$START" "$(now)")"
+sleep 3
+RESTART_RSS="$(rss_kb "$NODE_PID")"
+stop_node
+
+# C. redis-server 7 with the same data
+REDIS_PORT="$(free_port)"
+mkdir -p "$WORK/redis"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save '' \
+  --appendonly yes --appendfsync always > "$WORK/redis.log" 2>&1 &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+for _ in $(seq 1 200); do
+  redis-cli -p "$REDIS_PORT" ping > /dev/null 2>&1 && break
+  sleep 0.05
+done
+BASE_USED="$(redis-cli -p "$REDIS_PORT" INFO memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}')"
+T0="$(now)"
+redis-cli -p "$REDIS_PORT" --pipe < "$WORK/load.resp" > "$WORK/redis-pipe.out"
+T1="$(now)"
+REDIS_LOAD_S="$(secs "$T0" "$T1")"
+REDIS_USED="$(redis-cli -p "$REDIS_PORT" INFO memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}')"
+REDIS_RSS="$(rss_kb "$REDIS_PID")"
+
+per() { python3 -c "print(f'{$1 * 1024 / $N:,.0f}')"; }
+rate_of() { python3 -c "print(f'{$N / $1:,.0f}')"; }
+echo "bench-scale: N=$N frontends, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, commit $(cd "$ROOT" && git rev-parse --short HEAD)"
+echo
+echo "| what | hipache-raft | redis-server 7 (appendfsync always) |"
+echo "|---|---|---|"
+echo "| load N frontends, one client, redis-cli --pipe | ${LOAD_S} s ($(rate_of "$LOAD_S") writes/s) | ${REDIS_LOAD_S} s ($(rate_of "$REDIS_LOAD_S") writes/s) |"
+echo "| RSS after the load | $(mb "$LOAD_RSS") MB ($(per "$LOAD_RSS") B/frontend; peak $(mb "$LOAD_HWM") MB) | $(mb "$REDIS_RSS") MB RSS, used_memory $(( (REDIS_USED - BASE_USED) / N )) B/frontend |"
+echo "| restart until every key and the proxy serve | ${RESTART_S} s | – |"
+echo "| RSS after the restart | $(mb "$RESTART_RSS") MB ($(per "$RESTART_RSS") B/frontend) | – |"
+echo "| data dir | ${DATA_MB} MB | – |"
+echo "| proxy req/s, hot host, $HOT frontends -> $TOTAL | $RATE_FEW -> $RATE_MANY ($(python3 -c "print(f'{$RATE_MANY / $RATE_FEW:.2f}')")x) | – |"
+echo
+echo "Durable RPUSH/s at 50 clients (new random keys) while the keyspace grows:"
+echo
+echo "| keys at the start of the step | RPUSH/s |"
+echo "|---:|---:|"
+for g in "${GROWTH[@]}"; do
+  echo "| ${g%%:*} | ${g##*:} |"
+done
