@@ -54,9 +54,11 @@ impl Node {
         Node { ks: Keyspace::new(), index: 0, now: T0, db: 0, published: Recorder::default() }
     }
 
-    fn ctx(&mut self) -> ApplyCtx<'_> {
+    /// The next entry's context, and the keyspace to apply it to (borrowed apart, so no
+    /// keyspace is moved out and rebuilt per command).
+    fn next(&mut self) -> (&mut Keyspace, ApplyCtx<'_>) {
         self.index += 1;
-        ApplyCtx { index: self.index, now_ms: self.now, publisher: &mut self.published }
+        (&mut self.ks, ApplyCtx { index: self.index, now_ms: self.now, publisher: &mut self.published })
     }
 
     pub(crate) fn run(&mut self, cmd: &str) -> Reply {
@@ -65,26 +67,20 @@ impl Node {
 
     pub(crate) fn apply(&mut self, argv: &[Bytes]) -> Reply {
         let db = self.db;
-        let mut ks = std::mem::take(&mut self.ks);
-        let reply = ks.apply(db, argv, &mut self.ctx());
-        self.ks = ks;
-        reply
+        let (ks, mut ctx) = self.next();
+        ks.apply(db, argv, &mut ctx)
     }
 
     pub(crate) fn exec(&mut self, cmds: &[&str], watched: &[super::Watch]) -> Reply {
         let queued: Vec<Vec<Bytes>> = cmds.iter().map(|c| argv(c)).collect();
         let db = self.db;
-        let mut ks = std::mem::take(&mut self.ks);
-        let reply = ks.exec(db, &queued, watched, &mut self.ctx());
-        self.ks = ks;
-        reply
+        let (ks, mut ctx) = self.next();
+        ks.exec(db, &queued, watched, &mut ctx)
     }
 
     pub(crate) fn sweep(&mut self) -> usize {
-        let mut ks = std::mem::take(&mut self.ks);
-        let removed = ks.sweep(&mut self.ctx());
-        self.ks = ks;
-        removed
+        let (ks, mut ctx) = self.next();
+        ks.sweep(&mut ctx)
     }
 
     /// A local read at the node's current time.
