@@ -105,7 +105,7 @@ impl<'a> Writer<'a> {
                 if !changed || inner.is_vacant() {
                     return Ok(Some(out));
                 }
-                db.insert(key.clone(), Entry { value: inner.wrap(), expire_at_ms: None, version: self.index });
+                db.insert(key, Entry { value: inner.wrap(), expire_at_ms: None, version: self.index });
                 (out, changed, false)
             }
             None => return Ok(None),
@@ -126,7 +126,7 @@ impl<'a> Writer<'a> {
             self.delete(key);
             return;
         }
-        self.ks.dbs[self.db].insert(key.clone(), Entry { value, expire_at_ms: deadline, version: self.index });
+        self.ks.dbs[self.db].insert(key, Entry { value, expire_at_ms: deadline, version: self.index });
         self.ks.modified(self.db, key.clone(), self.index);
     }
 
@@ -170,7 +170,7 @@ impl<'a> Writer<'a> {
     pub(crate) fn flush(&mut self, db: usize) {
         let old = std::mem::take(&mut self.ks.dbs[db]);
         for key in old.keys() {
-            self.ks.modified(db, key.clone(), self.index);
+            self.ks.modified(db, Bytes::copy_from_slice(key), self.index);
         }
     }
 

@@ -1,34 +1,65 @@
-//! One numbered database: the entries plus the two indexes kept in step with them.
+//! One numbered database: the entries, in one map ordered by `(scan_hash(key), key)`, plus the
+//! index of deadlines kept in step with them.
 //!
-//! All three are `imbl` persistent maps, so cloning a `Db` (for a Raft snapshot) is O(1) and
-//! the clone shares structure with the live state. The indexes are derived data: only the
-//! entries are serialized, and the indexes are rebuilt on load.
+//! Both are `imbl` persistent maps, so cloning a `Db` (for a Raft snapshot, or to publish the
+//! applied state) is O(1) and the clone shares structure with the live state. The deadline
+//! index is derived data: only the entries are serialized, and it is rebuilt on load.
+//!
+//! Why hash order: `SCAN` walks keys by hash so that a cursor is a plain number that stays
+//! valid while keys come and go (see `keys::scan`). Keeping the entries themselves in that
+//! order, under a stored key that starts with the hash, makes the walk a range of the one map;
+//! a second index in hash order cost a map slot and a key handle per key (about 100 bytes per
+//! key at a million frontends). Lookups hash the key first (FNV-1a over a short key), and
+//! `KEYS` lists keys in hash order, as Redis lists them in its hash table's order.
+
+use std::fmt;
+use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use imbl::{OrdMap, OrdSet};
-use std::fmt;
-
 use serde::de::{MapAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::store::Entry;
 use super::value::Value;
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(into = "OrdMap<Bytes, Entry>")]
+/// A key as stored: `scan_hash(key)` big-endian, then the key's bytes. Reference-counted, so
+/// the path copies of a persistent map clone it without copying it.
+type Stored = Arc<[u8]>;
+
+const HASH_LEN: usize = 8;
+
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Db {
-    entries: OrdMap<Bytes, Entry>,
-    /// `(deadline, key)` of every key with a TTL: the sweep and `next_deadline` read the front
-    /// instead of scanning all keys.
-    expiries: OrdSet<(u64, Bytes)>,
-    /// `(scan_hash(key), key)`: the order `SCAN` walks, so a cursor is a plain number that stays
-    /// valid while keys come and go (see `keys::scan`).
-    scan_order: OrdSet<(u64, Bytes)>,
+    entries: OrdMap<Stored, Entry>,
+    /// `(deadline, stored key)` of every key with a TTL: the sweep and `next_deadline` read the
+    /// front instead of scanning all keys.
+    expiries: OrdSet<(u64, Stored)>,
 }
 
-/// Serialized as the map of entries; loading inserts each entry once, straight into the
-/// entries and both indexes (going through an `OrdMap` first built every map twice, a
-/// second of a million-key restart).
+/// Serialized as the map of keys to entries (the form every earlier version wrote).
+impl Serialize for Db {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.entries.len()))?;
+        for (stored, entry) in &self.entries {
+            map.serialize_entry(&KeyBytes(user_key(stored)), entry)?;
+        }
+        map.end()
+    }
+}
+
+/// A key serialized as `Bytes` serialized it: a byte string.
+struct KeyBytes<'a>(&'a [u8]);
+
+impl Serialize for KeyBytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+/// Loading inserts each entry once, straight into the map and the deadline index.
 impl<'de> Deserialize<'de> for Db {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Db, D::Error> {
         struct Entries;
@@ -40,18 +71,12 @@ impl<'de> Deserialize<'de> for Db {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Db, A::Error> {
                 let mut db = Db::default();
                 while let Some((key, entry)) = map.next_entry::<Bytes, Entry>()? {
-                    db.insert(key, entry);
+                    db.insert(&key, entry);
                 }
                 Ok(db)
             }
         }
         d.deserialize_map(Entries)
-    }
-}
-
-impl From<Db> for OrdMap<Bytes, Entry> {
-    fn from(db: Db) -> Self {
-        db.entries
     }
 }
 
@@ -66,9 +91,39 @@ pub(crate) fn scan_hash(key: &[u8]) -> u64 {
     fnv1a(key.iter().copied())
 }
 
+fn stored(key: &[u8]) -> Stored {
+    let mut bytes = Vec::with_capacity(HASH_LEN + key.len());
+    bytes.extend_from_slice(&scan_hash(key).to_be_bytes());
+    bytes.extend_from_slice(key);
+    bytes.into()
+}
+
+/// Runs `f` on the stored form of `key`, built on the stack for keys of ordinary length:
+/// every lookup makes one.
+fn with_stored<R>(key: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    const STACK: usize = 256;
+    if key.len() + HASH_LEN > STACK {
+        return f(&stored(key));
+    }
+    let mut buf = [0u8; STACK];
+    buf[..HASH_LEN].copy_from_slice(&scan_hash(key).to_be_bytes());
+    buf[HASH_LEN..HASH_LEN + key.len()].copy_from_slice(key);
+    f(&buf[..HASH_LEN + key.len()])
+}
+
+fn user_key(stored: &[u8]) -> &[u8] {
+    &stored[HASH_LEN..]
+}
+
+fn hash_of(stored: &[u8]) -> u64 {
+    let mut hash = [0u8; HASH_LEN];
+    hash.copy_from_slice(&stored[..HASH_LEN]);
+    u64::from_be_bytes(hash)
+}
+
 impl Db {
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Entry> {
-        self.entries.get(key)
+        with_stored(key, |s| self.entries.get(s))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -79,65 +134,65 @@ impl Db {
         self.expiries.len()
     }
 
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (&Bytes, &Entry)> {
-        self.entries.iter()
+    /// Every key with its entry, in hash order.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
+        self.entries.iter().map(|(k, e)| (user_key(k), e))
     }
 
-    /// Inserts or replaces, keeping both indexes in step.
-    pub(crate) fn insert(&mut self, key: Bytes, entry: Entry) {
-        let old_deadline = self.entries.get(&key).map(|old| old.expire_at_ms);
-        match old_deadline {
-            Some(old) => {
-                if let Some(at) = old {
-                    self.expiries.remove(&(at, key.clone()));
-                }
-            }
-            None => {
-                self.scan_order.insert((scan_hash(&key), key.clone()));
-            }
+    /// Inserts or replaces, keeping the deadline index in step.
+    pub(crate) fn insert(&mut self, key: &[u8], entry: Entry) {
+        let (stored, old_deadline) = match with_stored(key, |s| self.entries.get_key_value(s)) {
+            Some((stored, old)) => (stored.clone(), old.expire_at_ms),
+            None => (stored(key), None),
+        };
+        if let Some(at) = old_deadline {
+            self.expiries.remove(&(at, stored.clone()));
         }
         if let Some(at) = entry.expire_at_ms {
-            self.expiries.insert((at, key.clone()));
+            self.expiries.insert((at, stored.clone()));
         }
-        self.entries.insert(key, entry);
+        self.entries.insert(stored, entry);
     }
 
-    /// Removes a key with its index entries; returns the stored key and entry.
+    /// Removes a key with its index entry; returns the key and the entry.
     pub(crate) fn remove(&mut self, key: &[u8]) -> Option<(Bytes, Entry)> {
-        let (key, entry) = self.entries.remove_with_key(key)?;
+        let (stored, entry) = with_stored(key, |s| self.entries.remove_with_key(s))?;
         if let Some(at) = entry.expire_at_ms {
-            self.expiries.remove(&(at, key.clone()));
+            self.expiries.remove(&(at, stored.clone()));
         }
-        self.scan_order.remove(&(scan_hash(&key), key.clone()));
-        Some((key, entry))
+        Some((Bytes::copy_from_slice(user_key(&stored)), entry))
     }
 
     /// The value and version of an entry, for in-place updates that keep its deadline (the
     /// deadline is indexed, so it only changes through `set_deadline`).
     pub(crate) fn value_mut(&mut self, key: &[u8]) -> Option<(&mut Value, &mut u64)> {
-        self.entries.get_mut(key).map(|e| (&mut e.value, &mut e.version))
+        with_stored(key, |s| self.entries.get_mut(s)).map(|e| (&mut e.value, &mut e.version))
     }
 
     /// Changes a live key's deadline; false if the key does not exist.
     pub(crate) fn set_deadline(&mut self, key: &[u8], deadline: Option<u64>, version: u64) -> bool {
-        let Some((key, mut entry)) = self.entries.remove_with_key(key) else {
+        let Some((stored, mut entry)) = with_stored(key, |s| self.entries.remove_with_key(s)) else {
             return false;
         };
         if let Some(at) = entry.expire_at_ms {
-            self.expiries.remove(&(at, key.clone()));
+            self.expiries.remove(&(at, stored.clone()));
         }
         if let Some(at) = deadline {
-            self.expiries.insert((at, key.clone()));
+            self.expiries.insert((at, stored.clone()));
         }
         entry.expire_at_ms = deadline;
         entry.version = version;
-        self.entries.insert(key, entry);
+        self.entries.insert(stored, entry);
         true
     }
 
     /// Keys whose deadline is `<= now`, earliest first.
     pub(crate) fn due(&self, now: u64) -> Vec<Bytes> {
-        self.expiries.iter().take_while(|(at, _)| *at <= now).map(|(_, key)| key.clone()).collect()
+        self.expiries
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, s)| Bytes::copy_from_slice(user_key(s)))
+            .collect()
     }
 
     pub(crate) fn due_count(&self, now: u64) -> usize {
@@ -151,26 +206,28 @@ impl Db {
     /// Up to `count` hash groups of keys from hash `from` on, and the hash to resume at (none
     /// when the walk is complete). Keys sharing a hash are always returned together so a
     /// cursor never splits them.
-    pub(crate) fn scan_from(&self, from: u64, count: usize) -> (Vec<&Bytes>, Option<u64>) {
+    pub(crate) fn scan_from(&self, from: u64, count: usize) -> (Vec<&[u8]>, Option<u64>) {
+        let start = from.to_be_bytes();
         let mut keys = Vec::new();
         let mut groups = 0;
         let mut last = None;
-        for (hash, key) in self.scan_order.range((from, Bytes::new())..) {
-            if last != Some(*hash) {
+        for (stored, _) in self.entries.range::<_, [u8]>((Bound::Included(&start[..]), Bound::Unbounded)) {
+            let hash = hash_of(stored);
+            if last != Some(hash) {
                 if groups == count {
-                    return (keys, Some(*hash));
+                    return (keys, Some(hash));
                 }
                 groups += 1;
-                last = Some(*hash);
+                last = Some(hash);
             }
-            keys.push(key);
+            keys.push(user_key(stored));
         }
         (keys, None)
     }
 
-    /// Every key in byte order; for `KEYS` and flushes.
-    pub(crate) fn keys(&self) -> impl Iterator<Item = &Bytes> {
-        self.entries.keys()
+    /// Every key, in hash order; for `KEYS` and flushes.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.entries.keys().map(|k| user_key(k))
     }
 }
 

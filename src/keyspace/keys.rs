@@ -54,7 +54,7 @@ pub(crate) fn keys(v: &View<'_>, argv: &[Bytes]) -> Outcome {
     let pattern = &argv[1];
     let all = pattern.as_ref() == b"*";
     let found = v.db().keys().filter(|k| (all || glob::matches(pattern, k)) && v.entry(k).is_some());
-    Ok(Reply::bulks(found))
+    Ok(copied_bulks(found))
 }
 
 /// Live keys only (Redis counts expired keys until they are deleted; hiding them keeps DBSIZE
@@ -95,7 +95,12 @@ pub(crate) fn scan(v: &View<'_>, argv: &[Bytes]) -> Outcome {
         };
         pattern.is_none_or(|p| glob::matches(p, k)) && type_name.is_none_or(|t| eq_ic(t, entry.value.type_name()))
     });
-    Ok(Reply::Array(vec![Reply::bulk(next.unwrap_or(0).to_string()), Reply::bulks(found)]))
+    Ok(Reply::Array(vec![Reply::bulk(next.unwrap_or(0).to_string()), copied_bulks(found)]))
+}
+
+/// Keys as a bulk-string array (copied: stored keys are not `Bytes`).
+fn copied_bulks<'a>(keys: impl Iterator<Item = &'a [u8]>) -> Reply {
+    Reply::Array(keys.map(|k| Reply::Bulk(Bytes::copy_from_slice(k))).collect())
 }
 
 #[cfg(test)]

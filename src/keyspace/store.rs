@@ -215,7 +215,7 @@ impl Keyspace {
         self.dbs.get(db).map_or((0, 0), |d| (d.len(), d.expiring()))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (usize, &Bytes, &Entry)> {
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &[u8], &Entry)> {
         self.dbs.iter().enumerate().flat_map(|(i, db)| db.entries().map(move |(k, e)| (i, k, e)))
     }
 
@@ -431,7 +431,7 @@ mod tests {
         workload(&mut b);
         assert_eq!(a.ks, b.ks);
         assert_eq!(a.ks.take_changes(), b.ks.take_changes());
-        let dump = |n: &Node| n.ks.iter().map(|(db, k, e)| (db, k.clone(), e.clone())).collect::<Vec<_>>();
+        let dump = |n: &Node| n.ks.iter().map(|(db, k, e)| (db, k.to_vec(), e.clone())).collect::<Vec<_>>();
         assert_eq!(dump(&a), dump(&b));
     }
 

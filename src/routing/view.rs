@@ -211,7 +211,7 @@ impl RoutingView {
             };
             for (db, key, entry) in keyspace.iter() {
                 if db == keys.db {
-                    self.set(keys, key, Some(&entry.value), entry.expire_at_ms);
+                    self.set(keys, &Bytes::copy_from_slice(key), Some(&entry.value), entry.expire_at_ms);
                 }
             }
         } else {
