@@ -169,8 +169,10 @@ impl RaftNode {
             election_timeout_max: 1500,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_interval(opts.snapshot_threshold, opts.node_id)),
             // Keep some log behind a snapshot so a follower that is slightly behind catches
-            // up from the log instead of being sent a whole snapshot.
-            max_in_snapshot_log_to_keep: opts.snapshot_threshold.min(1000),
+            // up from the log instead of being sent a whole snapshot. Entries, not writes: a
+            // pipeline's entry holds up to 1,024 writes, and sled keeps what it holds in memory,
+            // so 100 (up to ~100,000 writes) rather than the 1,000 kept before pipelines.
+            max_in_snapshot_log_to_keep: opts.snapshot_threshold.min(100),
             max_payload_entries: 1024,
             ..Default::default()
         };
