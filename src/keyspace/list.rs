@@ -80,15 +80,46 @@ impl List {
     }
 
     pub fn push(&mut self, end: End, item: Bytes) {
+        self.push_all(end, std::slice::from_ref(&item));
+    }
+
+    /// Pushes `items` one after the other, as `RPUSH`/`LPUSH` with several values do (so at
+    /// the head they end up in reverse order). A packed list gets one new buffer: its bytes and
+    /// the new elements', copied once.
+    pub fn push_all(&mut self, end: End, items: &[Bytes]) {
         match self {
-            List::Tree(v) => match end {
-                End::Head => v.push_front(item),
-                End::Tail => v.push_back(item),
-            },
-            List::Packed { .. } => self.repack(|items| match end {
-                End::Head => items.insert(0, item),
-                End::Tail => items.push(item),
-            }),
+            List::Tree(v) => {
+                for item in items {
+                    match end {
+                        End::Head => v.push_front(item.clone()),
+                        End::Tail => v.push_back(item.clone()),
+                    }
+                }
+            }
+            List::Packed { buf, len } => {
+                let new_len = *len as usize + items.len();
+                let size = buf.len() + packed_size(items.iter());
+                if !fits_packed(new_len, size) {
+                    *self = List::Tree(Box::new(self.iter().collect()));
+                    return self.push_all(end, items);
+                }
+                let mut out = BytesMut::with_capacity(size);
+                if end == End::Tail {
+                    out.put_slice(buf);
+                }
+                let mut put = |item: &Bytes| {
+                    put_varint(&mut out, item.len());
+                    out.put_slice(item);
+                };
+                match end {
+                    End::Head => items.iter().rev().for_each(&mut put),
+                    End::Tail => items.iter().for_each(&mut put),
+                }
+                if end == End::Head {
+                    out.put_slice(buf);
+                }
+                *self = List::Packed { buf: out.freeze(), len: new_len as u32 };
+            }
         }
     }
 
@@ -385,6 +416,21 @@ mod tests {
             assert_eq!(packed, tree);
             if let Some(i) = model.len().checked_sub(1) {
                 assert_eq!(packed.get(i), model.last().cloned());
+            }
+        }
+    }
+
+    /// Several values pushed at once land as if pushed one by one (LPUSH a b c: c b a ...), in
+    /// both forms and across the packed limit.
+    #[test]
+    fn pushing_several_is_pushing_each() {
+        let values: Vec<Bytes> = (0..50).map(|i| Bytes::from(format!("item{i}"))).collect();
+        for start in [list(3, 5), list(100, 5), List::Tree(Box::default())] {
+            for end in [End::Head, End::Tail] {
+                let (mut at_once, mut each) = (start.clone(), start.clone());
+                at_once.push_all(end, &values);
+                values.iter().for_each(|v| each.push(end, v.clone()));
+                assert_eq!(items(&at_once), items(&each), "{end:?} onto {} elements", start.len());
             }
         }
     }

@@ -11,9 +11,7 @@ use bytes::Bytes;
 /// LPUSH/RPUSH/LPUSHX/RPUSHX: the new length, or 0 when an X variant finds no list.
 fn push(w: &mut Writer<'_>, argv: &[Bytes], end: End, create: bool) -> Outcome {
     let len = w.modify::<List, _>(&argv[1], create, |list| {
-        for item in &argv[2..] {
-            list.push(end, item.clone());
-        }
+        list.push_all(end, &argv[2..]);
         (list.len() as i64, true)
     })?;
     Ok(Reply::Int(len.unwrap_or(0)))
