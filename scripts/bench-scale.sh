@@ -17,7 +17,8 @@
 #        scripts/bench-scale.sh --quick    (N=100,000: under 2 minutes)
 # Env:   N, BIN (release binary), DURATION (wrk seconds), WRK_CONNS (64).
 # Everything listens on 127.0.0.1 ports the kernel picks or that are free; the backend is a
-# private nginx on 127.0.0.1; every process is stopped by its own PID on exit.
+# private nginx on 127.0.0.1; every process is stopped by its own PID on exit
+# (scripts/bench-lib.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,93 +33,13 @@ WRK_CONNS="${WRK_CONNS:-64}"
 HOT=10
 WORK="$(mktemp -d /tmp/bench-scale.XXXXXX)"
 
-for tool in redis-cli redis-benchmark redis-server nginx wrk python3; do
-  command -v "$tool" > /dev/null || { echo "bench-scale needs $tool" >&2; exit 1; }
-done
-if [[ ! -x "$BIN" ]]; then
-  (cd "$ROOT" && cargo build --release)
-fi
-
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid"
-      wait "$pid" 2>/dev/null || true
-    fi
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
-now() { date +%s.%N; }
-secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+# shellcheck source=/dev/null # scripts/bench-lib.sh, linted on its own
+source "$ROOT/scripts/bench-lib.sh"
+need_tools redis-cli redis-benchmark redis-server nginx wrk curl python3
 mb() { echo $(( $1 / 1024 )); }
+write_frontends "$N" "$WORK/load.resp"
+start_backend
 
-# --- the data: N frontends as raw RESP for redis-cli --pipe ---------------------------------
-python3 - "$N" > "$WORK/load.resp" <<'EOF'
-import sys
-n = int(sys.argv[1])
-out = sys.stdout.buffer
-def cmd(*parts):
-    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
-chunk = []
-for i in range(n):
-    a, b, port = (i >> 8) & 255, i & 255, 8000 + i % 1000
-    chunk.append(cmd(b"RPUSH", b"frontend:h%d.test" % i, b"app%d" % i,
-                     b"http://127.0.%d.%d:%d" % (a, b, port), b"http://127.1.%d.%d:%d" % (a, b, port + 1000)))
-    if len(chunk) == 10000:
-        out.write(b"".join(chunk))
-        chunk = []
-out.write(b"".join(chunk))
-EOF
-
-# --- the backend: a private nginx answering 200 "ok" ----------------------------------------
-BACKEND_PORT="$(free_port)"
-mkdir -p "$WORK/nginx/logs"
-cat > "$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server { listen 127.0.0.1:$BACKEND_PORT; keepalive_requests 1000000; location / { return 200 "ok\n"; } }
-}
-EOF
-nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
-PIDS+=($!)
-
-# --- one hipache-raft node on its own data dir ------------------------------------------------
-NODE_PID=""
-start_node() { # $1: data dir name
-  cat > "$WORK/$1.json" <<EOF
-{
-  "server": { "accessLog": null, "workers": 2, "httpKeepAlive": true, "maxSockets": 256 },
-  "http": { "port": 0, "bind": ["127.0.0.1"] },
-  "cluster": { "nodeId": 1, "dataDir": "$WORK/$1", "resp": "127.0.0.1:0", "grpc": "127.0.0.1:0",
-               "metrics": null }
-}
-EOF
-  START="$(now)"
-  RUST_LOG=warn "$BIN" --config "$WORK/$1.json" > "$WORK/$1.out" 2> "$WORK/$1.err" &
-  NODE_PID=$!
-  PIDS+=("$NODE_PID")
-  for _ in $(seq 1 600); do
-    grep -q '"listening"' "$WORK/$1.out" 2>/dev/null && break
-    sleep 0.01
-  done
-  grep -q '"listening"' "$WORK/$1.out" || { cat "$WORK/$1.err"; echo "hipache-raft did not start" >&2; exit 1; }
-  RESP_PORT="$(grep -o '"resp":"[^"]*"' "$WORK/$1.out" | tail -1 | sed 's/.*:\([0-9]*\)"$/\1/')"
-  HTTP_PORT="$(grep -o '"http":\["[^"]*"' "$WORK/$1.out" | tail -1 | sed 's/.*:\([0-9]*\)"$/\1/')"
-}
-stop_node() {
-  kill -TERM "$NODE_PID"
-  wait "$NODE_PID" 2>/dev/null || true
-}
 wrk_rate() { # req/s on the hot host
   wrk -t2 -c"$WRK_CONNS" -d"${DURATION}s" -H "Host: hot0.test" "http://127.0.0.1:$HTTP_PORT/" \
     | awk '/^Requests\/sec/ {printf "%d", $2}'
@@ -129,7 +50,7 @@ start_node growth
 STEPS=5
 STEP=$(( N / STEPS ))
 GROWTH=()
-for step in $(seq 1 "$STEPS"); do
+for _ in $(seq 1 "$STEPS"); do
   keys="$(redis-cli -p "$RESP_PORT" DBSIZE)"
   rate="$(redis-benchmark -p "$RESP_PORT" -c 50 -n "$STEP" -r 1000000000 -q \
             RPUSH 'frontend:g__rand_int__.test' http://127.0.0.1:8080 2>/dev/null | tr '\r' '\n' \
@@ -140,10 +61,7 @@ stop_node
 
 # B. the proxy and the pipelined load
 start_node scale
-for i in $(seq 0 $(( HOT - 1 ))); do
-  redis-cli -p "$RESP_PORT" RPUSH "frontend:hot$i.test" "hot$i" "http://127.0.0.1:$BACKEND_PORT" > /dev/null
-done
-curl -sf -H "Host: hot0.test" "http://127.0.0.1:$HTTP_PORT/" > /dev/null || { echo "the hot host is not served" >&2; exit 1; }
+add_hot_hosts "$HOT"
 RATE_FEW="$(wrk_rate)"
 T0="$(now)"
 redis-cli -p "$RESP_PORT" --pipe < "$WORK/load.resp" > "$WORK/pipe.out"

@@ -501,21 +501,34 @@ fn dockerfile_build_stage_builds_the_binary_from_what_it_copies() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// scripts/cluster.sh (syntax only: starting three release nodes is too slow for CI)
+// scripts/*.sh (syntax only: starting three release nodes or a benchmark is too slow for CI)
 
 #[test]
-fn cluster_script_parses_and_passes_shellcheck_when_available() {
-    let script = repo().join("scripts/cluster.sh");
-    let out = Command::new("bash").arg("-n").arg(&script).output().expect("bash");
-    assert!(out.status.success(), "bash -n: {}", String::from_utf8_lossy(&out.stderr));
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&script).expect("stat").permissions().mode();
-        assert!(mode & 0o111 != 0, "scripts/cluster.sh must be executable");
-    }
-    match Command::new("shellcheck").arg(&script).output() {
-        Ok(out) => assert!(out.status.success(), "shellcheck:\n{}", String::from_utf8_lossy(&out.stdout)),
-        Err(_) => eprintln!("shellcheck not installed: skipped"),
+fn scripts_parse_and_pass_shellcheck_when_available() {
+    let mut scripts: Vec<_> = std::fs::read_dir(repo().join("scripts"))
+        .expect("scripts/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sh"))
+        .collect();
+    scripts.sort();
+    assert!(scripts.iter().any(|p| p.ends_with("cluster.sh")), "{scripts:?}");
+    for script in &scripts {
+        let out = Command::new("bash").arg("-n").arg(script).output().expect("bash");
+        assert!(out.status.success(), "bash -n {}: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(script).expect("stat").permissions().mode();
+            assert!(mode & 0o111 != 0, "{} must be executable", script.display());
+        }
+        match Command::new("shellcheck").arg(script).output() {
+            Ok(out) => assert!(
+                out.status.success(),
+                "shellcheck {}:\n{}",
+                script.display(),
+                String::from_utf8_lossy(&out.stdout)
+            ),
+            Err(_) => eprintln!("shellcheck not installed: skipped"),
+        }
     }
 }
