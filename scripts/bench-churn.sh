@@ -15,20 +15,11 @@
 # Backends only on 127.0.0.0/8 (scripts/bench-lib.sh).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/hipache-raft}"
-N="${N:-100000}"
-DURATION="${DURATION:-60}"
-if [[ "${1:-}" == "--quick" ]]; then
-  N="${QUICK_N:-10000}"
-  DURATION=20
-fi
+# shellcheck source=/dev/null # scripts/bench-lib.sh, linted on its own
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+sizes 100000 60 10000 20 "$@"
 RATE="${RATE:-1000}"
 HOT=4
-WORK="$(mktemp -d /tmp/bench-churn.XXXXXX)"
-
-# shellcheck source=/dev/null # scripts/bench-lib.sh, linted on its own
-source "$ROOT/scripts/bench-lib.sh"
 need_tools redis-cli nginx wrk curl python3
 write_frontends "$N" "$WORK/load.resp"
 start_backend

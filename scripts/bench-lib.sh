@@ -2,8 +2,23 @@
 # Shared by scripts/bench-scale.sh and scripts/bench-churn.sh (sourced, not run): a private
 # nginx backend, hipache-raft nodes on ports the kernel picks, the frontends file, and cleanup
 # of every process started here by its own PID. Everything listens on 127.0.0.1.
-#
-# The sourcing script sets ROOT, BIN and WORK first.
+# Sets ROOT (the repository), BIN (the release binary, built by need_tools if missing) and
+# WORK (a fresh directory, removed on exit).
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/hipache-raft}"
+WORK="$(mktemp -d "/tmp/$(basename "$0" .sh).XXXXXX")"
+
+# sizes FULL_N FULL_DURATION QUICK_N QUICK_DURATION "$@": sets N and DURATION (the env's, else
+# the full run's); `--quick` as the first argument picks the quick run's (N from QUICK_N if set).
+sizes() {
+  N="${N:-$1}"
+  DURATION="${DURATION:-$2}"
+  if [[ "${5:-}" == "--quick" ]]; then
+    N="${QUICK_N:-$3}"
+    DURATION="$4"
+  fi
+}
 
 PIDS=()
 cleanup() {

@@ -21,20 +21,11 @@
 # (scripts/bench-lib.sh).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/hipache-raft}"
-N="${N:-1000000}"
-DURATION="${DURATION:-10}"
-if [[ "${1:-}" == "--quick" ]]; then
-  N="${QUICK_N:-100000}"
-  DURATION=3
-fi
+# shellcheck source=/dev/null # scripts/bench-lib.sh, linted on its own
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+sizes 1000000 10 100000 3 "$@"
 WRK_CONNS="${WRK_CONNS:-64}"
 HOT=10
-WORK="$(mktemp -d /tmp/bench-scale.XXXXXX)"
-
-# shellcheck source=/dev/null # scripts/bench-lib.sh, linted on its own
-source "$ROOT/scripts/bench-lib.sh"
 need_tools redis-cli redis-benchmark redis-server nginx wrk curl python3
 mb() { echo $(( $1 / 1024 )); }
 write_frontends "$N" "$WORK/load.resp"
