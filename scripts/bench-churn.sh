@@ -4,10 +4,10 @@
 # second", times a few hundred tenants). One release-built node holding N frontends.
 #
 #   1. wrk on the hot hosts for DURATION s, nothing else running: req/s, p99, errors;
-#   2. the same wrk again while the churn client runs: each second it adds 500 frontends
-#      `churn<w>-<k>.test` routed to the backend and deletes 500 older ones (RPUSH / DEL over
-#      four connections, paced); for one change in 20 it polls the proxy until the new host
-#      answers 200: the propagation time from the write's reply to the route being served.
+#   2. the same wrk again while scripts/churn.py runs: each second it adds 500 frontends
+#      routed to the backend and deletes 500 older ones (RPUSH / DEL over four connections,
+#      paced); for one change in 20 it polls the proxy until the new host answers 200: the
+#      propagation time from the write's reply to the route being served.
 #
 # Usage: scripts/bench-churn.sh            (N=100,000 frontends, 60 s per phase: ~3 minutes)
 #        scripts/bench-churn.sh --quick    (N=10,000, 20 s per phase: under 2 minutes)
@@ -48,74 +48,7 @@ hot_load() { # -> "req/s p99_ms socket_errors non_2xx"
 
 QUIET="$(hot_load)"
 
-python3 - "$RESP_PORT" "$HTTP_PORT" "$BACKEND_PORT" "$RATE" "$DURATION" > "$WORK/churn.txt" <<'EOF' &
-import http.client, socket, statistics, sys, threading, time
-resp_port, http_port, backend_port, rate, duration = map(int, sys.argv[1:6])
-
-propagation, lock = [], threading.Lock()
-def watch(host, since):
-    conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=5)
-    while time.monotonic() - since < 5:
-        conn.request("GET", "/", headers={"Host": host})
-        r = conn.getresponse()
-        r.read()
-        if r.status == 200:
-            with lock:
-                propagation.append((time.monotonic() - since) * 1000)
-            return
-        time.sleep(0.0005)
-
-# A durable write is a Raft round with an fsync: one connection waiting for each reply does
-# about 500 a second here, so WORKERS connections share the rate.
-WORKERS = 4
-counts, pollers = [0] * WORKERS, []
-start = time.monotonic()
-
-def churn(w):
-    sock = socket.create_connection(("127.0.0.1", resp_port))
-    reader = sock.makefile("rb")
-    def command(*args):
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a.encode() if isinstance(a, str) else a
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
-        sock.sendall(out)
-        line = reader.readline()
-        if line.startswith(b"-"):
-            raise SystemExit("write refused: %r" % line)
-    done, k, my_rate = 0, 0, rate / WORKERS
-    while time.monotonic() - start < duration:
-        # Paced: add one frontend, then delete the one this worker added 125 adds ago.
-        delay = start + done / my_rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        if done % 2 == 0:
-            host = "churn%d-%d.test" % (w, k)
-            command("RPUSH", "frontend:" + host, host, "http://127.0.0.1:%d" % backend_port)
-            if k % 10 == 0:
-                t = threading.Thread(target=watch, args=(host, time.monotonic()))
-                t.start()
-                with lock:
-                    pollers.append(t)
-            k += 1
-        else:
-            command("DEL", "frontend:churn%d-%d.test" % (w, max(0, k - 125)))
-        done += 1
-    counts[w] = done
-
-workers = [threading.Thread(target=churn, args=(w,)) for w in range(WORKERS)]
-for t in workers:
-    t.start()
-for t in workers:
-    t.join()
-done = sum(counts)
-elapsed = time.monotonic() - start
-for t in pollers:
-    t.join()
-p = sorted(propagation)
-pct = lambda q: p[min(len(p) - 1, int(q * len(p)))] if p else float("nan")
-print("%d %.0f %d %.2f %.2f %.2f" % (done, done / elapsed, len(p), pct(0.5), pct(0.99), p[-1] if p else float("nan")))
-EOF
+python3 "$ROOT/scripts/churn.py" "$RESP_PORT" "$HTTP_PORT" "$BACKEND_PORT" "$RATE" "$DURATION" > "$WORK/churn.txt" &
 CHURN_PID=$!
 PIDS+=("$CHURN_PID")
 CHURNED="$(hot_load)"
