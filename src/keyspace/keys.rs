@@ -49,7 +49,7 @@ pub(crate) fn renamenx(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
     rename_generic(w, argv, true).map(Reply::int_bool)
 }
 
-/// All live keys matching the pattern, in byte order (Redis' order is unspecified).
+/// All live keys matching the pattern, in hash order, the order `SCAN` walks (Redis' order is unspecified).
 pub(crate) fn keys(v: &View<'_>, argv: &[Bytes]) -> Outcome {
     let pattern = &argv[1];
     let all = pattern.as_ref() == b"*";
