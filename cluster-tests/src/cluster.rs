@@ -3,7 +3,7 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +12,23 @@ use serde_json::{json, Value};
 
 use crate::node::{base_config, eventually, Node, Resp};
 
-/// A port the OS just handed out; it is free again when this returns (a small race other
-/// processes could win, accepted for tests).
+/// A free port below the kernel's ephemeral range (32768 and up by default), checked by binding
+/// it. A port the OS hands out for `:0` comes from that range, from which every outgoing
+/// connection also takes its source port: between the check and the node's own bind, a
+/// test's client connection took it ("Address already in use" in a CI run). Each test process
+/// walks the range from its own starting point (by process id), so parallel tests rarely
+/// even try the same port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    const FIRST: u32 = 10_000;
+    const COUNT: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7_919);
+    loop {
+        let port = (FIRST + start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The gRPC port of every node on its own address (`Cluster::own_ips`).

@@ -381,7 +381,9 @@ fn save_snapshot(
     meta: &SnapshotMeta,
     write_body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<(), StorageError> {
-    file.save(meta, write_body).map_err(sm_err)?;
+    if !file.save(meta, write_body).map_err(sm_err)? {
+        tracing::info!(snapshot = %meta.snapshot_id, "snapshot not saved: the file holds a later one");
+    }
     if !sled_snapshots.is_empty() {
         sled_snapshots.clear().map_err(sm_err)?;
     }
