@@ -505,6 +505,38 @@ mod tests {
         reader.join().unwrap();
     }
 
+    /// A data dir from before snapshot files keeps its snapshot in sled: it still loads, and
+    /// the first snapshot file supersedes (and clears) it.
+    #[tokio::test]
+    async fn a_snapshot_kept_in_sled_by_an_earlier_version_loads_and_is_superseded() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut sm = state_machine(&dir);
+            sm.apply_one(&entry(1, Op::Command { db: 0, argv: argv(&["RPUSH", "l", "a", "b"]) }));
+            let body = SnapshotBody { keyspace: sm.keyspace.clone(), proposers: sm.proposers.clone() };
+            let mut data = Vec::new();
+            body.encode_to(&mut data).unwrap();
+            let meta = SnapshotMeta {
+                last_log_id: sm.last_applied,
+                last_membership: StoredMembership::default(),
+                snapshot_id: "from-sled".into(),
+            };
+            sm.sled_snapshots.insert(SNAPSHOT_META, postcard::to_stdvec(&meta).unwrap()).unwrap();
+            sm.sled_snapshots.insert(SNAPSHOT_DATA, data).unwrap();
+            sm.sled_snapshots.flush().unwrap();
+        }
+        let mut sm = state_machine(&dir);
+        assert_eq!(list(&sm), bulks(&["a", "b"]), "the sled snapshot was loaded");
+        assert_eq!(sm.get_current_snapshot().await.unwrap().unwrap().meta.snapshot_id, "from-sled");
+        sm.apply_one(&entry(2, Op::Command { db: 0, argv: argv(&["RPUSH", "l", "c"]) }));
+        let built = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        assert!(sm.sled_snapshots.is_empty(), "the file supersedes the sled snapshot");
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.snapshot_id, built.meta.snapshot_id);
+        drop(sm);
+        assert_eq!(list(&state_machine(&dir)), bulks(&["a", "b", "c"]), "restarts from the file");
+    }
+
     #[test]
     fn snapshots_are_due_after_writes_in_proportion_to_the_keyspace() {
         assert!(!snapshot_due(49_999, 0));
