@@ -27,35 +27,16 @@ start_node churn
 add_hot_hosts "$HOT"
 redis-cli -p "$RESP_PORT" --pipe < "$WORK/load.resp" > /dev/null
 
-# wrk spreads its requests over the hot hosts, and prints p99 and error counts as one line.
-cat > "$WORK/hot.lua" <<EOF
-local hosts = {}
-for i = 0, $(( HOT - 1 )) do hosts[#hosts + 1] = "hot" .. i .. ".test" end
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format("GET", "/", { Host = hosts[(n % #hosts) + 1] })
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %d %.3f %d %d\\n", summary.requests / (summary.duration / 1e6),
-    latency:percentile(99) / 1000, e.connect + e.read + e.write + e.timeout, e.status))
-end
-EOF
-hot_load() { # -> "req/s p99_ms socket_errors non_2xx"
-  wrk -t2 -c64 -d"${DURATION}s" -s "$WORK/hot.lua" "http://127.0.0.1:$HTTP_PORT/" | awk '/^RESULT/ {print $2, $3, $4, $5}'
-}
-
-QUIET="$(hot_load)"
+QUIET="$(hot_wrk)"
 
 python3 "$ROOT/scripts/churn.py" "$RESP_PORT" "$HTTP_PORT" "$BACKEND_PORT" "$RATE" "$DURATION" > "$WORK/churn.txt" &
 CHURN_PID=$!
 PIDS+=("$CHURN_PID")
-CHURNED="$(hot_load)"
+CHURNED="$(hot_wrk)"
 wait "$CHURN_PID"
 read -r changes churn_rate samples p50 p99 pmax < "$WORK/churn.txt"
-read -r q_rate q_p99 q_err q_status <<< "$QUIET"
-read -r c_rate c_p99 c_err c_status <<< "$CHURNED"
+read -r q_rate q_p99 q_err q_status _ <<< "$QUIET"
+read -r c_rate c_p99 c_err c_status _ <<< "$CHURNED"
 
 echo "bench-churn: N=$N frontends + $HOT hot hosts, ${DURATION}s per phase, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, commit $(cd "$ROOT" && git rev-parse --short HEAD)"
 echo

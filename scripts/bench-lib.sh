@@ -123,3 +123,23 @@ add_hot_hosts() {
   done
   curl -sf -H "Host: hot0.test" "http://127.0.0.1:$HTTP_PORT/" > /dev/null || { echo "the hot host is not served" >&2; exit 1; }
 }
+
+# hot_wrk: wrk (2 threads, 64 connections) for $DURATION s, spreading its requests over the
+# $HOT hot hosts. Prints "req/s p99_ms socket_errors non_2xx requests".
+hot_wrk() {
+  cat > "$WORK/hot.lua" <<EOF
+local hosts = {}
+for i = 0, $(( HOT - 1 )) do hosts[#hosts + 1] = "hot" .. i .. ".test" end
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/", { Host = hosts[(n % #hosts) + 1] })
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %.3f %d %d %d\\n", summary.requests / (summary.duration / 1e6),
+    latency:percentile(99) / 1000, e.connect + e.read + e.write + e.timeout, e.status, summary.requests))
+end
+EOF
+  wrk -t2 -c64 -d"${DURATION}s" -s "$WORK/hot.lua" "http://127.0.0.1:$HTTP_PORT/" | awk '/^RESULT/ {print $2, $3, $4, $5, $6}'
+}

@@ -32,20 +32,7 @@ add_hot_hosts "$HOT"
 redis-cli -p "$RESP_PORT" --pipe < "$WORK/load.resp" > /dev/null
 redis-cli -p "$RESP_PORT" RPUSH frontend:ws.test ws "http://127.0.0.1:$WS_PORT" > /dev/null
 
-hosts="$(for i in $(seq 0 $(( HOT - 1 ))); do printf '"hot%d.test",' "$i"; done)"
-cat > "$WORK/hot.lua" <<EOF
-local hosts = { ${hosts%,} }
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format("GET", "/", { Host = hosts[(n % #hosts) + 1] })
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %d %d %d\\n", summary.requests, e.connect + e.read + e.write + e.timeout, e.status))
-end
-EOF
-wrk -t2 -c64 -d"${DURATION}s" -s "$WORK/hot.lua" "http://127.0.0.1:$HTTP_PORT/" > "$WORK/wrk.txt" &
+hot_wrk > "$WORK/wrk.txt" &
 LOAD_PIDS=($!)
 python3 "$ROOT/scripts/churn.py" "$RESP_PORT" "$HTTP_PORT" "$BACKEND_PORT" "$RATE" "$DURATION" > "$WORK/churn.txt" &
 LOAD_PIDS+=($!)
@@ -62,7 +49,7 @@ done
 for pid in "${LOAD_PIDS[@]}"; do
   wait "$pid"
 done
-read -r _ requests sock_errors non_2xx < <(grep '^RESULT' "$WORK/wrk.txt")
+read -r _ _ sock_errors non_2xx requests < "$WORK/wrk.txt"
 read -r changes churn_rate _ _ p99 _ < "$WORK/churn.txt"
 read -r ws_ok ws_failed < "$WORK/ws.txt"
 
