@@ -111,8 +111,8 @@ impl RoutingView {
     /// key's type). A change to a host's `frontend:` list or `dead:` set also drops that host's
     /// node-local marks: the replicated keys are the truth, a local mark only bridges the time
     /// until this node's own `SADD` of the same mark is applied (which is itself such a change).
-    fn set(&mut self, keys: &RoutingKeys, key: &Bytes, value: Option<&Value>, expire_at_ms: Option<u64>) {
-        if key.as_ref() == HCHECKER_PING {
+    fn set(&mut self, keys: &RoutingKeys, key: &[u8], value: Option<&Value>, expire_at_ms: Option<u64>) {
+        if key == HCHECKER_PING {
             self.hchecker_ping = match value {
                 Some(Value::Str(s)) => {
                     std::str::from_utf8(s).ok().and_then(|s| s.trim().parse().ok()).map(|p| (p, expire_at_ms))
@@ -126,8 +126,7 @@ impl RoutingView {
                 Some(Value::List(list)) => Frontend::from_list(list.clone(), expire_at_ms),
                 _ => None,
             };
-            let name = key.slice_ref(name);
-            match Candidate::of_key(&name) {
+            match Candidate::of_key(name) {
                 Candidate::CatchAll => {
                     self.catch_all = frontend;
                     self.local_dead = Map::default();
@@ -136,10 +135,10 @@ impl RoutingView {
                     if !self.local_dead.is_empty() {
                         self.local_dead.retain(|host, _| !routed_by_wildcard(host, suffix));
                     }
-                    set_or_remove(&mut self.wildcard, name.slice_ref(suffix), frontend)
+                    set_or_remove(&mut self.wildcard, Bytes::copy_from_slice(suffix), frontend)
                 }
                 Candidate::Exact(_) => {
-                    self.local_dead.remove(&name);
+                    self.local_dead.remove(name);
                 }
             }
         } else if let Some(host) = keys.dead_host(key) {
@@ -150,9 +149,8 @@ impl RoutingView {
                 }),
                 _ => None,
             };
-            let host = key.slice_ref(host);
-            self.local_dead.remove(&host);
-            set_or_remove(&mut self.dead, host, dead);
+            self.local_dead.remove(host);
+            set_or_remove(&mut self.dead, Bytes::copy_from_slice(host), dead);
         } else if let Some(name) = keys.tls_name(key) {
             let name = std::str::from_utf8(name).unwrap_or_default().to_ascii_lowercase();
             let cert = match value {
@@ -200,18 +198,11 @@ impl RoutingView {
         reload: bool,
         now_ms: u64,
     ) {
-        self.keyspace = keyspace.clone();
-        self.keys = keys.clone();
         if reload {
-            *self = RoutingView {
-                keyspace: keyspace.clone(),
-                keys: keys.clone(),
-                local_dead: self.local_dead.clone(),
-                ..RoutingView::default()
-            };
+            *self = RoutingView { local_dead: self.local_dead.clone(), ..RoutingView::default() };
             for (db, key, entry) in keyspace.iter() {
                 if db == keys.db {
-                    self.set(keys, &Bytes::copy_from_slice(key), Some(&entry.value), entry.expire_at_ms);
+                    self.set(keys, key, Some(&entry.value), entry.expire_at_ms);
                 }
             }
         } else {
@@ -220,6 +211,8 @@ impl RoutingView {
                 self.set(keys, &change.key, entry.map(|e| &e.value), entry.and_then(|e| e.expire_at_ms));
             }
         }
+        self.keyspace = keyspace.clone();
+        self.keys = keys.clone();
         self.prune_local(now_ms);
     }
 
@@ -254,7 +247,7 @@ mod tests {
     use super::*;
 
     fn set(view: &mut RoutingView, key: &str, value: Option<Value>, expire: Option<u64>) {
-        view.set(&RoutingKeys::default(), &Bytes::copy_from_slice(key.as_bytes()), value.as_ref(), expire);
+        view.set(&RoutingKeys::default(), key.as_bytes(), value.as_ref(), expire);
     }
 
     /// Runs `cmds` on a keyspace and applies the keys they changed to `view`.
