@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 use bytes::Bytes;
+use defer_drop::DeferDrop;
 
 use crate::raft::{AppliedState, ApplyListener, Changed};
 use crate::routing::{RoutingKeys, RoutingView};
@@ -38,7 +39,8 @@ impl SharedView {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = RoutingView::clone(&self.current.load());
         f(&mut next);
-        self.current.store(Arc::new(next));
+        // Freed off the applying thread, as the applied state it reflects (`Applied::publish`).
+        drop(DeferDrop::new(self.current.swap(Arc::new(next))));
     }
 
     /// Adds `idx` to the node-local dead set of `host` for `ttl` (`RoutingView::mark_local`).

@@ -24,7 +24,7 @@ use super::backend::Frontend;
 use super::certs;
 use super::host::{Candidate, Host};
 use super::keys::{RoutingKeys, HCHECKER_PING};
-use crate::keyspace::{Change, Keyspace, Value};
+use crate::keyspace::{Change, Entry, Keyspace, Value};
 
 pub type Map<V> = imbl::GenericHashMap<Bytes, V, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
 
@@ -111,8 +111,14 @@ impl RoutingView {
     /// key's type). A change to a host's `frontend:` list or `dead:` set also drops that host's
     /// node-local marks: the replicated keys are the truth, a local mark only bridges the time
     /// until this node's own `SADD` of the same mark is applied (which is itself such a change).
-    fn set(&mut self, keys: &RoutingKeys, key: &[u8], value: Option<&Value>, expire_at_ms: Option<u64>) {
+    /// Brings the view in step with `key`, whose entry `entry` looks up: only when the view
+    /// keeps something for that key. An exact-host frontend, nearly every change, is read
+    /// from the keyspace by requests, so it costs no lookup here (a bulk load of a million
+    /// frontends applies a million changes).
+    fn set<'e>(&mut self, keys: &RoutingKeys, key: &[u8], entry: impl FnOnce() -> Option<&'e Entry>) {
+        let entry = || entry().map_or((None, None), |e| (Some(&e.value), e.expire_at_ms));
         if key == HCHECKER_PING {
+            let (value, expire_at_ms) = entry();
             self.hchecker_ping = match value {
                 Some(Value::Str(s)) => {
                     std::str::from_utf8(s).ok().and_then(|s| s.trim().parse().ok()).map(|p| (p, expire_at_ms))
@@ -122,28 +128,28 @@ impl RoutingView {
             return;
         }
         if let Some(name) = keys.frontend_name(key) {
-            let frontend = match value {
-                Some(Value::List(list)) => Frontend::from_list(list.clone(), expire_at_ms),
+            let frontend = || match entry() {
+                (Some(Value::List(list)), expire_at_ms) => Frontend::from_list(list.clone(), expire_at_ms),
                 _ => None,
             };
             match Candidate::of_key(name) {
                 Candidate::CatchAll => {
-                    self.catch_all = frontend;
+                    self.catch_all = frontend();
                     self.local_dead = Map::default();
                 }
                 Candidate::Wildcard(suffix) => {
                     if !self.local_dead.is_empty() {
                         self.local_dead.retain(|host, _| !routed_by_wildcard(host, suffix));
                     }
-                    set_or_remove(&mut self.wildcard, Bytes::copy_from_slice(suffix), frontend)
+                    set_or_remove(&mut self.wildcard, Bytes::copy_from_slice(suffix), frontend())
                 }
                 Candidate::Exact(_) => {
                     self.local_dead.remove(name);
                 }
             }
         } else if let Some(host) = keys.dead_host(key) {
-            let dead = match value {
-                Some(Value::Set(members)) => Some(DeadSet {
+            let dead = match entry() {
+                (Some(Value::Set(members)), expire_at_ms) => Some(DeadSet {
                     members: members.iter().filter_map(|m| std::str::from_utf8(m).ok()?.parse().ok()).collect(),
                     expire_at_ms,
                 }),
@@ -153,7 +159,7 @@ impl RoutingView {
             set_or_remove(&mut self.dead, Bytes::copy_from_slice(host), dead);
         } else if let Some(name) = keys.tls_name(key) {
             let name = std::str::from_utf8(name).unwrap_or_default().to_ascii_lowercase();
-            let cert = match value {
+            let cert = match entry().0 {
                 Some(Value::Hash(fields)) => match certs::certified_key_from_hash(fields) {
                     Ok(c) => Some(Arc::new(c)),
                     Err(e) => {
@@ -202,13 +208,12 @@ impl RoutingView {
             *self = RoutingView { local_dead: self.local_dead.clone(), ..RoutingView::default() };
             for (db, key, entry) in keyspace.iter() {
                 if db == keys.db {
-                    self.set(keys, key, Some(&entry.value), entry.expire_at_ms);
+                    self.set(keys, key, || Some(entry));
                 }
             }
         } else {
             for change in changes.into_iter().filter(|c| c.db == keys.db) {
-                let entry = keyspace.get(keys.db, &change.key);
-                self.set(keys, &change.key, entry.map(|e| &e.value), entry.and_then(|e| e.expire_at_ms));
+                self.set(keys, &change.key, || keyspace.get(keys.db, &change.key));
             }
         }
         self.keyspace = keyspace.clone();
@@ -247,7 +252,8 @@ mod tests {
     use super::*;
 
     fn set(view: &mut RoutingView, key: &str, value: Option<Value>, expire: Option<u64>) {
-        view.set(&RoutingKeys::default(), key.as_bytes(), value.as_ref(), expire);
+        let entry = value.map(|value| Entry { value, expire_at_ms: expire, version: 1 });
+        view.set(&RoutingKeys::default(), key.as_bytes(), || entry.as_ref());
     }
 
     /// Runs `cmds` on a keyspace and applies the keys they changed to `view`.
