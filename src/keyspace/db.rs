@@ -44,16 +44,17 @@ impl Serialize for Db {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.entries.len()))?;
         for (stored, entry) in &self.entries {
-            map.serialize_entry(&KeyBytes(user_key(stored)), entry)?;
+            map.serialize_entry(&RawBytes(user_key(stored)), entry)?;
         }
         map.end()
     }
 }
 
-/// A key serialized as `Bytes` serialized it: a byte string.
-struct KeyBytes<'a>(&'a [u8]);
+/// A slice serialized as `Bytes` serializes: a byte string (a plain `&[u8]` is a sequence of
+/// numbers to serde). Keys and packed list elements are written this way.
+pub(crate) struct RawBytes<'a>(pub(crate) &'a [u8]);
 
-impl Serialize for KeyBytes<'_> {
+impl Serialize for RawBytes<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(self.0)
     }

@@ -8,7 +8,7 @@ use super::args::{int_arg, parse_i64};
 use super::commands::Outcome;
 use super::reply::Reply;
 
-type Hash = IndexMap<Bytes, Bytes>;
+type Hash = Box<IndexMap<Bytes, Bytes>>;
 
 /// Stores field/value pairs; returns how many fields are new. An existing field keeps its
 /// position, as in Redis' listpack encoding.
@@ -52,7 +52,7 @@ pub(crate) fn hmget(v: &View<'_>, argv: &[Bytes]) -> Outcome {
 }
 
 pub(crate) fn hgetall(v: &View<'_>, argv: &[Bytes]) -> Outcome {
-    let pairs = v.get::<Hash>(&argv[1])?.into_iter().flatten();
+    let pairs = v.get::<Hash>(&argv[1])?.into_iter().flat_map(|h| h.iter());
     Ok(Reply::Map(pairs.map(|(f, x)| (Reply::Bulk(f.clone()), Reply::Bulk(x.clone()))).collect()))
 }
 

@@ -4,8 +4,10 @@
 //! Why: Hipache's routing data is a million small lists (`frontend:<host>`: an identifier and a
 //! few backend URLs). As a persistent vector each cost over 2 KB (imbl allocates a whole
 //! 64-slot chunk for the first elements) and each element its own allocation; packed, a list
-//! is one allocation of its bytes plus one length byte per element. Elements handed out are
-//! slices of that buffer (`Bytes::slice`), so LRANGE copies nothing. Mutating a packed list
+//! is one allocation of its bytes plus one length byte per element: an `Arc<[u8]>`, whose
+//! count lives in the same allocation (a shared `Bytes` adds a 32-byte header of its own), and
+//! which the keyspace's path copies clone with one count increment. Reads borrow slices of it
+//! (`slices`); an element handed out as `Bytes` is a copy, as Redis copies replies. Mutating a packed list
 //! rebuilds its buffer, O(its size), which the size limits bound; a list that outgrows them
 //! becomes a persistent vector (O(log n) pushes and pops, O(1) clones for snapshots), as the
 //! benchmark's 100,000 RPUSH to one list needs.
@@ -15,12 +17,15 @@
 //! the earlier `Vector<Bytes>` (a sequence of byte strings).
 
 use std::fmt;
+use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use imbl::Vector;
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::db::RawBytes;
 
 /// Like Redis's `list-max-listpack-size -2` (8 KB) with a cap on the element count, since
 /// reaching one element of a packed list walks the ones before it.
@@ -30,7 +35,7 @@ const PACKED_MAX_LEN: usize = 128;
 #[derive(Clone)]
 pub enum List {
     /// Elements as `varint(len) bytes`, one after the other; `len` elements.
-    Packed { buf: Bytes, len: u32 },
+    Packed { buf: Arc<[u8]>, len: u32 },
     /// Boxed: the vector's inline part is 64 bytes, and most lists are packed.
     Tree(Box<Vector<Bytes>>),
 }
@@ -50,7 +55,7 @@ impl Default for List {
 
 impl List {
     pub fn new() -> List {
-        List::Packed { buf: Bytes::new(), len: 0 }
+        List::Packed { buf: Arc::from(&[][..]), len: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -64,17 +69,30 @@ impl List {
         self.len() == 0
     }
 
-    /// The elements, front to back.
-    pub fn iter(&self) -> Iter<'_> {
+    /// The elements, front to back, borrowed.
+    pub fn slices(&self) -> Slices<'_> {
         match self {
-            List::Packed { buf, .. } => Iter::Packed { buf, at: 0 },
-            List::Tree(v) => Iter::Tree(v.iter()),
+            List::Packed { buf, .. } => Slices::Packed { buf, at: 0 },
+            List::Tree(v) => Slices::Tree(v.iter()),
         }
+    }
+
+    /// The elements, front to back, as values of their own.
+    pub fn iter(&self) -> impl Iterator<Item = Bytes> + '_ {
+        let (packed, tree) = match self {
+            List::Packed { .. } => (Some(self.slices().map(Bytes::copy_from_slice)), None),
+            List::Tree(v) => (None, Some(v.iter().cloned())),
+        };
+        packed.into_iter().flatten().chain(tree.into_iter().flatten())
+    }
+
+    pub fn get_slice(&self, index: usize) -> Option<&[u8]> {
+        self.slices().nth(index)
     }
 
     pub fn get(&self, index: usize) -> Option<Bytes> {
         match self {
-            List::Packed { .. } => self.iter().nth(index),
+            List::Packed { .. } => self.get_slice(index).map(Bytes::copy_from_slice),
             List::Tree(v) => v.get(index).cloned(),
         }
     }
@@ -103,7 +121,7 @@ impl List {
                     *self = List::Tree(Box::new(self.iter().collect()));
                     return self.push_all(end, items);
                 }
-                let mut out = BytesMut::with_capacity(size);
+                let mut out = Vec::with_capacity(size);
                 if end == End::Tail {
                     out.put_slice(buf);
                 }
@@ -118,7 +136,7 @@ impl List {
                 if end == End::Head {
                     out.put_slice(buf);
                 }
-                *self = List::Packed { buf: out.freeze(), len: new_len as u32 };
+                *self = List::Packed { buf: out.into(), len: new_len as u32 };
             }
         }
     }
@@ -204,7 +222,7 @@ fn varint_len(mut n: usize) -> usize {
 }
 
 /// LEB128, as postcard and protobuf write lengths.
-fn put_varint(buf: &mut BytesMut, mut n: usize) {
+fn put_varint(buf: &mut Vec<u8>, mut n: usize) {
     while n >= 0x80 {
         buf.put_u8((n as u8) | 0x80);
         n >>= 7;
@@ -235,56 +253,56 @@ impl FromIterator<Bytes> for List {
         if !fits_packed(items.len(), size) {
             return List::Tree(Box::new(items.into_iter().collect()));
         }
-        let mut buf = BytesMut::with_capacity(size);
+        let mut buf = Vec::with_capacity(size);
         for item in &items {
             put_varint(&mut buf, item.len());
             buf.put_slice(item);
         }
-        List::Packed { buf: buf.freeze(), len: items.len() as u32 }
+        List::Packed { buf: buf.into(), len: items.len() as u32 }
     }
 }
 
-pub enum Iter<'a> {
-    Packed { buf: &'a Bytes, at: usize },
+pub enum Slices<'a> {
+    Packed { buf: &'a [u8], at: usize },
     Tree(imbl::vector::Iter<'a, Bytes, imbl::shared_ptr::DefaultSharedPtr>),
 }
 
-impl Iterator for Iter<'_> {
-    type Item = Bytes;
+impl<'a> Iterator for Slices<'a> {
+    type Item = &'a [u8];
 
-    fn next(&mut self) -> Option<Bytes> {
+    fn next(&mut self) -> Option<&'a [u8]> {
         match self {
-            Iter::Packed { buf, at } => {
+            Slices::Packed { buf, at } => {
                 if *at >= buf.len() {
                     return None;
                 }
                 let len = take_varint(buf, at);
-                let item = buf.slice(*at..*at + len);
+                let item = &buf[*at..*at + len];
                 *at += len;
                 Some(item)
             }
-            Iter::Tree(it) => it.next().cloned(),
+            Slices::Tree(it) => it.next().map(|b| &b[..]),
         }
     }
 }
 
 impl PartialEq for List {
     fn eq(&self, other: &List) -> bool {
-        self.len() == other.len() && self.iter().eq(other.iter())
+        self.len() == other.len() && self.slices().eq(other.slices())
     }
 }
 
 impl fmt::Debug for List {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
+        f.debug_list().entries(self.slices().map(Bytes::copy_from_slice)).finish()
     }
 }
 
 impl Serialize for List {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.len()))?;
-        for item in self.iter() {
-            seq.serialize_element(&item)?;
+        for item in self.slices() {
+            seq.serialize_element(&RawBytes(item))?;
         }
         seq.end()
     }
@@ -301,13 +319,13 @@ impl<'de> Deserialize<'de> for List {
                 f.write_str("a sequence of byte strings")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<List, A::Error> {
-                let mut buf = BytesMut::new();
+                let mut buf = Vec::new();
                 let mut len = 0usize;
                 while seq.next_element_seed(PackInto(&mut buf))?.is_some() {
                     len += 1;
                 }
                 let fits = fits_packed(len, buf.len());
-                let packed = List::Packed { buf: buf.freeze(), len: len as u32 };
+                let packed = List::Packed { buf: buf.into(), len: len as u32 };
                 Ok(if fits { packed } else { List::Tree(Box::new(packed.iter().collect())) })
             }
         }
@@ -316,7 +334,7 @@ impl<'de> Deserialize<'de> for List {
 }
 
 /// Deserializes one byte string by appending it, length first, to a packed buffer.
-struct PackInto<'a>(&'a mut BytesMut);
+struct PackInto<'a>(&'a mut Vec<u8>);
 
 impl<'de> DeserializeSeed<'de> for PackInto<'_> {
     type Value = ();

@@ -132,7 +132,7 @@ pub(crate) fn linsert(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
         _ => return Err(Reply::syntax_error()),
     };
     let (pivot, item) = (&argv[3], &argv[4]);
-    let len = w.modify::<List, _>(&argv[1], false, |list| match list.iter().position(|x| x == pivot) {
+    let len = w.modify::<List, _>(&argv[1], false, |list| match list.slices().position(|x| x == &pivot[..]) {
         Some(i) => {
             list.insert(if after { i + 1 } else { i }, item.clone());
             (list.len() as i64, true)

@@ -456,7 +456,7 @@ mod tests {
             );
         }
         let entry = Entry {
-            value: Value::Hash([(Bytes::from_static(b"f"), Bytes::from_static(b"v"))].into_iter().collect()),
+            value: Value::Hash(Box::new([(Bytes::from_static(b"f"), Bytes::from_static(b"v"))].into_iter().collect())),
             expire_at_ms: Some(5),
             version: 9,
         };

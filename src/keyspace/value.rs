@@ -22,7 +22,10 @@ pub enum Value {
     Set(OrdSet<Bytes>),
     /// Insertion order, like Redis' listpack encoding that small hashes use: `HGETALL` lists
     /// fields in the order they were first set, and `HDEL` keeps the others in place.
-    Hash(IndexMap<Bytes, Bytes>),
+    /// Boxed: an `IndexMap` is 72 bytes inline, and every entry of the keyspace's map is as
+    /// large as its largest variant (a million frontends' lists would each carry 32 unused
+    /// bytes). Serialized as the map itself.
+    Hash(Box<IndexMap<Bytes, Bytes>>),
 }
 
 impl Value {
@@ -81,4 +84,4 @@ macro_rules! kind {
 kind!(Bytes, Str, |_| false);
 kind!(List, List, |l| l.is_empty());
 kind!(OrdSet<Bytes>, Set, |s| s.is_empty());
-kind!(IndexMap<Bytes, Bytes>, Hash, |h| h.is_empty());
+kind!(Box<IndexMap<Bytes, Bytes>>, Hash, |h| h.is_empty());

@@ -5,7 +5,7 @@
 //! Why not parse every list when it is applied, as earlier versions did: at a million
 //! frontends the parsed copies cost more memory than the keyspace itself (540 bytes per
 //! frontend on top of the list), while parsing the picked URL costs well under a microsecond
-//! per request and allocates nothing (`Uri::from_maybe_shared` slices the list's buffer).
+//! per request and one small copy of the URL (which `Uri::from_maybe_shared` then shares).
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};

@@ -160,7 +160,7 @@ impl RoutingView {
         } else if let Some(name) = keys.tls_name(key) {
             let name = std::str::from_utf8(name).unwrap_or_default().to_ascii_lowercase();
             let cert = match entry().0 {
-                Some(Value::Hash(fields)) => match certs::certified_key_from_hash(fields) {
+                Some(Value::Hash(fields)) => match certs::certified_key_from_hash(&**fields) {
                     Ok(c) => Some(Arc::new(c)),
                     Err(e) => {
                         // Skipped, never fatal: other names keep their handshakes.
