@@ -304,7 +304,11 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
         let leader = node.join(&config.cluster.join, &info, join_timeout).await.context("cannot join the cluster")?;
         tracing::info!(leader, "joined the cluster");
     }
-    let resp_opts = RespOptions { requirepass: config.cluster.requirepass.clone(), max_bulk_len: None };
+    let resp_opts = RespOptions {
+        requirepass: config.cluster.requirepass.clone(),
+        max_bulk_len: None,
+        maxclients: config.cluster.maxclients,
+    };
     let resp_task = tokio::spawn(resp::serve(resp_listener, node.clone(), resp_opts, shutdown_rx.clone()));
 
     // --- proxy wiring: bind the data plane, report its addresses, drain on shutdown ---
@@ -317,7 +321,7 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
         hipache_raft::metrics::install(addr)?;
         hipache_raft::metrics::spawn_raft_gauges(&node);
     }
-    let proxy = hipache_raft::proxy::Proxy::bind(config.proxy_options(), node.clone())
+    let proxy = hipache_raft::proxy::Proxy::bind(config.proxy_options(open_files_limit()), node.clone())
         .await
         .context("cannot start the proxy")?;
     let (http_addrs, https_addrs) = (proxy.http_addrs(), proxy.https_addrs());
@@ -370,4 +374,22 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+}
+
+/// Raises the soft descriptor limit to the hard one, as nginx's `worker_rlimit_nofile` and
+/// redis-server do: 10,000 idle clients need 10,000 descriptors, and the soft limit is often
+/// 1,024. Returns the limit in force, from which the default `server.maxConnections` follows.
+fn open_files_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return 1024 };
+    if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => {
+                tracing::info!(from = soft, to = hard, "raised the open-files limit");
+                return hard;
+            }
+            Err(e) => tracing::warn!(limit = soft, error = %e, "cannot raise the open-files limit"),
+        }
+    }
+    soft
 }

@@ -164,6 +164,16 @@ pub struct ServerOptions {
     /// New: graceful drain on SIGTERM/SIGINT. Hipache had no drain at all (§4.1).
     #[serde(serialize_with = "secs")]
     pub shutdown_timeout: Duration,
+    /// New: the whole request head must arrive within this (408 otherwise), however slowly
+    /// its bytes trickle in; `tcpTimeout` alone restarts at every byte, so a client sending one
+    /// byte every few seconds held a connection forever (slowloris). `None` if 0.
+    #[serde(serialize_with = "opt_secs")]
+    pub header_timeout: Option<Duration>,
+    /// New: the largest request head (request line and headers) accepted; larger gets 431.
+    pub max_header_size: usize,
+    /// New: client connections served at once; more wait in the listen backlog. `None`: from
+    /// the file-descriptor limit at start (each proxied connection may need a backend one).
+    pub max_connections: Option<usize>,
 }
 
 /// `server.accessLog`. `"-"` (stdout) is our addition, asked for in Hipache issue #226;
@@ -210,6 +220,9 @@ pub struct ClusterOptions {
     /// It is stored in the cluster membership, so it must stay stable across restarts.
     pub advertise_grpc: Option<String>,
     pub advertise_resp: Option<String>,
+    /// RESP clients connected at once; one more is answered Redis's
+    /// `-ERR max number of clients reached` and closed. Redis's default, 10,000.
+    pub maxclients: u64,
     /// Log entries between snapshots.
     pub snapshot_threshold: u64,
     /// TLS between nodes on the gRPC port; `None` means plaintext.

@@ -45,6 +45,9 @@ const SERVER_KEYS: &[&str] = &[
     "connectTimeout",
     "backendTimeout",
     "shutdownTimeout",
+    "headerTimeout",
+    "maxHeaderSize",
+    "maxConnections",
     "port",
     "address",
     "https",
@@ -70,9 +73,12 @@ const CLUSTER_KEYS: &[&str] = &[
     "tls",
     "advertiseGrpc",
     "advertiseResp",
+    "maxclients",
 ];
 const CLUSTER_TLS_KEYS: &[&str] = &["cert", "key", "ca"];
 
+/// The smallest `server.maxHeaderSize`: below it ordinary browsers' heads (cookies) fail.
+const MIN_HEADER_SIZE: usize = 1024;
 const RAFT_REPLACES: &str = "routing state is replicated by the embedded Raft cluster";
 
 pub(super) fn build(root: &Value) -> Result<(Config, Vec<String>), ConfigError> {
@@ -389,6 +395,26 @@ fn server_options(s: &Obj, w: &mut Warnings) -> Result<ServerOptions, ConfigErro
             None => tcp_timeout,
         },
         shutdown_timeout: opt_secs("shutdownTimeout")?.unwrap_or(Duration::from_secs(30)),
+        header_timeout: disabled_if_zero(opt_secs("headerTimeout")?.unwrap_or(Duration::from_secs(30))),
+        max_header_size: match get(s, "maxHeaderSize") {
+            Some(v) => match to_usize(integer(v, &key("maxHeaderSize"))?, &key("maxHeaderSize"))? {
+                n if n < MIN_HEADER_SIZE => {
+                    return Err(invalid(
+                        key("maxHeaderSize"),
+                        format!("expected at least {MIN_HEADER_SIZE} bytes, got {n}"),
+                    ))
+                }
+                n => n,
+            },
+            None => 64 * 1024,
+        },
+        max_connections: match get(s, "maxConnections") {
+            Some(v) => match to_usize(integer(v, &key("maxConnections"))?, &key("maxConnections"))? {
+                0 => return Err(invalid(key("maxConnections"), "expected at least 1 connection, got 0")),
+                n => Some(n),
+            },
+            None => None,
+        },
     })
 }
 
@@ -437,6 +463,13 @@ fn cluster_options(c: &Obj, w: &mut Warnings) -> Result<ClusterOptions, ConfigEr
         join: match get(c, "join") {
             Some(v) => one_or_many(v, &key("join"))?.into_iter().map(|(v, k)| peer(v, &k)).collect::<Result<_, _>>()?,
             None => Vec::new(),
+        },
+        maxclients: match get(c, "maxclients") {
+            Some(v) => match integer(v, &key("maxclients"))? {
+                0 => return Err(invalid(key("maxclients"), "expected at least 1 client, got 0")),
+                n => n,
+            },
+            None => 10_000,
         },
         snapshot_threshold: match get(c, "snapshotThreshold") {
             Some(v) => match integer(v, &key("snapshotThreshold"))? {

@@ -5,9 +5,23 @@ use super::{AccessLog, Config};
 use crate::proxy::access_log;
 use crate::proxy::{HttpsListener, ProxyOptions};
 
+/// Descriptors kept for everything but client connections: the Raft log and snapshot files,
+/// peers, RESP and gRPC admin clients, the access log.
+const RESERVED_FILES: u64 = 256;
+
+/// `server.maxConnections` when the file does not say: half of the descriptors left after
+/// [`RESERVED_FILES`], since each proxied connection may hold a backend connection too. So the
+/// proxy stops accepting (new connections wait in the backlog) before `accept` fails with
+/// EMFILE, which would leave the listener spinning and every other socket failing too.
+pub fn default_max_connections(open_files_limit: u64) -> usize {
+    usize::try_from(open_files_limit.saturating_sub(RESERVED_FILES) / 2).unwrap_or(usize::MAX).max(16)
+}
+
 impl Config {
-    /// The proxy's options from the `server`, `http`, `https` and `driver` sections.
-    pub fn proxy_options(&self) -> ProxyOptions {
+    /// The proxy's options from the `server`, `http`, `https` and `driver` sections;
+    /// `open_files_limit` is the process's descriptor limit (`RLIMIT_NOFILE`), for the default
+    /// connection limit.
+    pub fn proxy_options(&self, open_files_limit: u64) -> ProxyOptions {
         let config = self;
         let s = &config.server;
         ProxyOptions {
@@ -38,6 +52,9 @@ impl Config {
             },
             static_dir: s.static_dir.clone(),
             shutdown_timeout: s.shutdown_timeout,
+            header_timeout: s.header_timeout,
+            max_header_size: s.max_header_size,
+            max_connections: s.max_connections.unwrap_or_else(|| default_max_connections(open_files_limit)),
             routing: config.driver.routing_keys(),
         }
     }

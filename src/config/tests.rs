@@ -54,7 +54,11 @@ fn empty_file_gets_hipache_master_defaults() {
     assert_eq!(s.connect_timeout, Some(Duration::from_secs(3)));
     assert_eq!(s.backend_timeout, Some(Duration::from_secs(30)));
     assert_eq!(s.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(s.header_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(s.max_header_size, 64 * 1024);
+    assert_eq!(s.max_connections, None, "from the descriptor limit at start");
     let k = &c.cluster;
+    assert_eq!(k.maxclients, 10_000, "Redis's default");
     assert_eq!(k.node_id, 1);
     assert_eq!(k.data_dir, PathBuf::from("./data/node-1"));
     assert_eq!(k.resp, sa("127.0.0.1:6380"));
@@ -236,6 +240,11 @@ fn errors_name_their_key() {
         (r#"{"server": {"shutdownTimeout": 1e300}}"#, "server.shutdownTimeout"),
         (r#"{"server": {"deadBackendTTL": true}}"#, "server.deadBackendTTL"),
         (r#"{"server": {"workers": 0}}"#, "server.workers"),
+        (r#"{"server": {"headerTimeout": "soon"}}"#, "server.headerTimeout"),
+        (r#"{"server": {"maxHeaderSize": 100}}"#, "server.maxHeaderSize"),
+        (r#"{"server": {"maxConnections": 0}}"#, "server.maxConnections"),
+        (r#"{"server": {"maxConnections": -5}}"#, "server.maxConnections"),
+        (r#"{"cluster": {"maxclients": 0}}"#, "cluster.maxclients"),
         (r#"{"server": {"workers": 1.5}}"#, "server.workers"),
         (r#"{"server": {"retryOnError": -1}}"#, "server.retryOnError"),
         (r#"{"server": {"maxSockets": "many"}}"#, "server.maxSockets"),
@@ -444,4 +453,21 @@ fn driver_database_prefix_and_password() {
     assert_eq!(parse("{}").config.driver, Driver::default());
     assert_eq!(bad_key(r#"{"driver": ["redis://h/99"]}"#), "driver[0]");
     assert_eq!(bad_key(r#"{"driver": 5}"#), "driver");
+}
+
+#[test]
+fn limits_are_read_and_the_connection_limit_follows_the_descriptor_limit() {
+    let c = parse(
+        r#"{"server": {"headerTimeout": 0, "maxHeaderSize": 4096, "maxConnections": 50},
+            "cluster": {"maxclients": 3}}"#,
+    )
+    .config;
+    assert_eq!(c.server.header_timeout, None, "0 disables it, as for every timeout");
+    assert_eq!(c.server.max_header_size, 4096);
+    assert_eq!(c.proxy_options(1024).max_connections, 50, "the file wins");
+    assert_eq!(c.cluster.maxclients, 3);
+    let default = parse("{}").config;
+    assert_eq!(default.proxy_options(1024).max_connections, 384, "(1024 - 256 reserved) / 2");
+    assert_eq!(default.proxy_options(1_048_576).max_connections, 524_160);
+    assert_eq!(default.proxy_options(100).max_connections, 16, "never below 16");
 }

@@ -26,6 +26,12 @@ pub struct ProxyOptions {
     /// `server.staticDir`; `None` uses the bundled pages.
     pub static_dir: Option<PathBuf>,
     pub shutdown_timeout: Duration,
+    /// Deadline for a whole request head (`server.headerTimeout`): 408 past it.
+    pub header_timeout: Option<Duration>,
+    /// Largest request head (`server.maxHeaderSize`): 431 beyond it.
+    pub max_header_size: usize,
+    /// Client connections served at once (`server.maxConnections`, or from the fd limit).
+    pub max_connections: usize,
     /// The database and prefix of the routing keys (`driver`).
     pub routing: RoutingKeys,
 }

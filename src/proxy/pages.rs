@@ -26,6 +26,10 @@ pub mod msg {
     pub const INVALID_HOST: &str = "invalid host header";
     /// The client sent a body that could not be read (aborted, or longer than announced).
     pub const BAD_BODY: &str = "cannot read the request body";
+    /// The request head did not arrive within `server.headerTimeout`.
+    pub const HEAD_TIMEOUT: &str = "request head not received in time";
+    /// The request head is larger than `server.maxHeaderSize`.
+    pub const HEAD_TOO_LARGE: &str = "request head too large";
     pub const NOT_FOUND: &str = "frontend not found";
     pub const NO_BACKEND: &str = "Cannot find a valid backend";
     pub const INVALID_BACKEND: &str = "backend is invalid";
@@ -90,20 +94,21 @@ impl Pages {
         pages
     }
 
-    /// An error response; `debug` adds `X-Debug-Error` (the request had `X-Debug`).
-    pub fn error(&self, status: StatusCode, message: &'static str, debug: bool) -> Response<Body> {
-        let page = match status {
+    fn page(&self, status: StatusCode) -> Option<&Bytes> {
+        match status {
             StatusCode::OK => None,
             _ => self.by_code.get(&status.as_u16()).or(self.default.as_ref()),
-        };
-        let mut resp = match page {
+        }
+    }
+
+    /// An error response; `debug` adds `X-Debug-Error` (the request had `X-Debug`).
+    pub fn error(&self, status: StatusCode, message: &'static str, debug: bool) -> Response<Body> {
+        let mut resp = match self.page(status) {
             Some(html) => {
                 let mut r = Response::new(full(html.clone()));
-                let h = r.headers_mut();
-                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-                h.insert(header::EXPIRES, HeaderValue::from_static("-1"));
+                for (name, value) in PAGE_HEADERS {
+                    r.headers_mut().insert(name, HeaderValue::from_static(value));
+                }
                 r
             }
             None => plain(message),
@@ -115,7 +120,32 @@ impl Pages {
         }
         resp
     }
+
+    /// The same error as a whole HTTP/1.1 message that closes the connection, for the fast
+    /// path, which answers a client before any request exists (a head too slow or too large).
+    pub fn error_message(&self, status: StatusCode, message: &'static str) -> Vec<u8> {
+        let (body, headers): (&[u8], &[(HeaderName, &str)]) = match self.page(status) {
+            Some(html) => (html, &PAGE_HEADERS),
+            None => (message.as_bytes(), &[(header::CONTENT_TYPE, "text/plain")]),
+        };
+        let mut out = format!("HTTP/1.1 {} {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+        for (name, value) in headers {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        out.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()));
+        let mut out = out.into_bytes();
+        out.extend_from_slice(body);
+        out
+    }
 }
+
+/// Headers of an HTML error page: Hipache's, telling caches not to keep it.
+const PAGE_HEADERS: [(HeaderName, &str); 4] = [
+    (header::CONTENT_TYPE, "text/html"),
+    (header::CACHE_CONTROL, "no-cache"),
+    (header::PRAGMA, "no-cache"),
+    (header::EXPIRES, "-1"),
+];
 
 /// `Host: __ping__`: 200 `ok`, no backend involved (§3.1).
 pub fn ping() -> Response<Body> {
@@ -154,5 +184,19 @@ mod tests {
         let none = Pages::load(&dir.path().join("missing"));
         let r = none.error(StatusCode::BAD_GATEWAY, msg::NO_BACKEND, false);
         assert_eq!(r.headers()["content-type"], "text/plain");
+    }
+
+    #[test]
+    fn fast_path_errors_are_whole_messages_that_close() {
+        let raw = Pages::bundled().error_message(StatusCode::REQUEST_TIMEOUT, msg::HEAD_TIMEOUT);
+        let text = String::from_utf8(raw).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{head}");
+        assert!(head.contains("content-type: text/html\r\n") && head.contains("connection: close"), "{head}");
+        assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+        let plain = Pages::default().error_message(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, msg::HEAD_TOO_LARGE);
+        let text = String::from_utf8(plain).unwrap();
+        assert!(text.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\nrequest head too large"), "{text}");
     }
 }

@@ -15,7 +15,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::access_log::{AccessLog, AccessLogError};
@@ -45,6 +45,9 @@ pub enum ProxyError {
     AccessLog(#[from] AccessLogError),
 }
 
+/// How often, at most, a full connection limit is logged.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
+
 /// A TLS handshake that takes longer than this is dropped (slow or stuck clients).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -60,6 +63,8 @@ pub struct Proxy {
     listeners: Vec<Listener>,
     tcp_timeout: Option<Duration>,
     shutdown_timeout: Duration,
+    max_header_size: usize,
+    max_connections: usize,
 }
 
 impl Proxy {
@@ -98,9 +103,18 @@ impl Proxy {
             metrics,
             backend_timeout: opts.backend_timeout,
             retry_on_error: opts.retry_on_error,
+            header_timeout: opts.header_timeout,
+            max_header_size: opts.max_header_size,
             view,
         });
-        Ok(Proxy { shared, listeners, tcp_timeout: opts.tcp_timeout, shutdown_timeout: opts.shutdown_timeout })
+        Ok(Proxy {
+            shared,
+            listeners,
+            tcp_timeout: opts.tcp_timeout,
+            shutdown_timeout: opts.shutdown_timeout,
+            max_header_size: opts.max_header_size,
+            max_connections: opts.max_connections,
+        })
     }
 
     /// Bound plain-HTTP addresses (the real port when the config said 0).
@@ -120,14 +134,46 @@ impl Proxy {
             .http1()
             .timer(TokioTimer::new())
             // Hipache's tcpTimeout: a client connection idle this long is closed.
-            .header_read_timeout(self.tcp_timeout);
+            .header_read_timeout(self.tcp_timeout)
+            // The fast path's head limit on this path too (hyper answers 431); hyper's
+            // smallest read buffer is 8 KiB.
+            .max_buf_size(self.max_header_size.max(8192));
         builder.http2().timer(TokioTimer::new());
         let builder = Arc::new(builder);
         let graceful = GracefulShutdown::new();
         tokio::spawn(evict_idle_backends(Arc::downgrade(&self.shared)));
 
         let mut accepting: Vec<_> = self.listeners.into_iter().map(|l| Box::pin(accept_one(l))).collect();
+        // `server.maxConnections`: a connection is accepted only with a permit, so beyond the
+        // limit new connections wait in the kernel's listen backlog (and time out there, as at
+        // any full server) instead of the process running out of descriptors.
+        let limit = Arc::new(Semaphore::new(self.max_connections));
+        let mut warned_full: Option<std::time::Instant> = None;
         loop {
+            let permit = match limit.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    if warned_full.is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY) {
+                        tracing::warn!(
+                            max_connections = self.max_connections,
+                            "connection limit reached; new connections wait in the listen backlog"
+                        );
+                        warned_full = Some(std::time::Instant::now());
+                    }
+                    tokio::select! {
+                        stopped = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                            if stopped.is_err() {
+                                tracing::warn!("shutdown sender dropped; stopping");
+                            }
+                            break;
+                        }
+                        permit = limit.clone().acquire_owned() => match permit {
+                            Ok(permit) => permit,
+                            Err(_) => break, // never closed
+                        },
+                    }
+                }
+            };
             let next = futures::future::select_all(accepting.iter_mut().map(|f| f.as_mut()));
             tokio::select! {
                 stopped = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
@@ -146,6 +192,7 @@ impl Proxy {
                                 client: Arc::new(ClientInfo::new(peer.ip(), listener.tls.is_some(), listener.addr.port())),
                                 tcp_timeout: self.tcp_timeout,
                                 shutdown: shutdown.clone(),
+                                _permit: permit,
                             };
                             tokio::spawn(conn.run(stream, graceful.watcher()));
                         }
@@ -195,6 +242,8 @@ struct Connection {
     client: Arc<ClientInfo>,
     tcp_timeout: Option<Duration>,
     shutdown: watch::Receiver<bool>,
+    /// Its place under `server.maxConnections`, given back when the connection ends.
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Connection {

@@ -27,4 +27,8 @@ pub struct Shared {
     pub h1_pool: h1::Pool,
     /// `server.connectTimeout`, for the fast path's own connects.
     pub connect_timeout: Option<Duration>,
+    /// `server.headerTimeout`: a whole request head must arrive within it (408).
+    pub header_timeout: Option<Duration>,
+    /// `server.maxHeaderSize`: the largest request head (431 beyond).
+    pub max_header_size: usize,
 }

@@ -30,6 +30,8 @@ const PIPELINE_BYTES: usize = 1024 * 1024;
 pub struct RespOptions {
     pub requirepass: Option<String>,
     pub max_bulk_len: Option<usize>,
+    /// Clients connected at once (`cluster.maxclients`); 0 means no limit.
+    pub maxclients: u64,
 }
 
 /// What every connection shares.
@@ -56,10 +58,21 @@ pub async fn serve(listener: TcpListener, node: Arc<RaftNode>, opts: RespOptions
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
+                Ok((mut stream, peer)) => {
                     let shared = shared.clone();
+                    // Counted here, not in the task, so a burst of connections cannot all
+                    // pass the check before any of them is counted.
+                    let connected = shared.connected.fetch_add(1, Ordering::Relaxed);
+                    if shared.opts.maxclients != 0 && connected >= shared.opts.maxclients {
+                        shared.connected.fetch_sub(1, Ordering::Relaxed);
+                        tokio::spawn(async move {
+                            // Redis's own answer, then the connection is closed.
+                            let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+                        });
+                        tracing::debug!(%peer, "resp client refused: maxclients reached");
+                        continue;
+                    }
                     tokio::spawn(async move {
-                        shared.connected.fetch_add(1, Ordering::Relaxed);
                         if let Err(e) = run(stream, shared.clone()).await {
                             tracing::debug!(%peer, error = %e, "resp connection ended");
                         }

@@ -12,7 +12,7 @@ use super::super::retry::MAX_REPLAY_BODY;
 
 /// Header slots for one parse; a message with more is declined (hyper allows 100).
 pub const MAX_HEADERS: usize = 64;
-/// A head (request or response) larger than this is declined or refused.
+/// A backend's response head larger than this is refused.
 pub const MAX_HEAD: usize = 64 * 1024;
 
 /// The outcome of looking at the bytes received so far.
@@ -50,8 +50,9 @@ pub fn parse_request<'h, 'b>(buf: &'b [u8], headers: &'h mut [httparse::Header<'
     let mut req = httparse::Request::new(headers);
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Parsed::Partial,
-        // Too large, too many headers, or malformed: hyper answers it (400 or 431).
+        // The caller bounds the head's size (`server.maxHeaderSize`, 431).
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        // Too many headers, or malformed: hyper answers it (400 or 431).
         _ => return Parsed::Decline,
     };
     let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else { return Parsed::Decline };
@@ -326,7 +327,7 @@ mod tests {
             assert_eq!(classify(raw), Parsed::Decline, "{raw:?}");
         }
         let huge = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
-        assert_eq!(classify(&huge), Parsed::Decline);
+        assert_eq!(classify(&huge), Parsed::Partial, "the size limit is the caller's");
     }
 
     #[test]

@@ -32,6 +32,7 @@ use super::body::{Body, OnEnd};
 use super::forward::ClientInfo;
 use super::metrics::BackendError;
 use super::now_ms;
+use super::pages::msg;
 use super::retry::Attempts;
 use super::shared::Shared;
 use crate::routing::backend::Frontend;
@@ -72,11 +73,22 @@ where
     // Bytes from the client not yet handled. A request stays in it until it is answered, so
     // a declined one goes to hyper as it arrived, with whatever follows it.
     let mut buf = BytesMut::new();
+    // When the head being received must be complete (`server.headerTimeout`): set at its
+    // first bytes, so a client trickling a byte at a time cannot hold the connection.
+    let mut head_deadline: Option<Instant> = None;
     loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let parsed = if buf.is_empty() { Parsed::Partial } else { head::parse_request(&buf, &mut headers) };
+        let head_len = match &parsed {
+            Parsed::Done(req) => req.head_len,
+            _ => buf.len(),
+        };
+        if head_len > shared.max_header_size {
+            return refuse(&mut io, &shared, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, msg::HEAD_TOO_LARGE).await;
+        }
         match parsed {
             Parsed::Done(req) if buf.len() >= req.head_len + req.body_len => {
+                head_deadline = None;
                 let need = req.head_len + req.body_len;
                 let flow = conn.proxy(&req, &buf[..need], &mut io).await;
                 // Idle keep-alive connections keep no backend-sized buffers: thousands of
@@ -97,18 +109,28 @@ where
                 }
             }
             Parsed::Decline => return Ended::Hyper(Rewind::new(buf.freeze(), io), Attempts::default()),
-            // The head or the body is still incomplete.
-            Parsed::Done(_) | Parsed::Partial => {}
+            // The head is complete, the body is not: its reads have `tcpTimeout` each.
+            Parsed::Done(_) => head_deadline = None,
+            Parsed::Partial if buf.is_empty() => {}
+            Parsed::Partial => {
+                head_deadline = head_deadline.or_else(|| shared.header_timeout.map(|t| Instant::now() + t));
+            }
         }
         let idle = buf.is_empty();
         if idle && *shutdown.borrow() {
             return Ended::Closed;
         }
         buf.reserve(CLIENT_CHUNK);
+        // The nearer of the idle timeout (from now) and the head's deadline.
+        let head_left = head_deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let wait = match (idle_timeout, head_left) {
+            (Some(idle), Some(head)) => Some(idle.min(head)),
+            (idle, head) => idle.or(head),
+        };
         let read = async {
-            match idle_timeout {
-                Some(t) => tokio::time::timeout(t, io.read_buf(&mut buf)).await.unwrap_or(Ok(0)),
-                None => io.read_buf(&mut buf).await,
+            match wait {
+                Some(t) => tokio::time::timeout(t, io.read_buf(&mut buf)).await.ok(),
+                None => Some(io.read_buf(&mut buf).await),
             }
         };
         let n = if idle {
@@ -121,10 +143,27 @@ where
             read.await
         };
         match n {
-            Ok(0) | Err(_) => return Ended::Closed,
-            Ok(_) => {}
+            None if head_deadline.is_some_and(|d| Instant::now() >= d) => {
+                return refuse(&mut io, &shared, StatusCode::REQUEST_TIMEOUT, msg::HEAD_TIMEOUT).await;
+            }
+            None | Some(Ok(0) | Err(_)) => return Ended::Closed,
+            Some(Ok(_)) => {}
         }
     }
+}
+
+/// Answers a client whose request head broke a limit, before any request exists, and closes:
+/// what follows an oversized or unfinished head cannot be framed.
+async fn refuse<I: AsyncWrite + Unpin>(
+    io: &mut I,
+    shared: &Shared,
+    status: StatusCode,
+    message: &'static str,
+) -> Ended<I> {
+    tracing::debug!(status = status.as_u16(), message, "request head refused");
+    let _ = io.write_all(&shared.pages.error_message(status, message)).await;
+    let _ = io.shutdown().await;
+    Ended::Closed
 }
 
 /// What the connection does after one request.

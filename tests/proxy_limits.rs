@@ -1,0 +1,186 @@
+//! The proxy's and the RESP listener's limits over real sockets, each with its documented
+//! answer: a request head that trickles in past `server.headerTimeout` gets 408, one larger
+//! than `server.maxHeaderSize` gets 431, connections beyond `server.maxConnections` wait in
+//! the listen backlog until one ends, and a RESP client beyond `cluster.maxclients` gets
+//! Redis's `-ERR max number of clients reached`.
+
+mod common;
+mod proxy_support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use proxy_support::{http_addr, resp, start_node};
+use serde_json::{json, Value};
+
+/// A backend that answers `200 ok` to every request, one thread per connection.
+fn backend() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        if conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// A node routing `lim.test` to a `backend()`, with `server` settings merged in.
+fn node_with(server: Value) -> (tempfile::TempDir, common::Node, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({ "server": server }));
+    resp(&node, &["RPUSH", "frontend:lim.test", "lim", &backend()]);
+    let addr = http_addr(&node);
+    (dir, node, addr)
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s
+}
+
+const GET: &str = "GET / HTTP/1.1\r\nHost: lim.test\r\n\r\n";
+
+/// Reads one `Content-Length` response (or whatever arrives before EOF) as text.
+fn response(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+            if got.len() >= end + 4 + len {
+                return String::from_utf8_lossy(&got).into_owned();
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) => return String::from_utf8_lossy(&got).into_owned(),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("reading a response: {e} (so far {:?})", String::from_utf8_lossy(&got)),
+        }
+    }
+}
+
+/// After a refusal the proxy closes: the next read sees EOF (or a reset).
+fn closed(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(s.read(&mut buf), Ok(0)) || matches!(s.read(&mut buf), Err(e) if e.kind() == ErrorKind::ConnectionReset)
+}
+
+#[test]
+fn a_head_trickled_one_byte_a_second_gets_408_at_the_deadline() {
+    // `tcpTimeout` (5 s) restarts at every byte; only the head's own deadline can end this.
+    let (_dir, _node, addr) = node_with(json!({ "headerTimeout": 3, "tcpTimeout": 5 }));
+    let mut s = connect(addr);
+    let start = Instant::now();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: lim.test\r\n").unwrap();
+    let mut trickle = s.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for b in b"X-Slow: ".iter().cycle().take(30) {
+            std::thread::sleep(Duration::from_secs(1));
+            if trickle.write_all(&[*b]).is_err() {
+                return;
+            }
+        }
+    });
+    let answer = response(&mut s);
+    let took = start.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{answer:?}");
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer:?}");
+    assert!(took >= Duration::from_millis(2900), "answered before the deadline: {took:?}");
+    assert!(took < Duration::from_secs(10), "not at the deadline: {took:?}");
+    assert!(closed(&mut s));
+}
+
+#[test]
+fn a_head_over_max_header_size_gets_431_and_one_under_it_is_served() {
+    let (_dir, _node, addr) = node_with(json!({ "maxHeaderSize": 4096 }));
+    let mut s = connect(addr);
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: lim.test\r\nX-Pad: {}\r\n\r\n", "a".repeat(3000)).as_bytes()).unwrap();
+    let answer = response(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    // Over the limit, whether it arrives whole or is still coming.
+    for complete in [true, false] {
+        let mut s = connect(addr);
+        let end = if complete { "\r\n\r\n" } else { "\r\n" };
+        let _ = s.write_all(format!("GET / HTTP/1.1\r\nHost: lim.test\r\nX-Pad: {}{end}", "a".repeat(5000)).as_bytes());
+        let answer = response(&mut s);
+        assert!(answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"), "{answer:?}");
+        assert!(closed(&mut s));
+    }
+}
+
+#[test]
+fn connections_beyond_max_connections_wait_in_the_backlog_until_one_ends() {
+    let (_dir, _node, addr) = node_with(json!({ "maxConnections": 2, "tcpTimeout": 30 }));
+    let mut held: Vec<TcpStream> = (0..2).map(|_| connect(addr)).collect();
+    for s in &mut held {
+        s.write_all(GET.as_bytes()).unwrap();
+        assert!(response(s).starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+    // The third connects (the kernel's backlog completes the handshake) but is not served.
+    let mut third = connect(addr);
+    third.write_all(GET.as_bytes()).unwrap();
+    third.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut buf = [0u8; 64];
+    match third.read(&mut buf) {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => panic!("served beyond maxConnections: {other:?}"),
+    }
+    // One ends: the waiting connection is accepted and answered.
+    drop(held.remove(0));
+    third.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let answer = response(&mut third);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    // The one still held is still served.
+    held[0].write_all(GET.as_bytes()).unwrap();
+    assert!(response(&mut held[0]).starts_with("HTTP/1.1 200 OK\r\n"));
+}
+
+#[test]
+fn resp_clients_beyond_maxclients_get_the_redis_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({ "cluster": { "maxclients": 2 } }));
+    let resp_addr: SocketAddr = node.listening["resp"].as_str().unwrap().parse().unwrap();
+    let ping = |s: &mut TcpStream| -> String {
+        s.write_all(b"PING\r\n").unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut first = connect(resp_addr);
+    let mut second = connect(resp_addr);
+    assert_eq!(ping(&mut first), "+PONG\r\n");
+    assert_eq!(ping(&mut second), "+PONG\r\n");
+    let mut third = connect(resp_addr);
+    let mut answer = String::new();
+    third.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "-ERR max number of clients reached\r\n");
+    // A place frees when a client leaves.
+    drop(first);
+    assert!(common::eventually(Duration::from_secs(10), || {
+        let mut c = connect(resp_addr);
+        let _ = c.write_all(b"PING\r\n");
+        let mut buf = [0u8; 64];
+        matches!(c.read(&mut buf), Ok(n) if &buf[..n] == b"+PONG\r\n")
+    }));
+    assert_eq!(ping(&mut second), "+PONG\r\n");
+}
