@@ -184,3 +184,57 @@ fn resp_clients_beyond_maxclients_get_the_redis_error() {
     }));
     assert_eq!(ping(&mut second), "+PONG\r\n");
 }
+
+/// A backend that answers every request with a head promising 100 bytes, sends 10 of them,
+/// then holds the connection without a word.
+fn stalling_backend() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+                std::thread::sleep(Duration::from_secs(60));
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn a_backend_stalling_mid_body_is_cut_off_and_marked_dead_on_both_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({ "server": { "backendTimeout": 1, "tcpTimeout": 30 } }));
+    let stalling = stalling_backend();
+    resp(&node, &["RPUSH", "frontend:stall.test", "stall", &stalling, &stalling]);
+    let addr = http_addr(&node);
+    // The fast path, then hyper (it takes requests with `X-Debug`).
+    for (path, extra) in [("fast path", ""), ("hyper", "X-Debug: 1\r\n")] {
+        resp(&node, &["DEL", "dead:stall.test"]);
+        let mut s = connect(addr);
+        let start = Instant::now();
+        s.write_all(format!("GET / HTTP/1.1\r\nHost: stall.test\r\n{extra}\r\n").as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("{path}: the client was not cut off: {e}"),
+            }
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("0123456789"), "{path}: {text:?}");
+        assert!(start.elapsed() < Duration::from_secs(10), "{path}: cut after {:?}", start.elapsed());
+        assert!(
+            common::eventually(Duration::from_secs(10), || {
+                resp(&node, &["SCARD", "dead:stall.test"]) == hipache_raft::keyspace::Reply::Int(1)
+            }),
+            "{path}: the stalling backend was not marked dead"
+        );
+    }
+}

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
 
 use super::access_log;
-use super::body::{empty, full, Body, Observed};
+use super::body::{empty, full, idle_limited, streamed, Body, Observed};
 use super::forward::{add_forwarded, is_upgrade, strip_hop_by_hop, ClientInfo};
 use super::metrics::BackendError;
 use super::pages::{self, msg};
@@ -150,7 +150,12 @@ async fn proxy(
         let attempt_body = match &mut body {
             RequestBody::Replayable(b) if b.is_empty() => empty(),
             RequestBody::Replayable(b) => full(b.clone()),
-            RequestBody::Streaming(b) => b.take().map_or_else(empty, |b| b.boxed()),
+            // A client whose upload stops is cut after `backendTimeout` too, so it cannot
+            // hold a backend connection; the backend is not to blame, nothing is marked.
+            RequestBody::Streaming(b) => b.take().map_or_else(empty, |b| match shared.backend_timeout {
+                Some(timeout) => idle_limited(streamed(b), timeout, Box::new(|| {})),
+                None => streamed(b),
+            }),
         };
         let mut up = Request::new(attempt_body);
         *up.method_mut() = parts.method.clone();
@@ -234,7 +239,18 @@ fn proxied(
         h.insert(X_DEBUG_TIME_TOTAL.clone(), HeaderValue::from(ctx.start.elapsed().as_millis() as u64));
         h.insert(X_DEBUG_TIME_BACKEND.clone(), HeaderValue::from(backend_start.elapsed().as_millis() as u64));
     }
-    let resp = Response::from_parts(head, body.boxed());
+    let body = match shared.backend_timeout {
+        Some(timeout) => {
+            let (dead, host, frontend) = (shared.dead.clone(), ctx.host, frontend.clone());
+            let on_stall = move || {
+                tracing::warn!(host = host.as_str(), idx, ?timeout, "backend body stalled; cutting the response");
+                dead.failed(host.as_bytes(), &frontend, idx, BackendError::Timeout);
+            };
+            idle_limited(streamed(body), timeout, Box::new(on_stall))
+        }
+        None => streamed(body),
+    };
+    let resp = Response::from_parts(head, body);
     logged(shared, ctx, parts, resp, &frontend.id(), backend_start)
 }
 

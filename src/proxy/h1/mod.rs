@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::access_log;
-use super::body::{Body, OnEnd};
+use super::body::{Body, OnEnd, Stalled};
 use super::forward::ClientInfo;
 use super::metrics::BackendError;
 use super::now_ms;
@@ -69,7 +69,8 @@ pub async fn serve<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut conn = Conn { shared: &shared, client: &client, bbuf: BytesMut::new(), out: Vec::new() };
+    let mut conn =
+        Conn { shared: &shared, client: &client, bbuf: BytesMut::new(), out: Vec::new(), client_timeout: idle_timeout };
     // Bytes from the client not yet handled. A request stays in it until it is answered, so
     // a declined one goes to hyper as it arrived, with whatever follows it.
     let mut buf = BytesMut::new();
@@ -223,6 +224,8 @@ struct Conn<'a> {
     bbuf: BytesMut,
     /// The next write to the client.
     out: Vec<u8>,
+    /// `server.tcpTimeout`, for writes to a client that stopped reading.
+    client_timeout: Option<Duration>,
 }
 
 impl Conn<'_> {
@@ -246,7 +249,7 @@ impl Conn<'_> {
                     attempts.answered(self.shared, &host, &frontend, idx, answered.status);
                     self.shared.metrics.response(answered.status, start.elapsed());
                     let log = self.log_record(req, time, answered.status, &frontend, start, backend_start);
-                    return self.relay(io, answered, req.close, log, &authority).await;
+                    return self.relay(io, answered, req.close, log, (&authority, &host, &frontend, idx)).await;
                 }
                 Err(Failure::Stale) if !fresh_only => {
                     fresh_only = true;
@@ -324,10 +327,17 @@ impl Conn<'_> {
         answered: Answered,
         client_close: bool,
         log: Option<Box<dyn OnEnd>>,
-        authority: &Authority,
+        (authority, host, frontend, idx): (&Authority, &Host, &Frontend, usize),
     ) -> Flow {
         let Answered { mut conn, head_len, framing, reusable, .. } = answered;
-        let (flow, sent, clean) = self.relay_body(io, &mut conn, head_len, framing).await;
+        let (flow, sent, clean) = match self.relay_body(io, &mut conn, head_len, framing).await {
+            Ok(relayed) => relayed,
+            Err((Stalled(timeout), sent)) => {
+                tracing::warn!(host = host.as_str(), idx, ?timeout, "backend body stalled; cutting the response");
+                self.shared.dead.failed(host.as_bytes(), frontend, idx, BackendError::Timeout);
+                (Flow::Abort, sent, false)
+            }
+        };
         if let Some(log) = log {
             log.ended(sent);
         }
@@ -348,14 +358,15 @@ impl Conn<'_> {
 
     /// Relays the body as the backend frames it, starting with what followed its head in
     /// `self.bbuf`. Returns the flow, the body bytes sent, and whether the backend sent
-    /// nothing past the body's end (else its connection is not reused).
+    /// nothing past the body's end (else its connection is not reused); or, when the backend
+    /// sent nothing for `backendTimeout`, the stall and the bytes sent before it.
     async fn relay_body<I: AsyncWrite + Unpin>(
         &mut self,
         io: &mut I,
         conn: &mut TcpStream,
         head_len: usize,
         framing: Framing,
-    ) -> (Flow, u64, bool) {
+    ) -> Result<(Flow, u64, bool), (Stalled, u64)> {
         let mut scanner = ChunkedScanner::default();
         let mut left = if let Framing::Length(n) = framing { n } else { 0 };
         let mut sent = 0u64;
@@ -373,7 +384,7 @@ impl Conn<'_> {
                     Ok(None) => (chunk.len(), false),
                     Err(e) => {
                         tracing::warn!(error = %e, "backend response body");
-                        return (Flow::Abort, sent, false);
+                        return Ok((Flow::Abort, sent, false));
                     }
                 },
                 Framing::Close => (chunk.len(), false),
@@ -382,24 +393,35 @@ impl Conn<'_> {
             self.out.extend_from_slice(&chunk[..take]);
             sent += take as u64;
             left = left.saturating_sub(take as u64);
-            let written = io.write_all(&self.out).await;
+            // A client that stops reading is cut after `tcpTimeout`, as one that stops sending.
+            let written = match self.client_timeout {
+                Some(t) => tokio::time::timeout(t, io.write_all(&self.out))
+                    .await
+                    .unwrap_or(Err(io::ErrorKind::TimedOut.into())),
+                None => io.write_all(&self.out).await,
+            };
             self.out.clear();
             if written.is_err() {
-                return (Flow::Abort, sent, false);
+                return Ok((Flow::Abort, sent, false));
             }
             if done {
                 let _ = io.flush().await;
-                return (Flow::KeepAlive, sent, clean);
+                return Ok((Flow::KeepAlive, sent, clean));
             }
             self.bbuf.clear();
             self.bbuf.reserve(READ_CHUNK);
             from = 0;
-            match conn.read_buf(&mut self.bbuf).await {
+            let read = conn.read_buf(&mut self.bbuf);
+            let read = match self.shared.backend_timeout {
+                Some(t) => tokio::time::timeout(t, read).await.map_err(|_| (Stalled(t), sent))?,
+                None => read.await,
+            };
+            match read {
                 Ok(0) if framing == Framing::Close => {
                     let _ = io.flush().await;
-                    return (Flow::KeepAlive, sent, false);
+                    return Ok((Flow::KeepAlive, sent, false));
                 }
-                Ok(0) | Err(_) => return (Flow::Abort, sent, false),
+                Ok(0) | Err(_) => return Ok((Flow::Abort, sent, false)),
                 Ok(_) => {}
             }
         }
