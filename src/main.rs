@@ -308,6 +308,7 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
         requirepass: config.cluster.requirepass.clone(),
         max_bulk_len: None,
         maxclients: config.cluster.maxclients,
+        pubsub_buffer_limit: config.cluster.pubsub_buffer_limit,
     };
     let resp_task = tokio::spawn(resp::serve(resp_listener, node.clone(), resp_opts, shutdown_rx.clone()));
 

@@ -223,6 +223,9 @@ pub struct ClusterOptions {
     /// RESP clients connected at once; one more is answered Redis's
     /// `-ERR max number of clients reached` and closed. Redis's default, 10,000.
     pub maxclients: u64,
+    /// Bytes of pub/sub messages one subscriber may have waiting to be written; past it the
+    /// subscriber is disconnected (Redis: `client-output-buffer-limit pubsub`, hard 32 MB).
+    pub pubsub_buffer_limit: usize,
     /// Log entries between snapshots.
     pub snapshot_threshold: u64,
     /// TLS between nodes on the gRPC port; `None` means plaintext.

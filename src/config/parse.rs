@@ -74,6 +74,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "advertiseGrpc",
     "advertiseResp",
     "maxclients",
+    "pubsubBufferLimit",
 ];
 const CLUSTER_TLS_KEYS: &[&str] = &["cert", "key", "ca"];
 
@@ -470,6 +471,13 @@ fn cluster_options(c: &Obj, w: &mut Warnings) -> Result<ClusterOptions, ConfigEr
                 n => n,
             },
             None => 10_000,
+        },
+        pubsub_buffer_limit: match get(c, "pubsubBufferLimit") {
+            Some(v) => match to_usize(integer(v, &key("pubsubBufferLimit"))?, &key("pubsubBufferLimit"))? {
+                0 => return Err(invalid(key("pubsubBufferLimit"), "expected a positive number of bytes, got 0")),
+                n => n,
+            },
+            None => 32 * 1024 * 1024,
         },
         snapshot_threshold: match get(c, "snapshotThreshold") {
             Some(v) => match integer(v, &key("snapshotThreshold"))? {

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::decode::{decode, Limits};
 use super::encode::encode;
 use super::session::{Flow, Session};
+use crate::pubsub;
 use crate::raft::RaftNode;
 
 /// Most commands taken from the read buffer at once: the proposer's batch size, so one chunk
@@ -32,6 +33,9 @@ pub struct RespOptions {
     pub max_bulk_len: Option<usize>,
     /// Clients connected at once (`cluster.maxclients`); 0 means no limit.
     pub maxclients: u64,
+    /// Bytes of pub/sub messages a subscriber may have waiting (`cluster.pubsubBufferLimit`);
+    /// 0 means no limit.
+    pub pubsub_buffer_limit: usize,
 }
 
 /// What every connection shares.
@@ -92,7 +96,11 @@ pub async fn serve(listener: TcpListener, node: Arc<RaftNode>, opts: RespOptions
 async fn run(mut stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let limits = Limits { max_bulk_len: shared.opts.max_bulk_len.unwrap_or(64 * 1024 * 1024), ..Limits::default() };
-    let (tx, mut messages) = mpsc::unbounded_channel();
+    let queue_limit = match shared.opts.pubsub_buffer_limit {
+        0 => usize::MAX,
+        n => n,
+    };
+    let (tx, mut messages) = pubsub::queue(queue_limit);
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let mut session = Session::new(id, shared, tx);
     let mut input = BytesMut::with_capacity(16 * 1024);
@@ -142,7 +150,11 @@ async fn run(mut stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                 Ok(_) => {}
                 Err(e) => break Err(e),
             },
-            Some(msg) = messages.recv() => session.deliver(msg, &mut output),
+            Some(msg) = messages.recv() => {
+                if session.deliver(msg, &mut output) == Flow::Close {
+                    break Ok(());
+                }
+            }
         }
         // Take whatever else of the pipeline has already arrived, so its writes share entries.
         while input.len() < PIPELINE_BYTES {

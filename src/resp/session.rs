@@ -555,9 +555,17 @@ impl Session {
         Flow::Continue
     }
 
-    /// Writes a pub/sub message as Redis does (a push in RESP3, an array in RESP2).
-    pub fn deliver(&self, msg: Message, out: &mut BytesMut) {
+    /// Writes a pub/sub message as Redis does (a push in RESP3, an array in RESP2); a queue
+    /// that overflowed closes the connection.
+    pub fn deliver(&self, msg: Message, out: &mut BytesMut) -> Flow {
         let r = match msg {
+            Message::Overflowed => {
+                tracing::warn!(
+                    client = self.id,
+                    "closing a subscriber that does not keep up: its queue passed cluster.pubsubBufferLimit"
+                );
+                return Flow::Close;
+            }
             Message::Message { channel, payload } => {
                 Reply::Push(vec![Reply::bulk("message"), Reply::Bulk(channel), Reply::Bulk(payload)])
             }
@@ -569,6 +577,7 @@ impl Session {
             ]),
         };
         encode(&r, self.proto, out);
+        Flow::Continue
     }
 
     /// Drops this connection's subscriptions from the node's hub.

@@ -1,8 +1,10 @@
 //! The proxy's and the RESP listener's limits over real sockets, each with its documented
 //! answer: a request head that trickles in past `server.headerTimeout` gets 408, one larger
 //! than `server.maxHeaderSize` gets 431, connections beyond `server.maxConnections` wait in
-//! the listen backlog until one ends, and a RESP client beyond `cluster.maxclients` gets
-//! Redis's `-ERR max number of clients reached`.
+//! the listen backlog until one ends, a backend silent mid-body past `server.backendTimeout`
+//! is cut off and marked dead, a RESP client beyond `cluster.maxclients` gets Redis's
+//! `-ERR max number of clients reached`, and a subscriber that does not read is disconnected
+//! once its queue passes `cluster.pubsubBufferLimit`.
 
 mod common;
 mod proxy_support;
@@ -237,4 +239,41 @@ fn a_backend_stalling_mid_body_is_cut_off_and_marked_dead_on_both_paths() {
             "{path}: the stalling backend was not marked dead"
         );
     }
+}
+
+#[test]
+fn a_subscriber_that_does_not_read_is_disconnected_past_its_buffer_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({ "cluster": { "pubsubBufferLimit": 1_048_576 } }));
+    let resp_addr: SocketAddr = node.listening["resp"].as_str().unwrap().parse().unwrap();
+    let mut subscriber = connect(resp_addr);
+    subscriber.write_all(b"SUBSCRIBE feed\r\n").unwrap();
+    let mut buf = [0u8; 256];
+    let n = subscriber.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"*3\r\n$9\r\nsubscribe\r\n"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    // 40 MB published while the subscriber reads nothing: far more than its 1 MB queue and
+    // what the kernel's socket buffers hold.
+    let payload = "x".repeat(100_000);
+    let mut publisher = node.resp();
+    let mut delivered = 0;
+    for _ in 0..400 {
+        if let hipache_raft::keyspace::Reply::Int(n) = publisher.cmd(&["PUBLISH", "feed", &payload]) {
+            delivered += n;
+        }
+    }
+    assert!(delivered < 400, "every message was queued for a subscriber that reads nothing");
+    // What was written before the queue overflowed arrives, then the connection ends.
+    let mut total = 0usize;
+    loop {
+        let mut chunk = vec![0u8; 1 << 16];
+        match subscriber.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the subscriber was not disconnected: {e} after {total} bytes"),
+        }
+    }
+    assert!(total < 40_000_000, "{total} bytes reached a subscriber past its limit");
+    // The node is unharmed: other clients are served.
+    assert_eq!(publisher.cmd(&["PUBLISH", "feed", "after"]), hipache_raft::keyspace::Reply::Int(0));
 }
