@@ -275,6 +275,8 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
     let resp_addr = resp_listener.local_addr()?;
     let grpc_listener = bind(config.cluster.grpc, "cluster.grpc").await?;
     let grpc_addr = grpc_listener.local_addr()?;
+    warn_if_exposed(resp_addr, config.cluster.requirepass.is_some(), "cluster.resp", "cluster.requirepass");
+    warn_if_exposed(grpc_addr, config.cluster.secret.is_some(), "cluster.grpc", "cluster.secret");
     let secret = Secret::new(config.cluster.secret.as_deref());
     let tls = match &config.cluster.tls {
         Some(t) => Some(PeerTls::load(&t.cert, &t.key, &t.ca)?),
@@ -309,6 +311,12 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
         max_bulk_len: None,
         maxclients: config.cluster.maxclients,
         pubsub_buffer_limit: config.cluster.pubsub_buffer_limit,
+        users: config
+            .cluster
+            .users
+            .iter()
+            .map(|u| resp::User { name: u.name.clone(), password: u.password.clone(), readonly: u.readonly })
+            .collect(),
     };
     let resp_task = tokio::spawn(resp::serve(resp_listener, node.clone(), resp_opts, shutdown_rx.clone()));
 
@@ -393,4 +401,15 @@ fn open_files_limit() -> u64 {
         }
     }
     soft
+}
+
+/// An admin listener reachable from other hosts without a password lets anyone who reaches it
+/// rewrite every route: said once at start, naming the keys that fix it.
+fn warn_if_exposed(addr: std::net::SocketAddr, protected: bool, listener: &str, password: &str) {
+    if !protected && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "{listener} is reachable from other hosts and has no password: anyone who reaches it can change every route; set {password}, or bind it to 127.0.0.1"
+        );
+    }
 }

@@ -226,6 +226,8 @@ pub struct ClusterOptions {
     /// Bytes of pub/sub messages one subscriber may have waiting to be written; past it the
     /// subscriber is disconnected (Redis: `client-output-buffer-limit pubsub`, hard 32 MB).
     pub pubsub_buffer_limit: usize,
+    /// RESP users besides `default` (whose password is `requirepass`), for `AUTH user pass`.
+    pub users: Vec<User>,
     /// Log entries between snapshots.
     pub snapshot_threshold: u64,
     /// TLS between nodes on the gRPC port; `None` means plaintext.
@@ -233,6 +235,15 @@ pub struct ClusterOptions {
     /// Whether `data_dir` was chosen (file or flag) rather than derived from `node_id`.
     #[serde(skip)]
     data_dir_explicit: bool,
+}
+
+/// A RESP user (`cluster.users`). A read-only one may run every command that does not
+/// change the keyspace or publish, as a Redis 6 ACL user with `+@read` only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+    pub readonly: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

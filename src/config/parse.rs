@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{
     default_data_dir, AccessLog, ClusterOptions, ClusterTls, Config, ConfigError, Driver, Listen, ServerOptions,
-    TlsListen,
+    TlsListen, User,
 };
 
 use super::values::{
@@ -75,8 +75,10 @@ const CLUSTER_KEYS: &[&str] = &[
     "advertiseResp",
     "maxclients",
     "pubsubBufferLimit",
+    "users",
 ];
 const CLUSTER_TLS_KEYS: &[&str] = &["cert", "key", "ca"];
+const USER_KEYS: &[&str] = &["password", "readonly"];
 
 /// The smallest `server.maxHeaderSize`: below it ordinary browsers' heads (cookies) fail.
 const MIN_HEADER_SIZE: usize = 1024;
@@ -479,6 +481,10 @@ fn cluster_options(c: &Obj, w: &mut Warnings) -> Result<ClusterOptions, ConfigEr
             },
             None => 32 * 1024 * 1024,
         },
+        users: match get(c, "users") {
+            Some(v) => users(as_object(v, "cluster.users")?, w)?,
+            None => Vec::new(),
+        },
         snapshot_threshold: match get(c, "snapshotThreshold") {
             Some(v) => match integer(v, &key("snapshotThreshold"))? {
                 0 => return Err(invalid(key("snapshotThreshold"), "expected a positive integer, got 0")),
@@ -542,4 +548,28 @@ fn privileges(top: &Obj) -> Result<(Option<String>, Option<String>), ConfigError
     let user = name("user")?;
     let group = name("group")?.or_else(|| user.clone());
     Ok((keep_root(user), keep_root(group)))
+}
+
+/// `cluster.users`: `{"<name>": {"password": "...", "readonly": true}}`, Redis 6 ACL users
+/// for `AUTH <name> <password>`. `default` is `requirepass`'s user and cannot be redefined.
+fn users(obj: &Obj, w: &mut Warnings) -> Result<Vec<User>, ConfigError> {
+    obj.iter()
+        .map(|(name, spec)| {
+            let key = format!("cluster.users.{name}");
+            if name.is_empty() || name == "default" {
+                return Err(invalid(&key, "a user needs a name other than \"default\" (that one is requirepass)"));
+            }
+            let spec = as_object(spec, &key)?;
+            w.check_keys(spec, &key, USER_KEYS);
+            let password = match get(spec, "password") {
+                Some(v) => string(v, &format!("{key}.password"))?.to_owned(),
+                None => return Err(invalid(format!("{key}.password"), "missing: every user needs a password")),
+            };
+            if password.is_empty() {
+                return Err(invalid(format!("{key}.password"), "empty: every user needs a password"));
+            }
+            let readonly = get(spec, "readonly").map_or(Ok(false), |v| boolean(v, &format!("{key}.readonly")))?;
+            Ok(User { name: name.clone(), password, readonly })
+        })
+        .collect()
 }

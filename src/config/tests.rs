@@ -404,12 +404,14 @@ fn censored_json_hides_secrets_only() {
     let c = parse(
         r#"{"https": {"bind": "::", "key": "/etc/k.pem", "cert": "/etc/c.pem", "passphrase": "pw"},
             "server": {"tcpTimeout": 0, "connectTimeout": 0.5},
-            "cluster": {"requirepass": "rp", "secret": "s", "tls": {"cert": "n.crt", "key": "n.key"}}}"#,
+            "cluster": {"requirepass": "rp", "secret": "s", "tls": {"cert": "n.crt", "key": "n.key"},
+                        "users": {"reader": {"password": "upw", "readonly": true}}}}"#,
     )
     .config;
     let v = c.censored_json();
     let text = v.to_string();
-    for secret in ["/etc/k.pem", "\"pw\"", "\"rp\"", "\"s\"", "n.key"] {
+    assert_eq!(v["cluster"]["users"][0]["name"], "reader");
+    for secret in ["/etc/k.pem", "\"pw\"", "\"rp\"", "\"s\"", "n.key", "upw"] {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
     assert_eq!(v["https"][0]["key"], "********");
@@ -472,4 +474,25 @@ fn limits_are_read_and_the_connection_limit_follows_the_descriptor_limit() {
     assert_eq!(default.proxy_options(1024).max_connections, 384, "(1024 - 256 reserved) / 2");
     assert_eq!(default.proxy_options(1_048_576).max_connections, 524_160);
     assert_eq!(default.proxy_options(100).max_connections, 16, "never below 16");
+}
+
+#[test]
+fn users_are_read_with_their_rights_and_bad_ones_are_named() {
+    let c =
+        parse(r#"{"cluster": {"users": {"reader": {"password": "p1", "readonly": true}, "ops": {"password": "p2"}}}}"#)
+            .config;
+    let mut users = c.cluster.users.clone();
+    users.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(users[0], User { name: "ops".into(), password: "p2".into(), readonly: false });
+    assert_eq!(users[1], User { name: "reader".into(), password: "p1".into(), readonly: true });
+    for (json, key) in [
+        (r#"{"cluster": {"users": {"default": {"password": "x"}}}}"#, "cluster.users.default"),
+        (r#"{"cluster": {"users": {"r": {"readonly": true}}}}"#, "cluster.users.r.password"),
+        (r#"{"cluster": {"users": {"r": {"password": ""}}}}"#, "cluster.users.r.password"),
+        (r#"{"cluster": {"users": {"r": {"password": "x", "readonly": "yes"}}}}"#, "cluster.users.r.readonly"),
+        (r#"{"cluster": {"users": []}}"#, "cluster.users"),
+    ] {
+        let e = parse_err(json).to_string();
+        assert!(e.contains(key), "{json}: {e}");
+    }
 }

@@ -7,4 +7,4 @@ mod inline;
 mod server;
 mod session;
 
-pub use server::{serve, RespOptions};
+pub use server::{serve, RespOptions, User};

@@ -36,6 +36,17 @@ pub struct RespOptions {
     /// Bytes of pub/sub messages a subscriber may have waiting (`cluster.pubsubBufferLimit`);
     /// 0 means no limit.
     pub pubsub_buffer_limit: usize,
+    /// Users besides `default` (`cluster.users`), for `AUTH <user> <password>`.
+    pub users: Vec<User>,
+}
+
+/// A user of `AUTH <name> <password>`; a read-only one is refused every command that changes
+/// the keyspace or publishes (`-NOPERM`), as a Redis ACL user with only `+@read`.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+    pub readonly: bool,
 }
 
 /// What every connection shares.

@@ -40,6 +40,10 @@ pub struct Session {
     proto: Protocol,
     db: usize,
     authenticated: bool,
+    /// Authenticated as a read-only user (`cluster.users`): writes are refused.
+    readonly: bool,
+    /// The `cluster.users` name authenticated as; `None` for `default`.
+    user: Option<String>,
     pub(super) name: Option<Bytes>,
     tx: Option<Transaction>,
     watched: Vec<WatchedKey>,
@@ -92,6 +96,8 @@ impl Session {
             proto: Protocol::Resp2,
             db: 0,
             authenticated,
+            readonly: false,
+            user: None,
             name: None,
             tx: None,
             watched: Vec::new(),
@@ -129,6 +135,14 @@ impl Session {
         let mut reply = |r: Reply| encode(&r, self.proto, out);
         if !self.authenticated && !matches!(name.as_str(), "auth" | "hello" | "quit" | "reset") {
             reply(Reply::err("NOAUTH Authentication required."));
+            return Flow::Continue;
+        }
+        if self.readonly && keyspace::lookup(first).is_some_and(|spec| spec.replicated) {
+            if let Some(tx) = self.tx.as_mut() {
+                tx.poisoned = true;
+            }
+            let user = self.user.as_deref().unwrap_or("default");
+            reply(Reply::err(format!("NOPERM User {user} has no permissions to run the '{name}' command")));
             return Flow::Continue;
         }
         if self.proto == Protocol::Resp2
@@ -229,6 +243,7 @@ impl Session {
         spec.replicated
             && keyspace::commands::arity_matches(spec.arity, argv.len())
             && self.authenticated
+            && !self.readonly
             && self.tx.is_none()
             && !(self.proto == Protocol::Resp2 && self.subscriptions() > 0)
     }
@@ -329,6 +344,7 @@ impl Session {
         self.local_reads = false;
         self.name = None;
         self.authenticated = self.shared.opts.requirepass.is_none();
+        (self.readonly, self.user) = (false, None);
         Reply::Status("RESET".into())
     }
 
@@ -344,6 +360,9 @@ impl Session {
     }
 
     fn check_password(&mut self, user: Option<&Bytes>, pass: &Bytes) -> Result<(), Reply> {
+        if let Some(checked) = user.and_then(|u| self.check_user(u, pass)) {
+            return checked;
+        }
         let pass_ok = match &self.shared.opts.requirepass {
             Some(expected) => bool::from(pass.as_ref().ct_eq(expected.as_bytes())),
             // Without requirepass Redis's `default` user is `nopass`: `AUTH default <any>`
@@ -357,11 +376,21 @@ impl Session {
         };
         let user_ok = user.is_none_or(|u| u.as_ref() == b"default");
         if user_ok && pass_ok {
-            self.authenticated = true;
+            (self.authenticated, self.readonly, self.user) = (true, false, None);
             Ok(())
         } else {
             Err(Reply::err("WRONGPASS invalid username-password pair or user is disabled."))
         }
+    }
+
+    /// `AUTH <user> <pass>` for a user of `cluster.users`; `None` when no such user exists.
+    fn check_user(&mut self, user: &[u8], pass: &[u8]) -> Option<Result<(), Reply>> {
+        let found = self.shared.opts.users.iter().find(|u| u.name.as_bytes() == user)?;
+        if !bool::from(pass.ct_eq(found.password.as_bytes())) {
+            return Some(Err(Reply::err("WRONGPASS invalid username-password pair or user is disabled.")));
+        }
+        (self.authenticated, self.readonly, self.user) = (true, found.readonly, Some(found.name.clone()));
+        Some(Ok(()))
     }
 
     fn auth(&mut self, args: &[Bytes]) -> Reply {
