@@ -141,6 +141,7 @@ async fn proxy(
         };
         let backend = frontend.backend(idx);
         let Some(target) = &backend.target else {
+            shared.invalid.report(&ctx.host, &frontend, idx);
             return error(shared, ctx, StatusCode::BAD_GATEWAY, msg::INVALID_BACKEND);
         };
         let uri = Uri::builder()

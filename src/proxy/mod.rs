@@ -9,7 +9,8 @@
 //! - [`handler`]: every other request (hyper) — host, body, lookup, attempts, response;
 //! - [`retry`]: the retry and dead-marking policy both paths follow; [`shared`]: what they share;
 //! - [`view`]: the published routing view (`crate::routing` builds it and picks backends);
-//! - [`dead`]: passive health checks; [`forward`]: header rules; [`upgrade`]: tunnels;
+//! - [`dead`]: passive health checks; [`invalid`]: unusable backend URLs, reported once;
+//!   [`forward`]: header rules; [`upgrade`]: tunnels;
 //! - [`tls`], [`client`], [`pages`], [`access_log`], [`metrics`], [`body`], [`options`].
 
 pub mod access_log;
@@ -19,6 +20,7 @@ pub mod dead;
 pub mod forward;
 pub mod h1;
 pub mod handler;
+pub mod invalid;
 pub mod metrics;
 pub mod options;
 pub mod pages;

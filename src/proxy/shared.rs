@@ -7,6 +7,7 @@ use super::access_log::AccessLog;
 use super::client::Backends;
 use super::dead::DeadMarker;
 use super::h1;
+use super::invalid::InvalidBackends;
 use super::metrics::Metrics;
 use super::pages::Pages;
 use super::view::SharedView;
@@ -31,4 +32,5 @@ pub struct Shared {
     pub header_timeout: Option<Duration>,
     /// `server.maxHeaderSize`: the largest request head (431 beyond).
     pub max_header_size: usize,
+    pub invalid: InvalidBackends,
 }

@@ -463,7 +463,12 @@ mod tests {
 
     fn state_machine(dir: &tempfile::TempDir) -> StateMachine {
         let path = dir.path().join("raft.sled");
-        let db = sled::Config::new().path(&path).open().unwrap();
+        // Reopened right after a drop: sled's background flusher may still hold the file lock
+        // for a moment ("could not acquire lock"); a restarted process never meets this.
+        let open = || sled::Config::new().path(&path).open();
+        let db = (0..100)
+            .find_map(|_| open().map_err(|_| std::thread::sleep(std::time::Duration::from_millis(20))).ok())
+            .unwrap_or_else(|| open().unwrap());
         let durable = Durable::open(&db, &path).unwrap();
         let file = SnapshotFile::new(dir.path());
         StateMachine::open(&durable, file, Applied::new(Arc::new(PubSub::default()), 1), 0).unwrap()

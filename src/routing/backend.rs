@@ -19,13 +19,20 @@ pub struct Frontend {
     list: List,
     /// Replicated key expiry; an expired frontend is invisible, as to a Redis replica's reads.
     expire_at_ms: Option<u64>,
+    /// The key's version (log index of its last change): what "this list as it is now" is
+    /// called, so a problem with it is reported once per change rather than per request.
+    version: u64,
 }
 
 impl Frontend {
     /// `None` for an empty list, which Hipache treats as "not configured" (the lookup falls
     /// through to the next candidate).
-    pub fn from_list(list: List, expire_at_ms: Option<u64>) -> Option<Frontend> {
-        (!list.is_empty()).then_some(Frontend { list, expire_at_ms })
+    pub fn from_list(list: List, expire_at_ms: Option<u64>, version: u64) -> Option<Frontend> {
+        (!list.is_empty()).then_some(Frontend { list, expire_at_ms, version })
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// Hipache's "virtual host": only shown in the access log and `X-Debug-Vhost`.
@@ -129,15 +136,15 @@ mod tests {
     #[test]
     fn frontend_keeps_list_indexes() {
         let list: List = ["app", "http://a:1", "garbage", "http://b:2"].into_iter().map(Bytes::from).collect();
-        let f = Frontend::from_list(list.clone(), None).unwrap();
+        let f = Frontend::from_list(list.clone(), None, 1).unwrap();
         assert_eq!(f.id(), "app");
         assert_eq!(f.backend_count(), 3);
         assert!(f.backend(1).target.is_none());
         assert_eq!(f.backend(2).url, "http://b:2");
         assert!(f.backend(3).target.is_none(), "past the end: invalid, not a panic");
-        assert!(Frontend::from_list(List::new(), None).is_none());
+        assert!(Frontend::from_list(List::new(), None, 1).is_none());
         assert!(f.visible(0));
-        let expiring = Frontend::from_list(list.clone(), Some(10)).unwrap();
+        let expiring = Frontend::from_list(list.clone(), Some(10), 1).unwrap();
         assert!(expiring.visible(9) && !expiring.visible(10));
     }
 }

@@ -71,7 +71,7 @@ impl RoutingView {
     pub(crate) fn exact(&self, host: &[u8]) -> Option<Frontend> {
         self.keys.with_frontend_key(host, |key| match self.keyspace.get(self.keys.db, key) {
             Some(e) => match &e.value {
-                Value::List(list) => Frontend::from_list(list.clone(), e.expire_at_ms),
+                Value::List(list) => Frontend::from_list(list.clone(), e.expire_at_ms, e.version),
                 _ => None,
             },
             None => None,
@@ -116,9 +116,9 @@ impl RoutingView {
     /// from the keyspace by requests, so it costs no lookup here (a bulk load of a million
     /// frontends applies a million changes).
     fn set<'e>(&mut self, keys: &RoutingKeys, key: &[u8], entry: impl FnOnce() -> Option<&'e Entry>) {
-        let entry = || entry().map_or((None, None), |e| (Some(&e.value), e.expire_at_ms));
+        let entry = || entry().map_or((None, None, 0), |e| (Some(&e.value), e.expire_at_ms, e.version));
         if key == HCHECKER_PING {
-            let (value, expire_at_ms) = entry();
+            let (value, expire_at_ms, _) = entry();
             self.hchecker_ping = match value {
                 Some(Value::Str(s)) => {
                     std::str::from_utf8(s).ok().and_then(|s| s.trim().parse().ok()).map(|p| (p, expire_at_ms))
@@ -129,7 +129,9 @@ impl RoutingView {
         }
         if let Some(name) = keys.frontend_name(key) {
             let frontend = || match entry() {
-                (Some(Value::List(list)), expire_at_ms) => Frontend::from_list(list.clone(), expire_at_ms),
+                (Some(Value::List(list)), expire_at_ms, version) => {
+                    Frontend::from_list(list.clone(), expire_at_ms, version)
+                }
                 _ => None,
             };
             match Candidate::of_key(name) {
@@ -149,10 +151,19 @@ impl RoutingView {
             }
         } else if let Some(host) = keys.dead_host(key) {
             let dead = match entry() {
-                (Some(Value::Set(members)), expire_at_ms) => Some(DeadSet {
-                    members: members.iter().filter_map(|m| std::str::from_utf8(m).ok()?.parse().ok()).collect(),
-                    expire_at_ms,
-                }),
+                (Some(Value::Set(members)), expire_at_ms, _) => {
+                    let indexes: Box<[u32]> =
+                        members.iter().filter_map(|m| std::str::from_utf8(m).ok()?.parse().ok()).collect();
+                    if indexes.len() < members.len() {
+                        // Once per change of the set; the members that are indexes still count.
+                        tracing::warn!(
+                            key = %String::from_utf8_lossy(key),
+                            ignored = members.len() - indexes.len(),
+                            "dead set members that are not backend indexes are ignored"
+                        );
+                    }
+                    Some(DeadSet { members: indexes, expire_at_ms })
+                }
                 _ => None,
             };
             self.local_dead.remove(host);
