@@ -8,6 +8,8 @@
 //! Hipache behaviour we keep or fix, unless a comment names another document (an RFC).
 
 pub mod config;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod grpc;
 pub mod inject;
 pub mod keyspace;

@@ -14,12 +14,12 @@ mod node;
 mod proposer;
 mod replicas;
 mod service;
-mod snapshot_body;
+pub(crate) mod snapshot_body;
 mod snapshot_file;
 mod state_machine;
 #[cfg(test)]
 mod storage_tests;
-mod types;
+pub(crate) mod types;
 
 pub use node::{now_ms, NodeError, NodeOptions, RaftNode, Status, Written};
 pub use proposer::MAX_BATCH;

@@ -11,7 +11,7 @@ use crate::keyspace::{Keyspace, Reply};
 
 /// What a snapshot holds besides its openraft meta.
 #[derive(Serialize, Deserialize)]
-pub(super) struct SnapshotBody {
+pub(crate) struct SnapshotBody {
     pub keyspace: Keyspace,
     pub proposers: Proposers,
 }

@@ -9,9 +9,9 @@
 //! ([`Rewind`]), for the rest of the connection. Both paths share the routing view, dead
 //! marking, retry rules, metrics and access log.
 
-mod chunked;
+pub(crate) mod chunked;
 mod date;
-mod head;
+pub(crate) mod head;
 mod pool;
 mod rewind;
 
