@@ -277,3 +277,45 @@ fn a_subscriber_that_does_not_read_is_disconnected_past_its_buffer_limit() {
     // The node is unharmed: other clients are served.
     assert_eq!(publisher.cmd(&["PUBLISH", "feed", "after"]), hipache_raft::keyspace::Reply::Int(0));
 }
+
+/// (RSS in KiB, open descriptors) of a process.
+fn usage(pid: u32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB");
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    (rss.trim().parse().unwrap(), fds)
+}
+
+#[test]
+fn ten_thousand_idle_clients_cost_bounded_memory_and_give_their_descriptors_back() {
+    const IDLE: usize = 10_000;
+    let (_dir, node, addr) = node_with(json!({ "maxConnections": 12_000, "tcpTimeout": 60 }));
+    let (rss_before, fds_before) = usage(node.pid());
+    // In steps the listen backlog (1,024) holds, so a busy machine's slower accepts never
+    // overflow it (the kernel would then retry those handshakes for seconds).
+    let mut idle: Vec<TcpStream> = Vec::with_capacity(IDLE);
+    while idle.len() < IDLE {
+        idle.extend((0..500).map(|_| TcpStream::connect(addr).unwrap()));
+        assert!(
+            common::eventually(Duration::from_secs(30), || usage(node.pid()).1 >= fds_before + idle.len()),
+            "the node did not accept {} connections: {:?}",
+            idle.len(),
+            usage(node.pid())
+        );
+    }
+    // Served while they idle.
+    let mut s = connect(addr);
+    s.write_all(GET.as_bytes()).unwrap();
+    assert!(response(&mut s).starts_with("HTTP/1.1 200 OK\r\n"));
+    let (rss, _) = usage(node.pid());
+    let per_connection = (rss.saturating_sub(rss_before)) * 1024 / IDLE as u64;
+    eprintln!("{IDLE} idle connections: {per_connection} bytes of RSS each");
+    assert!(per_connection < 64 * 1024, "{per_connection} bytes of RSS per idle connection");
+    drop(idle);
+    drop(s);
+    assert!(
+        common::eventually(Duration::from_secs(30), || usage(node.pid()).1 <= fds_before + 16),
+        "descriptors not given back: {} open, {fds_before} before",
+        usage(node.pid()).1
+    );
+}
