@@ -10,7 +10,7 @@ mod common;
 mod proxy_support;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use proxy_support::{http_addr, resp, start_node};
@@ -18,27 +18,19 @@ use serde_json::{json, Value};
 
 /// A backend that answers `200 ok` to every request, one thread per connection.
 fn backend() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = conn.read(&mut buf) {
-                    seen.extend_from_slice(&buf[..n]);
-                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                        seen.drain(..end + 4);
-                        if conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
-                            return;
-                        }
-                    }
+    common::raw_backend(|mut conn| {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = conn.read(&mut buf) {
+            seen.extend_from_slice(&buf[..n]);
+            while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                seen.drain(..end + 4);
+                if conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                    return;
                 }
-            });
+            }
         }
-    });
-    url
+    })
 }
 
 /// A node routing `lim.test` to a `backend()`, with `server` settings merged in.
@@ -190,20 +182,12 @@ fn resp_clients_beyond_maxclients_get_the_redis_error() {
 /// A backend that answers every request with a head promising 100 bytes, sends 10 of them,
 /// then holds the connection without a word.
 fn stalling_backend() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let _ = conn.read(&mut buf);
-                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
-                std::thread::sleep(Duration::from_secs(60));
-            });
-        }
-    });
-    url
+    common::raw_backend(|mut conn| {
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+        std::thread::sleep(Duration::from_secs(60));
+    })
 }
 
 #[test]

@@ -14,8 +14,8 @@ use super::{
 };
 
 use super::values::{
-    as_object, bind_addr, boolean, expected, get, integer, invalid, join_key, one_or_many, paths, port, seconds,
-    section, show, socket_addr, string, to_usize, Obj,
+    as_object, at_least, bind_addr, boolean, expected, get, integer, invalid, join_key, one_or_many, paths, port,
+    seconds, section, show, socket_addr, string, to_usize, Obj,
 };
 
 const TOP_KEYS: &[&str] = &["server", "http", "https", "driver", "user", "group", "cluster"];
@@ -81,7 +81,7 @@ const CLUSTER_TLS_KEYS: &[&str] = &["cert", "key", "ca"];
 const USER_KEYS: &[&str] = &["password", "readonly"];
 
 /// The smallest `server.maxHeaderSize`: below it ordinary browsers' heads (cookies) fail.
-const MIN_HEADER_SIZE: usize = 1024;
+const MIN_HEADER_SIZE: u64 = 1024;
 const RAFT_REPLACES: &str = "routing state is replicated by the embedded Raft cluster";
 
 pub(super) fn build(root: &Value) -> Result<(Config, Vec<String>), ConfigError> {
@@ -400,24 +400,12 @@ fn server_options(s: &Obj, w: &mut Warnings) -> Result<ServerOptions, ConfigErro
         shutdown_timeout: opt_secs("shutdownTimeout")?.unwrap_or(Duration::from_secs(30)),
         header_timeout: disabled_if_zero(opt_secs("headerTimeout")?.unwrap_or(Duration::from_secs(30))),
         max_header_size: match get(s, "maxHeaderSize") {
-            Some(v) => match to_usize(integer(v, &key("maxHeaderSize"))?, &key("maxHeaderSize"))? {
-                n if n < MIN_HEADER_SIZE => {
-                    return Err(invalid(
-                        key("maxHeaderSize"),
-                        format!("expected at least {MIN_HEADER_SIZE} bytes, got {n}"),
-                    ))
-                }
-                n => n,
-            },
+            Some(v) => to_usize(at_least(v, &key("maxHeaderSize"), MIN_HEADER_SIZE, "bytes")?, &key("maxHeaderSize"))?,
             None => 64 * 1024,
         },
-        max_connections: match get(s, "maxConnections") {
-            Some(v) => match to_usize(integer(v, &key("maxConnections"))?, &key("maxConnections"))? {
-                0 => return Err(invalid(key("maxConnections"), "expected at least 1 connection, got 0")),
-                n => Some(n),
-            },
-            None => None,
-        },
+        max_connections: get(s, "maxConnections")
+            .map(|v| to_usize(at_least(v, &key("maxConnections"), 1, "connections")?, &key("maxConnections")))
+            .transpose()?,
     })
 }
 
@@ -467,31 +455,17 @@ fn cluster_options(c: &Obj, w: &mut Warnings) -> Result<ClusterOptions, ConfigEr
             Some(v) => one_or_many(v, &key("join"))?.into_iter().map(|(v, k)| peer(v, &k)).collect::<Result<_, _>>()?,
             None => Vec::new(),
         },
-        maxclients: match get(c, "maxclients") {
-            Some(v) => match integer(v, &key("maxclients"))? {
-                0 => return Err(invalid(key("maxclients"), "expected at least 1 client, got 0")),
-                n => n,
-            },
-            None => 10_000,
-        },
+        maxclients: get(c, "maxclients").map_or(Ok(10_000), |v| at_least(v, &key("maxclients"), 1, "clients"))?,
         pubsub_buffer_limit: match get(c, "pubsubBufferLimit") {
-            Some(v) => match to_usize(integer(v, &key("pubsubBufferLimit"))?, &key("pubsubBufferLimit"))? {
-                0 => return Err(invalid(key("pubsubBufferLimit"), "expected a positive number of bytes, got 0")),
-                n => n,
-            },
+            Some(v) => to_usize(at_least(v, &key("pubsubBufferLimit"), 1, "bytes")?, &key("pubsubBufferLimit"))?,
             None => 32 * 1024 * 1024,
         },
         users: match get(c, "users") {
             Some(v) => users(as_object(v, "cluster.users")?, w)?,
             None => Vec::new(),
         },
-        snapshot_threshold: match get(c, "snapshotThreshold") {
-            Some(v) => match integer(v, &key("snapshotThreshold"))? {
-                0 => return Err(invalid(key("snapshotThreshold"), "expected a positive integer, got 0")),
-                n => n,
-            },
-            None => 5000,
-        },
+        snapshot_threshold: get(c, "snapshotThreshold")
+            .map_or(Ok(5000), |v| at_least(v, &key("snapshotThreshold"), 1, "log entries"))?,
         tls: match get(c, "tls") {
             Some(v) => {
                 let t = as_object(v, "cluster.tls")?;

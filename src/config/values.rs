@@ -81,6 +81,14 @@ pub(super) fn integer(v: &Value, key: &str) -> Result<u64, ConfigError> {
     exact.ok_or_else(|| expected(key, "a non-negative integer", v))
 }
 
+/// A whole number of at least `min` `unit` (the error names both).
+pub(super) fn at_least(v: &Value, key: &str, min: u64, unit: &str) -> Result<u64, ConfigError> {
+    match integer(v, key)? {
+        n if n < min => Err(invalid(key, format!("expected at least {min} {unit}, got {n}"))),
+        n => Ok(n),
+    }
+}
+
 pub(super) fn to_usize(n: u64, key: &str) -> Result<usize, ConfigError> {
     usize::try_from(n).map_err(|_| invalid(key, "too large"))
 }

@@ -378,3 +378,17 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// A backend on 127.0.0.1 (an ephemeral port) that runs `serve` on each connection, in a thread
+/// of its own; returns its `http://` URL.
+pub fn raw_backend(serve: fn(TcpStream)) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            std::thread::spawn(move || serve(conn));
+        }
+    });
+    url
+}
