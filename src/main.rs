@@ -308,7 +308,7 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
     }
     let resp_opts = RespOptions {
         requirepass: config.cluster.requirepass.clone(),
-        max_bulk_len: None,
+        max_bulk_len: Some(config.cluster.proto_max_bulk_len),
         maxclients: config.cluster.maxclients,
         pubsub_buffer_limit: config.cluster.pubsub_buffer_limit,
         users: config

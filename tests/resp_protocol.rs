@@ -99,6 +99,18 @@ fn bulk_length_limit_is_64_mib() {
 }
 
 #[test]
+fn bulk_length_limit_follows_proto_max_bulk_len() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = base_config(dir.path());
+    config["cluster"]["protoMaxBulkLen"] = 4096.into();
+    let node = Node::start(dir.path(), &config);
+    let over = "*2\r\n$4\r\nECHO\r\n$4097\r\n";
+    assert_eq!(until_closed(tcp(&node), over.as_bytes()), b"-ERR Protocol error: invalid bulk length\r\n");
+    let at = vec![b'x'; 4096];
+    assert_eq!(node.resp().raw(&[&b"ECHO"[..], &at]).len(), "$4096\r\n".len() + 4096 + 2);
+}
+
+#[test]
 fn inline_commands_as_nc_sends_them() {
     let (_dir, redis, node) = redis_and_node(&[], |_| {});
     let typed =

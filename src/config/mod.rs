@@ -226,6 +226,9 @@ pub struct ClusterOptions {
     /// Bytes of pub/sub messages one subscriber may have waiting to be written; past it the
     /// subscriber is disconnected (Redis: `client-output-buffer-limit pubsub`, hard 32 MB).
     pub pubsub_buffer_limit: usize,
+    /// The largest RESP bulk string a client may send (Redis's `proto-max-bulk-len`, 512 MB
+    /// there; 64 MiB here, far above any routing value).
+    pub proto_max_bulk_len: usize,
     /// RESP users besides `default` (whose password is `requirepass`), for `AUTH user pass`.
     pub users: Vec<User>,
     /// Log entries between snapshots.

@@ -76,6 +76,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "maxclients",
     "pubsubBufferLimit",
     "users",
+    "protoMaxBulkLen",
 ];
 const CLUSTER_TLS_KEYS: &[&str] = &["cert", "key", "ca"];
 const USER_KEYS: &[&str] = &["password", "readonly"];
@@ -459,6 +460,10 @@ fn cluster_options(c: &Obj, w: &mut Warnings) -> Result<ClusterOptions, ConfigEr
         pubsub_buffer_limit: match get(c, "pubsubBufferLimit") {
             Some(v) => to_usize(at_least(v, &key("pubsubBufferLimit"), 1, "bytes")?, &key("pubsubBufferLimit"))?,
             None => 32 * 1024 * 1024,
+        },
+        proto_max_bulk_len: match get(c, "protoMaxBulkLen") {
+            Some(v) => to_usize(at_least(v, &key("protoMaxBulkLen"), 1024, "bytes")?, &key("protoMaxBulkLen"))?,
+            None => 64 * 1024 * 1024,
         },
         users: match get(c, "users") {
             Some(v) => users(as_object(v, "cluster.users")?, w)?,
