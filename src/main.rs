@@ -301,7 +301,9 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let keys = config.driver.routing_keys();
-    let grpc_task = tokio::spawn(grpc::serve(grpc_listener, node.clone(), secret, tls, keys, shutdown_rx.clone()));
+    let max_message = config.cluster.grpc_max_message_size;
+    let grpc_task =
+        tokio::spawn(grpc::serve(grpc_listener, node.clone(), secret, tls, keys, max_message, shutdown_rx.clone()));
     if !config.cluster.join.is_empty() && !node.is_initialized().await {
         let leader = node.join(&config.cluster.join, &info, join_timeout).await.context("cannot join the cluster")?;
         tracing::info!(leader, "joined the cluster");

@@ -128,4 +128,12 @@ async fn grpc_missing_wrong_and_right_secret() {
     let mut get = tonic::Request::new(GetFrontendRequest { host: "g.test".into() });
     get.metadata_mut().insert("x-hipache-secret", SECRET.parse().unwrap());
     assert_eq!(api.get_frontend(get).await.unwrap().into_inner().identifier, "g");
+    // Past `cluster.grpcMaxMessageSize` (4 MiB by default) a request is refused, not buffered.
+    let huge = PutFrontendRequest {
+        frontend: Some(Frontend { host: "big.test".into(), identifier: "x".repeat(5 << 20), backends: vec![] }),
+        options: None,
+    };
+    let refused = api.put_frontend(with(Some(SECRET), tonic::Request::new(huge))).await.unwrap_err();
+    assert_eq!(refused.code(), Code::OutOfRange, "{refused:?}");
+    assert!(refused.message().contains("message length too large"), "{}", refused.message());
 }

@@ -229,6 +229,9 @@ pub struct ClusterOptions {
     /// The largest RESP bulk string a client may send (Redis's `proto-max-bulk-len`, 512 MB
     /// there; 64 MiB here, far above any routing value).
     pub proto_max_bulk_len: usize,
+    /// The largest gRPC admin request or reply (tonic's default, 4 MiB); a larger request is
+    /// refused with `OUT_OF_RANGE` ("decoded message length too large").
+    pub grpc_max_message_size: usize,
     /// RESP users besides `default` (whose password is `requirepass`), for `AUTH user pass`.
     pub users: Vec<User>,
     /// Log entries between snapshots.

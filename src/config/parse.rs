@@ -77,6 +77,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "pubsubBufferLimit",
     "users",
     "protoMaxBulkLen",
+    "grpcMaxMessageSize",
 ];
 const CLUSTER_TLS_KEYS: &[&str] = &["cert", "key", "ca"];
 const USER_KEYS: &[&str] = &["password", "readonly"];
@@ -464,6 +465,10 @@ fn cluster_options(c: &Obj, w: &mut Warnings) -> Result<ClusterOptions, ConfigEr
         proto_max_bulk_len: match get(c, "protoMaxBulkLen") {
             Some(v) => to_usize(at_least(v, &key("protoMaxBulkLen"), 1024, "bytes")?, &key("protoMaxBulkLen"))?,
             None => 64 * 1024 * 1024,
+        },
+        grpc_max_message_size: match get(c, "grpcMaxMessageSize") {
+            Some(v) => to_usize(at_least(v, &key("grpcMaxMessageSize"), 65_536, "bytes")?, &key("grpcMaxMessageSize"))?,
+            None => 4 * 1024 * 1024,
         },
         users: match get(c, "users") {
             Some(v) => users(as_object(v, "cluster.users")?, w)?,

@@ -37,10 +37,15 @@ pub async fn serve(
     secret: Secret,
     tls: Option<PeerTls>,
     keys: RoutingKeys,
+    max_message: usize,
     mut shutdown: signal::Receiver<bool>,
 ) -> Result<(), GrpcError> {
     let changes = ChangeLog::attach(&node, keys.db);
-    let admin = AdminServer::new(AdminService::new(node.clone(), changes, keys));
+    // `cluster.grpcMaxMessageSize`: a larger admin request is refused with OUT_OF_RANGE
+    // before it is buffered whole. (Raft traffic between nodes has its own service.)
+    let admin = AdminServer::new(AdminService::new(node.clone(), changes, keys))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
     let check = secret.clone();
     let admin = tonic::service::interceptor::InterceptedService::new(admin, move |req| check.check(req));
     // Both reflection versions: older grpcurl releases and other clients ask only for v1alpha.
