@@ -296,6 +296,7 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
         secret: secret.clone(),
         tls: tls.clone(),
         source_ip: Some(grpc_addr.ip()).filter(|ip| !ip.is_unspecified()),
+        disk_reserve: config.cluster.disk_reserve,
     };
     let node = RaftNode::start(opts, Arc::new(PubSub::default())).await.context("cannot start the Raft node")?;
 

@@ -232,6 +232,9 @@ pub struct ClusterOptions {
     /// The largest gRPC admin request or reply (tonic's default, 4 MiB); a larger request is
     /// refused with `OUT_OF_RANGE` ("decoded message length too large").
     pub grpc_max_message_size: usize,
+    /// Free bytes the data dir's file system must keep: below it writes are refused with a
+    /// clear error (routing and reads go on) until space is freed. 64 MiB; 0 turns it off.
+    pub disk_reserve: u64,
     /// RESP users besides `default` (whose password is `requirepass`), for `AUTH user pass`.
     pub users: Vec<User>,
     /// Log entries between snapshots.

@@ -78,6 +78,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "users",
     "protoMaxBulkLen",
     "grpcMaxMessageSize",
+    "diskReserve",
 ];
 const CLUSTER_TLS_KEYS: &[&str] = &["cert", "key", "ca"];
 const USER_KEYS: &[&str] = &["password", "readonly"];
@@ -470,6 +471,7 @@ fn cluster_options(c: &Obj, w: &mut Warnings) -> Result<ClusterOptions, ConfigEr
             Some(v) => to_usize(at_least(v, &key("grpcMaxMessageSize"), 65_536, "bytes")?, &key("grpcMaxMessageSize"))?,
             None => 4 * 1024 * 1024,
         },
+        disk_reserve: get(c, "diskReserve").map_or(Ok(64 * 1024 * 1024), |v| integer(v, &key("diskReserve")))?,
         users: match get(c, "users") {
             Some(v) => users(as_object(v, "cluster.users")?, w)?,
             None => Vec::new(),

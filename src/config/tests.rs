@@ -62,6 +62,7 @@ fn empty_file_gets_hipache_master_defaults() {
     assert_eq!(k.pubsub_buffer_limit, 32 * 1024 * 1024, "Redis's hard limit for pub/sub clients");
     assert_eq!(k.proto_max_bulk_len, 64 * 1024 * 1024);
     assert_eq!(k.grpc_max_message_size, 4 * 1024 * 1024);
+    assert_eq!(k.disk_reserve, 64 * 1024 * 1024);
     assert_eq!(k.node_id, 1);
     assert_eq!(k.data_dir, PathBuf::from("./data/node-1"));
     assert_eq!(k.resp, sa("127.0.0.1:6380"));
@@ -251,6 +252,7 @@ fn errors_name_their_key() {
         (r#"{"cluster": {"pubsubBufferLimit": 0}}"#, "cluster.pubsubBufferLimit"),
         (r#"{"cluster": {"protoMaxBulkLen": 100}}"#, "cluster.protoMaxBulkLen"),
         (r#"{"cluster": {"grpcMaxMessageSize": 100}}"#, "cluster.grpcMaxMessageSize"),
+        (r#"{"cluster": {"diskReserve": -1}}"#, "cluster.diskReserve"),
         (r#"{"server": {"workers": 1.5}}"#, "server.workers"),
         (r#"{"server": {"retryOnError": -1}}"#, "server.retryOnError"),
         (r#"{"server": {"maxSockets": "many"}}"#, "server.maxSockets"),

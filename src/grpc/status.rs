@@ -8,9 +8,10 @@ impl From<NodeError> for tonic::Status {
     fn from(e: NodeError) -> tonic::Status {
         let message = e.to_string();
         match e {
-            NodeError::NoLeader | NodeError::Unavailable { .. } | NodeError::NotLeader { .. } => {
-                tonic::Status::unavailable(message)
-            }
+            NodeError::NoLeader
+            | NodeError::Unavailable { .. }
+            | NodeError::NotLeader { .. }
+            | NodeError::DiskFull { .. } => tonic::Status::unavailable(message),
             NodeError::Removed(_) => tonic::Status::failed_precondition(message),
             NodeError::Unauthenticated(_) => tonic::Status::unauthenticated(message),
             NodeError::Refused(_) => tonic::Status::invalid_argument(message),
@@ -37,6 +38,8 @@ mod tests {
             "no text matching"
         );
         assert_eq!(code(NodeError::Removed(3)), tonic::Code::FailedPrecondition);
+        let full = NodeError::DiskFull { dir: "/d".into(), free: 1, reserve: 2 };
+        assert_eq!(code(full), tonic::Code::Unavailable, "retry once space is freed");
         assert_eq!(code(NodeError::Fatal("x".into())), tonic::Code::Internal);
     }
 }

@@ -3,6 +3,7 @@
 //! `LIFECYCLE.md` for the write path.
 
 mod dedup;
+mod disk;
 mod durable;
 mod expiry;
 mod forward;

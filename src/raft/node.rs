@@ -17,6 +17,7 @@ use bytes::Bytes;
 use openraft::{Config, ServerState, SnapshotPolicy};
 use tokio::sync::mpsc;
 
+use super::disk::DiskGuard;
 use super::durable::Durable;
 use super::expiry::sweep_expired;
 use super::forward::{Answer, Forwarded};
@@ -63,6 +64,13 @@ pub enum NodeError {
     Unauthenticated(String),
     #[error("raft stopped: {0}")]
     Fatal(String),
+    /// The data dir's file system has less free space than `cluster.diskReserve`.
+    #[error(
+        "disk full: the data directory's file system ({}) has {free} bytes free, below cluster.diskReserve ({reserve}); \
+         writes are refused until space is freed, reads and routing go on",
+        dir.display()
+    )]
+    DiskFull { dir: PathBuf, free: u64, reserve: u64 },
 }
 
 /// A write as applied: its reply and the log index it was applied at (WAIT).
@@ -90,6 +98,9 @@ pub struct NodeOptions {
     /// (the kernel would pick the route's address, e.g. 127.0.0.1 for every node of a
     /// cluster spread over 127.0.0.x, whose traffic a partition could then not tell apart).
     pub source_ip: Option<std::net::IpAddr>,
+    /// Free bytes the data dir's file system must keep for writes to be taken
+    /// (`cluster.diskReserve`); 0 turns the guard off.
+    pub disk_reserve: u64,
 }
 
 /// A node's Raft view, for INFO, ROLE and metrics.
@@ -126,6 +137,8 @@ pub struct RaftNode {
     /// proposed, retries included. A write whose client gave up (timed out, disconnected) is
     /// still here until the proposer gets its outcome, and may still be applied until then.
     pub(super) unsettled: AtomicUsize,
+    /// Refuses writes while the data dir's disk is nearly full.
+    pub(super) disk: DiskGuard,
     _db: sled::Db,
 }
 
@@ -194,6 +207,7 @@ impl RaftNode {
             boot: rand::random(),
             sequencer: Sequencer::default(),
             unsettled: AtomicUsize::new(0),
+            disk: DiskGuard::new(opts.data_dir.clone(), opts.disk_reserve),
             _db: db,
         });
         let initialise =

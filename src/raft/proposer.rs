@@ -175,6 +175,7 @@ impl RaftNode {
     /// Proposes `op` through the leader and waits until it is durable and applied there.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn write(&self, op: Op) -> Result<Written, NodeError> {
+        self.disk.check()?;
         let (tx, rx) = oneshot::channel();
         self.unsettled.fetch_add(1, Ordering::Relaxed);
         if self.proposals.send((op, tx)).is_err() {
