@@ -27,7 +27,7 @@ impl DiskGuard {
             return Ok(());
         }
         let free = match nix::sys::statvfs::statvfs(&self.dir) {
-            Ok(s) => u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())),
+            Ok(s) => s.blocks_available().saturating_mul(s.fragment_size()),
             Err(e) => {
                 tracing::debug!(dir = %self.dir.display(), error = %e, "cannot read the free space of the data dir");
                 return Ok(());
