@@ -26,14 +26,16 @@ fn a_full_disk_refuses_writes_clearly_keeps_routing_and_loses_nothing() {
     if !sandbox::enter_or_skip(TEST) {
         return;
     }
-    // Inside the test's own mount namespace: /tmp, where the cluster keeps its data dirs, is a
-    // 64 MiB tmpfs that nothing else shares.
-    let tmp = std::env::temp_dir();
+    // Inside the test's own mount namespace: a 64 MiB tmpfs that nothing else shares, made the
+    // temporary directory the cluster keeps its data dirs in (this process runs only this test).
+    let small = tempfile::tempdir().unwrap();
+    let tmp = small.path().to_path_buf();
     let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"]).arg(&tmp).status();
     if !mounted.is_ok_and(|s| s.success()) {
         eprintln!("SKIPPED {TEST}: cannot mount a tmpfs in the sandbox");
         return;
     }
+    std::env::set_var("TMPDIR", &tmp);
     let mut cluster = Cluster::start(1, json!({ "diskReserve": RESERVE }));
     cluster.leader(Duration::from_secs(10)).expect("a leader");
     let backend = Backend::start("routed");
