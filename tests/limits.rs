@@ -281,7 +281,9 @@ fn ten_thousand_idle_clients_cost_bounded_memory_and_give_their_descriptors_back
     while idle.len() < IDLE {
         idle.extend((0..500).map(|_| TcpStream::connect(addr).unwrap()));
         assert!(
-            common::eventually(Duration::from_secs(30), || usage(node.pid()).1 >= fds_before + idle.len()),
+            // Some slack: descriptors the node held at the baseline (the RESP client that set
+            // the route up, closing) may be gone since.
+            common::eventually(Duration::from_secs(30), || usage(node.pid()).1 + 32 >= fds_before + idle.len()),
             "the node did not accept {} connections: {:?}",
             idle.len(),
             usage(node.pid())
