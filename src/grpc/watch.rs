@@ -59,10 +59,10 @@ pub struct Start {
 }
 
 fn event(index: u64, key: &[u8], entry: Option<&Entry>, now: u64, snapshot: bool) -> WatchEvent {
-    let live = entry.filter(|e| e.expire_at_ms.is_none_or(|d| d > now));
+    let live = entry.filter(|e| e.expire_at_ms().is_none_or(|d| d > now));
     let (kind, values): (&str, Vec<Bytes>) = match live.map(|e| &e.value) {
         None => ("", Vec::new()),
-        Some(Value::Str(s)) => ("string", vec![s.clone()]),
+        Some(Value::Str(s)) => ("string", vec![Bytes::clone(s)]),
         Some(Value::List(l)) => ("list", l.iter().collect()),
         Some(Value::Set(s)) => ("set", s.iter().cloned().collect()),
         Some(Value::Hash(h)) => ("hash", h.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect()),
@@ -124,7 +124,7 @@ impl Batch {
 fn dump(ks: &Keyspace, watched: usize, index: u64) -> Vec<WatchEvent> {
     let now = now_ms();
     ks.iter()
-        .filter(|(db, _, e)| *db == watched && e.expire_at_ms.is_none_or(|d| d > now))
+        .filter(|(db, _, e)| *db == watched && e.expire_at_ms().is_none_or(|d| d > now))
         .map(|(_, key, e)| event(index, key, Some(e), now, true))
         .collect()
 }

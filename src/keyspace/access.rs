@@ -105,7 +105,7 @@ impl<'a> Writer<'a> {
                 if !changed || inner.is_vacant() {
                     return Ok(Some(out));
                 }
-                db.insert(key, Entry { value: inner.wrap(), expire_at_ms: None, version: self.index });
+                db.insert(key, Entry::new(inner.wrap(), None, self.index));
                 (out, changed, false)
             }
             None => return Ok(None),
@@ -126,7 +126,7 @@ impl<'a> Writer<'a> {
             self.delete(key);
             return;
         }
-        self.ks.dbs[self.db].insert(key, Entry { value, expire_at_ms: deadline, version: self.index });
+        self.ks.dbs[self.db].insert(key, Entry::new(value, deadline, self.index));
         self.ks.modified(self.db, key.clone(), self.index);
     }
 

@@ -61,6 +61,12 @@ impl Serialize for RawBytes<'_> {
 }
 
 /// Loading inserts each entry once, straight into the map and the deadline index.
+///
+/// A snapshot lists the entries in the map's own order, and a B-tree filled in order splits
+/// each full leaf in two halves that never grow again: every leaf would stay half empty (the
+/// map's slots are most of a key's memory). So every other entry is inserted as it comes, the
+/// rest after: each half-full leaf then takes the entries between its own, and ends full.
+/// (`imbl` splits a leaf at its middle; were that to change, the map would only be less dense.)
 impl<'de> Deserialize<'de> for Db {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Db, D::Error> {
         struct Entries;
@@ -71,7 +77,15 @@ impl<'de> Deserialize<'de> for Db {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Db, A::Error> {
                 let mut db = Db::default();
+                let mut second = Vec::with_capacity(map.size_hint().unwrap_or(0) / 2);
                 while let Some((key, entry)) = map.next_entry::<Bytes, Entry>()? {
+                    if db.len() > second.len() {
+                        second.push((key, entry));
+                    } else {
+                        db.insert(&key, entry);
+                    }
+                }
+                for (key, entry) in second {
                     db.insert(&key, entry);
                 }
                 Ok(db)
@@ -143,13 +157,13 @@ impl Db {
     /// Inserts or replaces, keeping the deadline index in step.
     pub(crate) fn insert(&mut self, key: &[u8], entry: Entry) {
         let (stored, old_deadline) = match with_stored(key, |s| self.entries.get_key_value(s)) {
-            Some((stored, old)) => (stored.clone(), old.expire_at_ms),
+            Some((stored, old)) => (stored.clone(), old.expire_at_ms()),
             None => (stored(key), None),
         };
         if let Some(at) = old_deadline {
             self.expiries.remove(&(at, stored.clone()));
         }
-        if let Some(at) = entry.expire_at_ms {
+        if let Some(at) = entry.expire_at_ms() {
             self.expiries.insert((at, stored.clone()));
         }
         self.entries.insert(stored, entry);
@@ -158,7 +172,7 @@ impl Db {
     /// Removes a key with its index entry; returns the key and the entry.
     pub(crate) fn remove(&mut self, key: &[u8]) -> Option<(Bytes, Entry)> {
         let (stored, entry) = with_stored(key, |s| self.entries.remove_with_key(s))?;
-        if let Some(at) = entry.expire_at_ms {
+        if let Some(at) = entry.expire_at_ms() {
             self.expiries.remove(&(at, stored.clone()));
         }
         Some((Bytes::copy_from_slice(user_key(&stored)), entry))
@@ -175,13 +189,13 @@ impl Db {
         let Some((stored, mut entry)) = with_stored(key, |s| self.entries.remove_with_key(s)) else {
             return false;
         };
-        if let Some(at) = entry.expire_at_ms {
+        if let Some(at) = entry.expire_at_ms() {
             self.expiries.remove(&(at, stored.clone()));
         }
         if let Some(at) = deadline {
             self.expiries.insert((at, stored.clone()));
         }
-        entry.expire_at_ms = deadline;
+        entry.set_expire_at_ms(deadline);
         entry.version = version;
         self.entries.insert(stored, entry);
         true

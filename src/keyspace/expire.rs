@@ -7,6 +7,7 @@ use super::access::{View, Writer};
 use super::args::{eq_ic, int_arg};
 use super::commands::Outcome;
 use super::reply::Reply;
+use super::store::Entry;
 
 /// EXPIRE's NX/XX/GT/LT options.
 #[derive(Default)]
@@ -57,7 +58,7 @@ fn expire_generic(w: &mut Writer<'_>, argv: &[Bytes], unit_ms: i64, relative: bo
     let base = if relative { i64::try_from(w.now).unwrap_or(i64::MAX) } else { 0 };
     let when = int_arg(&argv[2])?.checked_mul(unit_ms).and_then(|ms| ms.checked_add(base)).ok_or_else(invalid)?;
     let key = &argv[1];
-    let Some(current) = w.view(key).entry(key).map(|e| e.expire_at_ms) else {
+    let Some(current) = w.view(key).entry(key).map(Entry::expire_at_ms) else {
         return Ok(Reply::Int(0));
     };
     if !conditions.allow(current, when) {
@@ -89,7 +90,7 @@ pub(crate) fn pexpireat(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
 fn ttl_ms(v: &View<'_>, key: &[u8]) -> i64 {
     match v.entry(key) {
         None => -2,
-        Some(e) => e.expire_at_ms.map_or(-1, |at| i64::try_from(at.saturating_sub(v.now)).unwrap_or(i64::MAX)),
+        Some(e) => e.expire_at_ms().map_or(-1, |at| i64::try_from(at.saturating_sub(v.now)).unwrap_or(i64::MAX)),
     }
 }
 
@@ -105,7 +106,7 @@ pub(crate) fn pttl(v: &View<'_>, argv: &[Bytes]) -> Outcome {
 
 pub(crate) fn persist(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
     let key = &argv[1];
-    let has_ttl = w.view(key).entry(key).is_some_and(|e| e.expire_at_ms.is_some());
+    let has_ttl = w.view(key).entry(key).is_some_and(|e| e.expire_at_ms().is_some());
     Ok(Reply::int_bool(has_ttl && w.set_deadline(key, None)))
 }
 

@@ -36,7 +36,8 @@ fn rename_generic(w: &mut Writer<'_>, argv: &[Bytes], only_if_free: bool) -> Res
         return Ok(false);
     }
     if let Some(entry) = w.take(from) {
-        w.put(to, entry.value, entry.expire_at_ms);
+        let deadline = entry.expire_at_ms();
+        w.put(to, entry.value, deadline);
     }
     Ok(true)
 }

@@ -7,6 +7,7 @@
 //! log holds an equal `Keyspace` and gives the same replies.
 
 use std::collections::BTreeSet;
+use std::num::NonZeroU64;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -23,15 +24,51 @@ use super::DATABASES;
 pub struct Entry {
     pub value: Value,
     /// Absolute deadline in leader milliseconds; the key is gone once `now >= deadline`.
-    pub expire_at_ms: Option<u64>,
+    /// Non-zero so that the option takes 8 bytes, not 16: every key's entry is a slot of the
+    /// keyspace's map, a million of them at Hipache's scale. Serialized as an `Option<u64>`.
+    #[serde(rename = "expire_at_ms", with = "deadline")]
+    expire_at: Option<NonZeroU64>,
     /// Log index of the last modification (value or TTL); `Keyspace::version` adds one, so a
     /// live key's version is never 0, the version of a never-touched missing key.
     pub version: u64,
 }
 
 impl Entry {
+    pub fn new(value: Value, expire_at_ms: Option<u64>, version: u64) -> Entry {
+        Entry { value, expire_at: expire_at_ms.map(deadline::non_zero), version }
+    }
+
+    /// Absolute deadline in leader milliseconds, if the key has a TTL.
+    pub fn expire_at_ms(&self) -> Option<u64> {
+        self.expire_at.map(NonZeroU64::get)
+    }
+
+    pub(crate) fn set_expire_at_ms(&mut self, expire_at_ms: Option<u64>) {
+        self.expire_at = expire_at_ms.map(deadline::non_zero);
+    }
+
     pub(crate) fn is_expired(&self, now_ms: u64) -> bool {
-        self.expire_at_ms.is_some_and(|at| at <= now_ms)
+        self.expire_at_ms().is_some_and(|at| at <= now_ms)
+    }
+}
+
+/// A deadline as stored in an `Entry`. Deadline 0 (the epoch) becomes 1: both are long past,
+/// so the key is expired either way, and no command stores a past deadline (it deletes).
+mod deadline {
+    use std::num::NonZeroU64;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn non_zero(ms: u64) -> NonZeroU64 {
+        NonZeroU64::new(ms).unwrap_or(NonZeroU64::MIN)
+    }
+
+    pub(super) fn serialize<S: Serializer>(at: &Option<NonZeroU64>, s: S) -> Result<S::Ok, S::Error> {
+        at.map(NonZeroU64::get).serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NonZeroU64>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(non_zero))
     }
 }
 
@@ -373,7 +410,7 @@ mod tests {
         assert_eq!(n.run("get k"), Reply::Nil);
         assert_eq!(n.ks.clock_ms(), n.now + 1000);
         n.run("set j v px 100");
-        assert_eq!(n.ks.get(0, b"j").and_then(|e| e.expire_at_ms), Some(n.now + 1100));
+        assert_eq!(n.ks.get(0, b"j").and_then(Entry::expire_at_ms), Some(n.now + 1100));
     }
 
     #[test]
@@ -455,13 +492,32 @@ mod tests {
                 n.ks.read(db, &argv("scan 0 count 1000"), n.now)
             );
         }
-        let entry = Entry {
-            value: Value::Hash(Box::new([(Bytes::from_static(b"f"), Bytes::from_static(b"v"))].into_iter().collect())),
-            expire_at_ms: Some(5),
-            version: 9,
-        };
+        let entry = Entry::new(
+            Value::Hash(Box::new([(Bytes::from_static(b"f"), Bytes::from_static(b"v"))].into_iter().collect())),
+            Some(5),
+            9,
+        );
         let bytes = postcard::to_stdvec(&entry).expect("serialize");
         assert_eq!(postcard::from_bytes::<Entry>(&bytes).expect("deserialize"), entry);
+    }
+
+    /// Every key is one slot of its database's map (key handle + entry), and a B-tree leaf
+    /// holds 16 slots: at 40 bytes an entry keeps a leaf within a 1 KiB allocation.
+    #[test]
+    fn an_entry_is_40_bytes() {
+        assert_eq!(std::mem::size_of::<Value>(), 24);
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
+    }
+
+    #[test]
+    fn a_zero_deadline_loads_as_a_past_one() {
+        let mut entry = Entry::new(Value::Str(Box::new(Bytes::from_static(b"v"))), Some(0), 3);
+        assert_eq!(entry.expire_at_ms(), Some(1));
+        assert!(entry.is_expired(1));
+        entry.set_expire_at_ms(None);
+        let bytes = postcard::to_stdvec(&(Value::Str(Box::new(Bytes::from_static(b"v"))), Some(0u64), 3u64))
+            .expect("serialize");
+        assert_eq!(postcard::from_bytes::<Entry>(&bytes).expect("deserialize").expire_at_ms(), Some(1));
     }
 
     #[test]

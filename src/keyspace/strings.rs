@@ -7,6 +7,7 @@ use super::access::{View, Writer};
 use super::args::{eq_ic, int_arg, parse_i64};
 use super::commands::Outcome;
 use super::reply::Reply;
+use super::store::Entry;
 use super::value::Value;
 
 /// Redis' `proto-max-bulk-len` default: APPEND may not grow a string past it.
@@ -31,7 +32,7 @@ pub(crate) fn mset(w: &mut Writer<'_>, argv: &[Bytes]) -> Outcome {
         return Err(Reply::wrong_arity("mset"));
     }
     for pair in argv[1..].chunks_exact(2) {
-        w.put(&pair[0], Value::Str(pair[1].clone()), None);
+        w.put(&pair[0], Value::Str(Box::new(pair[1].clone())), None);
     }
     Ok(Reply::ok())
 }
@@ -133,7 +134,7 @@ fn set_generic(
 ) -> Outcome {
     let deadline = req.expire.map(|(form, arg)| deadline(form, arg, w.now, command)).transpose()?;
     let old = if req.get { Some(Reply::bulk_or_nil(w.get::<Bytes>(key)?)) } else { None };
-    let current = w.view(key).entry(key).map(|e| e.expire_at_ms);
+    let current = w.view(key).entry(key).map(Entry::expire_at_ms);
     let proceed = match req.condition {
         Condition::Always => true,
         Condition::IfMissing => current.is_none(),
@@ -141,7 +142,7 @@ fn set_generic(
     };
     if proceed {
         let deadline = if req.keep_ttl { current.flatten() } else { deadline };
-        w.put(key, Value::Str(value.clone()), deadline);
+        w.put(key, Value::Str(Box::new(value.clone())), deadline);
     }
     Ok(old.unwrap_or(if proceed { done } else { skipped }))
 }

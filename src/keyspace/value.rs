@@ -14,12 +14,15 @@ use super::reply::Reply;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Value {
-    Str(Bytes),
+    /// Boxed, as `Hash` is: a `Bytes` is 32 bytes inline, and routing data is lists, so the
+    /// keyspace's map slots stay sized for a list (a string pays one small allocation).
+    Str(Box<Bytes>),
     /// Packed while small, a persistent vector once large (`list`).
     List(List),
     /// Ordered by bytes, so `SMEMBERS` is stable across replicas (Redis' own order is
-    /// unspecified, clients must not depend on it).
-    Set(OrdSet<Bytes>),
+    /// unspecified, clients must not depend on it). Boxed like `Str`: an `OrdSet` is 24 bytes
+    /// inline and would leave no room for `Value`'s tag beside a list.
+    Set(Box<OrdSet<Bytes>>),
     /// Insertion order, like Redis' listpack encoding that small hashes use: `HGETALL` lists
     /// fields in the order they were first set, and `HDEL` keeps the others in place.
     /// Boxed: an `IndexMap` is 72 bytes inline, and every entry of the keyspace's map is as
@@ -56,6 +59,30 @@ pub(crate) trait Kind: Sized {
 }
 
 macro_rules! kind {
+    // A boxed variant projects to what the box holds.
+    (boxed $ty:ty, $variant:ident, $vacant:expr) => {
+        impl Kind for $ty {
+            fn project(value: &Value) -> Option<&Self> {
+                match value {
+                    Value::$variant(inner) => Some(inner),
+                    _ => None,
+                }
+            }
+            fn project_mut(value: &mut Value) -> Option<&mut Self> {
+                match value {
+                    Value::$variant(inner) => Some(inner),
+                    _ => None,
+                }
+            }
+            fn wrap(self) -> Value {
+                Value::$variant(Box::new(self))
+            }
+            fn is_vacant(&self) -> bool {
+                let vacant: fn(&Self) -> bool = $vacant;
+                vacant(self)
+            }
+        }
+    };
     ($ty:ty, $variant:ident, $vacant:expr) => {
         impl Kind for $ty {
             fn project(value: &Value) -> Option<&Self> {
@@ -81,7 +108,7 @@ macro_rules! kind {
     };
 }
 
-kind!(Bytes, Str, |_| false);
+kind!(boxed Bytes, Str, |_| false);
 kind!(List, List, |l| l.is_empty());
-kind!(OrdSet<Bytes>, Set, |s| s.is_empty());
+kind!(boxed OrdSet<Bytes>, Set, |s| s.is_empty());
 kind!(Box<IndexMap<Bytes, Bytes>>, Hash, |h| h.is_empty());

@@ -496,7 +496,7 @@ mod tests {
             std::thread::spawn(move || loop {
                 let state = applied.state();
                 let i = state.keyspace.get(0, b"i").map(|e| e.value.clone());
-                let expected = (state.index > 0).then(|| Value::Str(Bytes::from(state.index.to_string())));
+                let expected = (state.index > 0).then(|| Value::Str(Box::new(Bytes::from(state.index.to_string()))));
                 assert_eq!(i, expected, "index {}", state.index);
                 if state.index == BATCHES {
                     return;

@@ -71,7 +71,7 @@ impl RoutingView {
     pub(crate) fn exact(&self, host: &[u8]) -> Option<Frontend> {
         self.keys.with_frontend_key(host, |key| match self.keyspace.get(self.keys.db, key) {
             Some(e) => match &e.value {
-                Value::List(list) => Frontend::from_list(list.clone(), e.expire_at_ms, e.version),
+                Value::List(list) => Frontend::from_list(list.clone(), e.expire_at_ms(), e.version),
                 _ => None,
             },
             None => None,
@@ -116,7 +116,7 @@ impl RoutingView {
     /// from the keyspace by requests, so it costs no lookup here (a bulk load of a million
     /// frontends applies a million changes).
     fn set<'e>(&mut self, keys: &RoutingKeys, key: &[u8], entry: impl FnOnce() -> Option<&'e Entry>) {
-        let entry = || entry().map_or((None, None, 0), |e| (Some(&e.value), e.expire_at_ms, e.version));
+        let entry = || entry().map_or((None, None, 0), |e| (Some(&e.value), e.expire_at_ms(), e.version));
         if key == HCHECKER_PING {
             let (value, expire_at_ms, _) = entry();
             self.hchecker_ping = match value {
@@ -263,7 +263,7 @@ mod tests {
     use super::*;
 
     fn set(view: &mut RoutingView, key: &str, value: Option<Value>, expire: Option<u64>) {
-        let entry = value.map(|value| Entry { value, expire_at_ms: expire, version: 1 });
+        let entry = value.map(|value| Entry::new(value, expire, 1));
         view.set(&RoutingKeys::default(), key.as_bytes(), || entry.as_ref());
     }
 
@@ -294,7 +294,7 @@ mod tests {
     fn dead_sets_and_overlay() {
         let mut v = RoutingView::default();
         let members = ["1", "x"].iter().map(|s| Bytes::from(*s)).collect();
-        set(&mut v, "dead:a.com", Some(Value::Set(members)), Some(1000));
+        set(&mut v, "dead:a.com", Some(Value::Set(Box::new(members))), Some(1000));
         assert!(v.is_dead(b"a.com", 1, 999));
         assert!(!v.is_dead(b"a.com", 1, 1000));
         assert!(!v.is_dead(b"a.com", 0, 0));
@@ -358,7 +358,7 @@ mod tests {
     fn hchecker_ping_freshness() {
         let mut v = RoutingView::default();
         assert!(!v.hchecker_active(100_000));
-        set(&mut v, "hchecker_ping", Some(Value::Str(Bytes::from("100"))), None);
+        set(&mut v, "hchecker_ping", Some(Value::Str(Box::new(Bytes::from("100")))), None);
         assert!(v.hchecker_active(130_000));
         assert!(!v.hchecker_active(131_000));
     }
