@@ -26,6 +26,27 @@ use tokio::sync::watch;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Gives memory freed in bulk back to the system. mimalloc returns a freed span only after a
+/// delay (1 s), and only when some thread later calls into it past that delay; an idle node
+/// never does. After a restart at 1,000,000 frontends the snapshot's read buffer and the
+/// loader's scratch stayed resident: 427 MB against 314 MB once given back. A thread that asks
+/// mimalloc to collect once a second does what jemalloc's background purge thread does for
+/// redis-server; with nothing to give back the call returns at once.
+fn spawn_allocator_upkeep() {
+    let spawned = std::thread::Builder::new().name("alloc-upkeep".into()).spawn(|| {
+        // mimalloc collects for the calling thread's heap, which exists from its first allocation.
+        drop(std::hint::black_box(Box::new(0u8)));
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            // SAFETY: mi_collect takes no pointers; any thread may call it at any time.
+            unsafe { libmimalloc_sys::mi_collect(false) };
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no allocator upkeep thread: memory freed in bulk stays resident");
+    }
+}
+
 /// A Hipache-compatible reverse proxy whose routing state lives in an embedded Raft cluster.
 #[derive(Debug, Parser)]
 #[command(name = "hipache-raft", version)]
@@ -189,6 +210,7 @@ fn main() -> ExitCode {
         println!("{}", serde_json::to_string_pretty(&config.censored_json()).unwrap_or_default());
         return ExitCode::SUCCESS;
     }
+    spawn_allocator_upkeep();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = config.server.workers {
         runtime.worker_threads(n.max(1));
