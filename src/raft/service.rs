@@ -39,10 +39,23 @@ fn blob<T: serde::Serialize>(v: &T) -> Result<Response<Blob>, Status> {
     encode(v).map(|data| Response::new(Blob { data })).map_err(|e| Status::internal(e.to_string()))
 }
 
+impl Service {
+    /// A follower whose disk is below `cluster.diskReserve` takes no entries or snapshots: a
+    /// failed append would stop its Raft core until a restart, while a refusal only makes the
+    /// leader retry (the follower falls behind; the other members keep the quorum). Heartbeats
+    /// still pass, so it stays a follower, and it catches up once space is freed.
+    fn refuse_on_full_disk(&self) -> Result<(), Status> {
+        self.node.disk.check().map_err(|e| Status::unavailable(e.to_string()))
+    }
+}
+
 #[tonic::async_trait]
 impl RaftService for Service {
     async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
-        let rpc = decode(&req.into_inner().data).map_err(bad_request)?;
+        let rpc: super::types::AppendEntriesRequest = decode(&req.into_inner().data).map_err(bad_request)?;
+        if !rpc.entries.is_empty() {
+            self.refuse_on_full_disk()?;
+        }
         let resp = self.node.raft().append_entries(rpc).await.map_err(|e| Status::internal(e.to_string()))?;
         blob(&resp)
     }
@@ -54,6 +67,7 @@ impl RaftService for Service {
     }
 
     async fn install_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<Blob>, Status> {
+        self.refuse_on_full_disk()?;
         let mut stream = req.into_inner();
         let first = stream.next().await.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
         let (vote, meta): (Vote, SnapshotMeta) = decode(&first.header).map_err(bad_request)?;

@@ -119,4 +119,5 @@ pub type Vote = openraft::Vote<u64>;
 pub type StoredMembership = openraft::StoredMembership<u64, NodeInfo>;
 pub type SnapshotMeta = openraft::SnapshotMeta<u64, NodeInfo>;
 pub type Snapshot = openraft::Snapshot<TypeConfig>;
+pub type AppendEntriesRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;
 pub type StorageError = openraft::StorageError<u64>;
