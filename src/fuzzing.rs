@@ -27,7 +27,7 @@ pub fn resp(data: &[u8]) {
 /// A client's request head on the HTTP/1.1 fast path, and the head sent on to the backend.
 pub fn http_request(data: &[u8]) {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    if let Parsed::Done(req) = head::parse_request(data, &mut headers) {
+    if let Parsed::Done(req) = head::parse_request(data, &mut headers, 64 * 1024) {
         let client = ClientInfo::new(std::net::Ipv4Addr::LOCALHOST.into(), false, 80);
         let mut out = Vec::new();
         req.write_backend_head(&client, true, &mut out);

@@ -2,7 +2,8 @@
 //! answer: a request head that trickles in past `server.headerTimeout` gets 408, one larger
 //! than `server.maxHeaderSize` gets 431, connections beyond `server.maxConnections` wait in
 //! the listen backlog until one ends, a backend silent mid-body past `server.backendTimeout`
-//! is cut off and marked dead, a RESP client beyond `cluster.maxclients` gets Redis's
+//! is cut off and marked dead, a request body over `server.maxRetryBody` gets one attempt
+//! (smaller ones are retried), a RESP client beyond `cluster.maxclients` gets Redis's
 //! `-ERR max number of clients reached`, and a subscriber that does not read is disconnected
 //! once its queue passes `cluster.pubsubBufferLimit`.
 
@@ -11,6 +12,7 @@ mod proxy_support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use proxy_support::{http_addr, resp, start_node};
@@ -222,6 +224,63 @@ fn a_backend_stalling_mid_body_is_cut_off_and_marked_dead_on_both_paths() {
             }),
             "{path}: the stalling backend was not marked dead"
         );
+    }
+}
+
+/// An idle keep-alive connection is closed after `tcpTimeout` without a word (no 408: the
+/// client sent nothing), on both HTTP paths.
+#[test]
+fn an_idle_keep_alive_connection_is_closed_silently_after_tcp_timeout() {
+    let (_dir, _node, addr) = node_with(json!({ "tcpTimeout": 1, "headerTimeout": 30 }));
+    for (path, extra) in [("fast path", ""), ("hyper", "X-Debug: 1\r\n")] {
+        let mut s = connect(addr);
+        s.write_all(format!("GET / HTTP/1.1\r\nHost: lim.test\r\n{extra}\r\n").as_bytes()).unwrap();
+        let answer = response(&mut s);
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{path}: {answer}");
+        let idle = Instant::now();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        let waited = idle.elapsed();
+        assert!(rest.is_empty(), "{path}: {:?}", String::from_utf8_lossy(&rest));
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+            "{path}: closed after {waited:?}"
+        );
+    }
+}
+
+/// Connections each `hang_up::<N>` backend took (one counter per test case).
+static HANG_UPS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+
+/// A backend that reads a request and hangs up without answering: every attempt fails.
+fn hang_up<const N: usize>(mut conn: TcpStream) {
+    HANG_UPS[N].fetch_add(1, Ordering::SeqCst);
+    let mut buf = [0u8; 4096];
+    let _ = conn.read(&mut buf);
+}
+
+/// `server.maxRetryBody`: a request body up to it is kept, so a failed attempt is retried on
+/// the next backend (two attempts with `retryOnError: 1`); a larger one streams to a single
+/// attempt. Both end in 502 here, as every backend hangs up.
+#[test]
+fn bodies_up_to_max_retry_body_are_retried_and_larger_ones_get_one_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let node =
+        start_node(dir.path(), json!({ "server": { "retryOnError": 1, "maxRetryBody": 1024, "deadBackendTTL": 60 } }));
+    let addr = http_addr(&node);
+    // (host, body length, attempts); case i uses the backends `hang_up::<i>`.
+    let cases = [("kept.test", 1024, 2), ("streamed.test", 1025, 1)];
+    let backends: [fn(TcpStream); 2] = [hang_up::<0>, hang_up::<1>];
+    for (i, (host, len, attempts)) in cases.into_iter().enumerate() {
+        let (a, b) = (common::raw_backend(backends[i]), common::raw_backend(backends[i]));
+        resp(&node, &["RPUSH", &format!("frontend:{host}"), "app", &a, &b]);
+        let mut s = connect(addr);
+        let body = "x".repeat(len);
+        s.write_all(format!("POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len}\r\n\r\n{body}").as_bytes())
+            .unwrap();
+        let answer = response(&mut s);
+        assert!(answer.starts_with("HTTP/1.1 502 "), "{host}: {answer}");
+        assert_eq!(HANG_UPS[i].load(Ordering::SeqCst), attempts, "{host}: attempts for a {len}-byte body");
     }
 }
 

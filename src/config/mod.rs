@@ -171,6 +171,10 @@ pub struct ServerOptions {
     pub header_timeout: Option<Duration>,
     /// New: the largest request head (request line and headers) accepted; larger gets 431.
     pub max_header_size: usize,
+    /// New: request bodies of a known length up to this many bytes are kept so a failed
+    /// attempt can be retried on another backend (`retryOnError`); larger or chunked ones
+    /// stream to one attempt. Hipache retried with a body already consumed. 0: never kept.
+    pub max_retry_body: u64,
     /// New: client connections served at once; more wait in the listen backlog. `None`: from
     /// the file-descriptor limit at start (each proxied connection may need a backend one).
     pub max_connections: Option<usize>,

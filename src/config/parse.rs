@@ -47,6 +47,7 @@ const SERVER_KEYS: &[&str] = &[
     "shutdownTimeout",
     "headerTimeout",
     "maxHeaderSize",
+    "maxRetryBody",
     "maxConnections",
     "port",
     "address",
@@ -406,6 +407,10 @@ fn server_options(s: &Obj, w: &mut Warnings) -> Result<ServerOptions, ConfigErro
             Some(v) => to_usize(at_least(v, &key("maxHeaderSize"), MIN_HEADER_SIZE, "bytes")?, &key("maxHeaderSize"))?,
             None => 64 * 1024,
         },
+        max_retry_body: get(s, "maxRetryBody")
+            .map(|v| integer(v, &key("maxRetryBody")))
+            .transpose()?
+            .unwrap_or(64 * 1024),
         max_connections: get(s, "maxConnections")
             .map(|v| to_usize(at_least(v, &key("maxConnections"), 1, "connections")?, &key("maxConnections")))
             .transpose()?,

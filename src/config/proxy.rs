@@ -54,6 +54,7 @@ impl Config {
             shutdown_timeout: s.shutdown_timeout,
             header_timeout: s.header_timeout,
             max_header_size: s.max_header_size,
+            max_retry_body: s.max_retry_body,
             max_connections: s.max_connections.unwrap_or_else(|| default_max_connections(open_files_limit)),
             routing: config.driver.routing_keys(),
         }

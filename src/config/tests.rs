@@ -247,6 +247,8 @@ fn errors_name_their_key() {
         (r#"{"server": {"headerTimeout": "soon"}}"#, "server.headerTimeout"),
         (r#"{"server": {"maxHeaderSize": 100}}"#, "server.maxHeaderSize"),
         (r#"{"server": {"maxConnections": 0}}"#, "server.maxConnections"),
+        (r#"{"server": {"maxRetryBody": -1}}"#, "server.maxRetryBody"),
+        (r#"{"server": {"maxRetryBody": "64k"}}"#, "server.maxRetryBody"),
         (r#"{"server": {"maxConnections": -5}}"#, "server.maxConnections"),
         (r#"{"cluster": {"maxclients": 0}}"#, "cluster.maxclients"),
         (r#"{"cluster": {"pubsubBufferLimit": 0}}"#, "cluster.pubsubBufferLimit"),
@@ -468,15 +470,17 @@ fn driver_database_prefix_and_password() {
 #[test]
 fn limits_are_read_and_the_connection_limit_follows_the_descriptor_limit() {
     let c = parse(
-        r#"{"server": {"headerTimeout": 0, "maxHeaderSize": 4096, "maxConnections": 50},
+        r#"{"server": {"headerTimeout": 0, "maxHeaderSize": 4096, "maxConnections": 50, "maxRetryBody": 0},
             "cluster": {"maxclients": 3}}"#,
     )
     .config;
     assert_eq!(c.server.header_timeout, None, "0 disables it, as for every timeout");
     assert_eq!(c.server.max_header_size, 4096);
+    assert_eq!(c.proxy_options(1024).max_retry_body, 0, "0: no body is kept for a retry");
     assert_eq!(c.proxy_options(1024).max_connections, 50, "the file wins");
     assert_eq!(c.cluster.maxclients, 3);
     let default = parse("{}").config;
+    assert_eq!(default.server.max_retry_body, 64 * 1024);
     assert_eq!(default.proxy_options(1024).max_connections, 384, "(1024 - 256 reserved) / 2");
     assert_eq!(default.proxy_options(1_048_576).max_connections, 524_160);
     assert_eq!(default.proxy_options(100).max_connections, 16, "never below 16");

@@ -18,7 +18,7 @@ use super::body::{empty, full, idle_limited, streamed, Body, Observed};
 use super::forward::{add_forwarded, is_upgrade, strip_hop_by_hop, ClientInfo};
 use super::metrics::BackendError;
 use super::pages::{self, msg};
-use super::retry::{Attempts, MAX_REPLAY_BODY};
+use super::retry::Attempts;
 use super::shared::Shared;
 use super::{now_ms, upgrade};
 use crate::routing::backend::Frontend;
@@ -77,7 +77,7 @@ pub async fn handle(
     let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    let body = match read_body(body, upgrade).await {
+    let body = match read_body(body, upgrade, shared.max_retry_body).await {
         Ok(b) => b,
         // The client went away or sent a broken body: nobody reads this answer.
         Err(()) => {
@@ -96,13 +96,14 @@ fn request_host<B>(req: &Request<B>) -> &[u8] {
     }
 }
 
-async fn read_body(body: Incoming, upgrade: bool) -> Result<RequestBody, ()> {
+async fn read_body(body: Incoming, upgrade: bool, max: u64) -> Result<RequestBody, ()> {
     if upgrade || body.is_end_stream() {
         return Ok(RequestBody::Replayable(Bytes::new()));
     }
     match body.size_hint().exact() {
-        Some(len) if len <= MAX_REPLAY_BODY => {
-            let collected = Limited::new(body, MAX_REPLAY_BODY as usize).collect().await.map_err(|_| ())?;
+        Some(len) if len <= max => {
+            let collected =
+                Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX)).collect().await.map_err(|_| ())?;
             Ok(RequestBody::Replayable(collected.to_bytes()))
         }
         _ => Ok(RequestBody::Streaming(Some(body))),

@@ -30,6 +30,8 @@ pub struct ProxyOptions {
     pub header_timeout: Option<Duration>,
     /// Largest request head (`server.maxHeaderSize`): 431 beyond it.
     pub max_header_size: usize,
+    /// Largest request body kept for a retry (`server.maxRetryBody`).
+    pub max_retry_body: u64,
     /// Client connections served at once (`server.maxConnections`, or from the fd limit).
     pub max_connections: usize,
     /// The database and prefix of the routing keys (`driver`).

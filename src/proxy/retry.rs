@@ -12,11 +12,6 @@ use super::shared::Shared;
 use crate::routing::backend::Frontend;
 use crate::routing::host::Host;
 
-/// Request bodies up to this size are buffered so a failed attempt can be retried; larger
-/// or unsized bodies stream through and get one attempt (Hipache retried with an already
-/// consumed stream, §3.6, fixed per §9.2).
-pub const MAX_REPLAY_BODY: u64 = 64 * 1024;
-
 /// The attempts one request has made so far.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Attempts {

@@ -105,6 +105,7 @@ impl Proxy {
             retry_on_error: opts.retry_on_error,
             header_timeout: opts.header_timeout,
             max_header_size: opts.max_header_size,
+            max_retry_body: opts.max_retry_body,
             invalid: Default::default(),
             view,
         });

@@ -32,5 +32,9 @@ pub struct Shared {
     pub header_timeout: Option<Duration>,
     /// `server.maxHeaderSize`: the largest request head (431 beyond).
     pub max_header_size: usize,
+    /// `server.maxRetryBody`: request bodies up to this size are buffered so a failed attempt
+    /// can be retried; larger or unsized bodies stream through and get one attempt (Hipache
+    /// retried with an already consumed stream, §3.6, fixed per §9.2).
+    pub max_retry_body: u64,
     pub invalid: InvalidBackends,
 }

@@ -8,7 +8,6 @@
 //! which is where request smuggling lives.
 
 use super::super::forward::{is_hop_by_hop, ClientInfo};
-use super::super::retry::MAX_REPLAY_BODY;
 
 /// Header slots for one parse; a message with more is declined (hyper allows 100).
 pub const MAX_HEADERS: usize = 64;
@@ -26,7 +25,8 @@ pub enum Parsed<T> {
 }
 
 /// A client request the fast path takes: HTTP/1.1, origin-form target, one `Host`, no body
-/// or a `Content-Length` body of at most [`MAX_REPLAY_BODY`] (so every attempt can resend it).
+/// or a `Content-Length` body of at most `max_body` bytes (`server.maxRetryBody`, so every
+/// attempt can resend it).
 #[derive(Debug)]
 pub struct ClientRequest<'h, 'b> {
     pub head_len: usize,
@@ -46,7 +46,11 @@ const FORWARDED: [&str; 5] =
     ["x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-protocol", "x-forwarded-port"];
 
 /// Parses and classifies a client request head.
-pub fn parse_request<'h, 'b>(buf: &'b [u8], headers: &'h mut [httparse::Header<'b>]) -> Parsed<ClientRequest<'h, 'b>> {
+pub fn parse_request<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+    max_body: u64,
+) -> Parsed<ClientRequest<'h, 'b>> {
     let mut req = httparse::Request::new(headers);
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
@@ -72,7 +76,7 @@ pub fn parse_request<'h, 'b>(buf: &'b [u8], headers: &'h mut [httparse::Header<'
             }
         } else if name.eq_ignore_ascii_case("content-length") {
             match content_length(h.value) {
-                Some(n) if body_len.is_none() && n <= MAX_REPLAY_BODY => body_len = Some(n as usize),
+                Some(n) if body_len.is_none() && n <= max_body => body_len = Some(n as usize),
                 _ => return Parsed::Decline,
             }
         } else if name.eq_ignore_ascii_case("connection") {
@@ -287,7 +291,7 @@ mod tests {
 
     fn classify(raw: &str) -> Parsed<(usize, usize, bool, String)> {
         let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        match parse_request(raw.as_bytes(), &mut h) {
+        match parse_request(raw.as_bytes(), &mut h, 64 * 1024) {
             Parsed::Done(r) => {
                 Parsed::Done((r.head_len, r.body_len, r.close, String::from_utf8_lossy(r.host).into_owned()))
             }
@@ -334,7 +338,7 @@ mod tests {
     fn backend_head_drops_hop_by_hop_and_adds_missing_forwarded_headers() {
         let raw = "GET /p HTTP/1.1\r\nHost: a\r\nKeep-Alive: 5\r\nConnection: keep-alive\r\nTE: trailers\r\nX-Real-IP: 9.9.9.9\r\nAccept: */*\r\n\r\n";
         let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let Parsed::Done(req) = parse_request(raw.as_bytes(), &mut h) else { panic!("declined") };
+        let Parsed::Done(req) = parse_request(raw.as_bytes(), &mut h, 64 * 1024) else { panic!("declined") };
         let client = ClientInfo::new("::ffff:1.2.3.4".parse().unwrap(), false, 8080);
         let mut out = Vec::new();
         req.write_backend_head(&client, true, &mut out);

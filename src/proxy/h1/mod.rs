@@ -79,7 +79,11 @@ where
     let mut head_deadline: Option<Instant> = None;
     loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let parsed = if buf.is_empty() { Parsed::Partial } else { head::parse_request(&buf, &mut headers) };
+        let parsed = if buf.is_empty() {
+            Parsed::Partial
+        } else {
+            head::parse_request(&buf, &mut headers, shared.max_retry_body)
+        };
         let head_len = match &parsed {
             Parsed::Done(req) => req.head_len,
             _ => buf.len(),
