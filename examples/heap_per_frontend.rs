@@ -1,7 +1,8 @@
 //! Heap bytes per frontend of the replicated state and the routing view, without Raft, sled or
 //! the allocator's own overhead: N frontends `frontend:h<i>.test` = [app<i>, two backend URLs],
 //! applied as the state machine applies them (1,000 writes per entry), counted by a global
-//! allocator that tracks live bytes. docs/benchmarks.md ("a million frontends") quotes it.
+//! allocator that tracks live bytes; then the same keyspace serialized and loaded back, as a
+//! restart loads a snapshot. docs/benchmarks.md ("a million frontends") quotes it.
 //!
 //! Usage: cargo run --release --example heap_per_frontend [N, default 100000]
 
@@ -66,4 +67,13 @@ fn main() {
     drop(changes);
     let total = LIVE.load(Relaxed) - before;
     println!("{n} frontends: {} heap bytes per frontend (keyspace and routing view)", total / n);
+
+    // The same keyspace loaded from its serialized form, as a restart loads a snapshot.
+    let bytes = postcard::to_stdvec(&*keyspace).expect("serialize");
+    drop((view, keyspace));
+    let before = LIVE.load(Relaxed);
+    let loaded: Keyspace = postcard::from_bytes(&bytes).expect("deserialize");
+    let total = LIVE.load(Relaxed) - before;
+    println!("{n} frontends loaded from a snapshot: {} heap bytes per frontend", total / n);
+    drop(loaded);
 }
