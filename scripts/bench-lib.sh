@@ -21,7 +21,12 @@ sizes() {
 }
 
 PIDS=()
+# Commands run at exit before the processes in PIDS are stopped (a cluster's `down`).
+AT_EXIT=()
 cleanup() {
+  for cmd in "${AT_EXIT[@]}"; do
+    eval "$cmd" > /dev/null 2>&1 || true
+  done
   for pid in "${PIDS[@]}"; do
     if kill -0 "$pid" 2>/dev/null; then
       kill -TERM "$pid"

@@ -11,11 +11,15 @@
 #      writes/s; RSS after the load; the data dir's size; restart time until every key and the
 #      hot host are served again, and RSS after the restart;
 #   C. redis-server (appendfsync always) loading the same file with `redis-cli --pipe`: time,
-#      INFO memory's used_memory and RSS.
+#      INFO memory's used_memory and RSS;
+#   D. a 3-node cluster (scripts/cluster.sh) loaded with the same N frontends: 200 single route
+#      changes, one after the other, each timed from the write's reply until every node's proxy
+#      serves it (scripts/propagation.py).
 #
 # Usage: scripts/bench-scale.sh            (N=1,000,000: about 5 minutes, 2 GB of RAM free)
 #        scripts/bench-scale.sh --quick    (N=100,000: under 2 minutes)
-# Env:   N, BIN (release binary), DURATION (wrk seconds), WRK_CONNS (64).
+# Env:   N, BIN (release binary), DURATION (wrk seconds), WRK_CONNS (64), CLUSTER_PORT_OFFSET
+#        (2000: the 3-node cluster of step D listens on scripts/cluster.sh's ports plus this).
 # Everything listens on 127.0.0.1 ports the kernel picks or that are free; the backend is a
 # private nginx on 127.0.0.1; every process is stopped by its own PID on exit
 # (scripts/bench-lib.sh).
@@ -73,7 +77,9 @@ until [[ "$(redis-cli -p "$RESP_PORT" DBSIZE 2>/dev/null)" == "$TOTAL" ]] \
   sleep 0.01
 done
 RESTART_S="$(secs "$START" "$(now)")"
-sleep 3
+# mimalloc gives spans freed in bulk (the snapshot's read buffer) back 10 s after they are
+# freed (main.rs: the allocator's upkeep).
+sleep 12
 RESTART_RSS="$(rss_kb "$NODE_PID")"
 stop_node
 
@@ -96,6 +102,23 @@ REDIS_LOAD_S="$(secs "$T0" "$T1")"
 REDIS_USED="$(redis-cli -p "$REDIS_PORT" INFO memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}')"
 REDIS_RSS="$(rss_kb "$REDIS_PID")"
 
+kill -TERM "$REDIS_PID"
+
+# D. route changes reaching every proxy of a 3-node cluster holding the N frontends
+export CLUSTER_DIR="$WORK/cluster" CLUSTER_PORT_OFFSET="${CLUSTER_PORT_OFFSET:-2000}" HIPACHE_RAFT_BIN="$BIN"
+AT_EXIT+=("bash '$ROOT/scripts/cluster.sh' down")
+bash "$ROOT/scripts/cluster.sh" up > "$WORK/cluster-up.log" 2>&1 || { cat "$WORK/cluster-up.log"; exit 1; }
+node_port() { echo $(( $1 + $2 + CLUSTER_PORT_OFFSET )); } # BASE NODE: scripts/cluster.sh's ports
+redis-cli -p "$(node_port 6380 1)" --pipe < "$WORK/load.resp" > "$WORK/cluster-pipe.out"
+grep -q "errors: 0" "$WORK/cluster-pipe.out" || { cat "$WORK/cluster-pipe.out"; exit 1; }
+for n in 1 2 3; do # every replica holds the N frontends (READONLY: this node's own)
+  until [[ "$(printf 'READONLY\nDBSIZE\n' | redis-cli -p "$(node_port 6380 "$n")" | tail -1)" == "$N" ]]; do
+    sleep 0.2
+  done
+done
+read -r PROP_N PROP_P50 PROP_P99 PROP_MAX ALL_P99 ALL_MAX < <(python3 "$ROOT/scripts/propagation.py" \
+  "$(node_port 6380 1)" "$BACKEND_PORT" 200 "$(node_port 8080 1)" "$(node_port 8080 2)" "$(node_port 8080 3)")
+
 per() { python3 -c "print(f'{$1 * 1024 / $N:,.0f}')"; }
 rate_of() { python3 -c "print(f'{$N / $1:,.0f}')"; }
 echo "bench-scale: N=$N frontends, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, commit $(cd "$ROOT" && git rev-parse --short HEAD)"
@@ -107,6 +130,7 @@ echo "| RSS after the load | $(mb "$LOAD_RSS") MB ($(per "$LOAD_RSS") B/frontend
 echo "| restart until every key and the proxy serve | ${RESTART_S} s | – |"
 echo "| RSS after the restart | $(mb "$RESTART_RSS") MB ($(per "$RESTART_RSS") B/frontend) | – |"
 echo "| data dir | ${DATA_MB} MB | – |"
+echo "| a route change live on every proxy of a 3-node cluster, N frontends (200 changes) | p99 ${ALL_P99} ms, max ${ALL_MAX} ms; per proxy p50 ${PROP_P50} ms, p99 ${PROP_P99} ms, max ${PROP_MAX} ms ($PROP_N samples) | – |"
 echo "| proxy req/s, hot host, $HOT frontends -> $TOTAL | $RATE_FEW -> $RATE_MANY ($(python3 -c "print(f'{$RATE_MANY / $RATE_FEW:.2f}')")x) | – |"
 echo
 echo "Durable RPUSH/s at 50 clients (new random keys) while the keyspace grows:"

@@ -77,7 +77,8 @@ impl<'de> Deserialize<'de> for Db {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Db, A::Error> {
                 let mut db = Db::default();
-                let mut second = Vec::with_capacity(map.size_hint().unwrap_or(0) / 2);
+                // The declared length is untrusted (a damaged file): a hint, capped.
+                let mut second = Vec::with_capacity((map.size_hint().unwrap_or(0) / 2).min(4096));
                 while let Some((key, entry)) = map.next_entry::<Bytes, Entry>()? {
                     if db.len() > second.len() {
                         second.push((key, entry));
@@ -248,7 +249,16 @@ impl Db {
 
 #[cfg(test)]
 mod tests {
-    use super::fnv1a;
+    use super::{fnv1a, Db};
+
+    /// A damaged snapshot may declare any number of entries: loading it is an error, and
+    /// allocates nothing by that number (the fuzzer's `raft_data` target found the loader
+    /// reserving room for 2^40 of them).
+    #[test]
+    fn a_declared_length_far_beyond_the_data_is_an_error_not_an_allocation() {
+        let bogus = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0x01, 0x61];
+        assert!(postcard::from_bytes::<Db>(&bogus).is_err());
+    }
 
     /// Replicas and versions must agree on every hash: pinned to FNV-1a's published vectors.
     #[test]
