@@ -50,7 +50,8 @@ for _ in $(seq 1 "$STEPS"); do
   rate="$(redis-benchmark -p "$RESP_PORT" -c 50 -n "$STEP" -r 1000000000 -q \
             RPUSH 'frontend:g__rand_int__.test' http://127.0.0.1:8080 2>/dev/null | tr '\r' '\n' \
             | grep 'requests per second' | tail -1 | sed 's/.*: *\([0-9.]*\) requests per second.*/\1/')"
-  GROWTH+=("$keys:$rate")
+  added=$(( $(redis-cli -p "$RESP_PORT" DBSIZE) - keys ))
+  GROWTH+=("$keys:$rate:$added")
 done
 stop_node
 
@@ -135,8 +136,9 @@ echo "| proxy req/s, hot host, $HOT frontends -> $TOTAL | $RATE_FEW -> $RATE_MAN
 echo
 echo "Durable RPUSH/s at 50 clients (new random keys) while the keyspace grows:"
 echo
-echo "| keys at the start of the step | RPUSH/s |"
-echo "|---:|---:|"
+echo "| keys at the start of the step | RPUSH/s | keys added (of $STEP writes) |"
+echo "|---:|---:|---:|"
 for g in "${GROWTH[@]}"; do
-  echo "| ${g%%:*} | ${g##*:} |"
+  IFS=: read -r keys rate added <<< "$g"
+  echo "| $keys | $rate | $added |"
 done
