@@ -45,10 +45,13 @@ start_node growth
 STEPS=5
 STEP=$(( N / STEPS ))
 GROWTH=()
-for _ in $(seq 1 "$STEPS"); do
+# Each step writes keys of its own prefix: redis-benchmark seeds its generator with the time in
+# seconds XOR its PID, and two runs seconds apart can draw the same seed (then one step's
+# "new" keys are all the previous step's, and the keyspace does not grow).
+for step in $(seq 1 "$STEPS"); do
   keys="$(redis-cli -p "$RESP_PORT" DBSIZE)"
   rate="$(redis-benchmark -p "$RESP_PORT" -c 50 -n "$STEP" -r 1000000000 -q \
-            RPUSH 'frontend:g__rand_int__.test' http://127.0.0.1:8080 2>/dev/null | tr '\r' '\n' \
+            RPUSH "frontend:g${step}-__rand_int__.test" http://127.0.0.1:8080 2>/dev/null | tr '\r' '\n' \
             | grep 'requests per second' | tail -1 | sed 's/.*: *\([0-9.]*\) requests per second.*/\1/')"
   added=$(( $(redis-cli -p "$RESP_PORT" DBSIZE) - keys ))
   GROWTH+=("$keys:$rate:$added")
