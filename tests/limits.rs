@@ -2,7 +2,7 @@
 //! answer: a request head that trickles in past `server.headerTimeout` gets 408, one larger
 //! than `server.maxHeaderSize` gets 431, connections beyond `server.maxConnections` wait in
 //! the listen backlog until one ends, a backend silent mid-body past `server.backendTimeout`
-//! is cut off and marked dead, a request body over `server.maxRetryBody` gets one attempt
+//! is cut off and marked dead (so is one that stops taking an upload), a request body over `server.maxRetryBody` gets one attempt
 //! (smaller ones are retried), a RESP client beyond `cluster.maxclients` gets Redis's
 //! `-ERR max number of clients reached`, and a subscriber that does not read is disconnected
 //! once its queue passes `cluster.pubsubBufferLimit`.
@@ -225,6 +225,52 @@ fn a_backend_stalling_mid_body_is_cut_off_and_marked_dead_on_both_paths() {
             "{path}: the stalling backend was not marked dead"
         );
     }
+}
+
+/// A backend that reads a request head and then neither reads the body nor answers.
+fn upload_stalling_backend() -> String {
+    common::raw_backend(|mut conn| {
+        let mut buf = [0u8; 1024];
+        let _ = conn.read(&mut buf);
+        std::thread::sleep(Duration::from_secs(60));
+    })
+}
+
+/// The other direction of `server.backendTimeout`: a backend that stops taking an upload (its
+/// socket buffers full, no answer) is given up on after the timeout: the client gets a 5xx page
+/// while it is still sending, and the backend is marked dead.
+#[test]
+fn a_backend_that_stops_taking_an_upload_is_given_up_on_and_marked_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    let node =
+        start_node(dir.path(), json!({ "server": { "backendTimeout": 1, "tcpTimeout": 30, "retryOnError": 0 } }));
+    let stalling = upload_stalling_backend();
+    // Twice: a lone backend is never marked dead (Hipache's rule).
+    resp(&node, &["RPUSH", "frontend:upload.test", "upload", &stalling, &stalling]);
+    let mut s = connect(http_addr(&node));
+    const LEN: usize = 64 << 20;
+    let start = Instant::now();
+    s.write_all(format!("POST / HTTP/1.1\r\nHost: upload.test\r\nContent-Length: {LEN}\r\n\r\n").as_bytes()).unwrap();
+    // The body goes out from another thread until the proxy stops reading it or closes.
+    let mut sender = s.try_clone().unwrap();
+    sender.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 << 10];
+        for _ in 0..LEN / chunk.len() {
+            if sender.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    let answer = response(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 50"), "{answer:?}");
+    assert!(start.elapsed() < Duration::from_secs(10), "answered after {:?}", start.elapsed());
+    assert!(
+        common::eventually(Duration::from_secs(10), || {
+            resp(&node, &["SCARD", "dead:upload.test"]) == hipache_raft::keyspace::Reply::Int(1)
+        }),
+        "the stalling backend was not marked dead (answer: {answer:?})"
+    );
 }
 
 /// An idle keep-alive connection is closed after `tcpTimeout` without a word (no 408: the
