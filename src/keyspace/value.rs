@@ -59,31 +59,14 @@ pub(crate) trait Kind: Sized {
 }
 
 macro_rules! kind {
-    // A boxed variant projects to what the box holds.
+    // A boxed variant projects to what the box holds (`Some(inner)` derefs the box).
     (boxed $ty:ty, $variant:ident, $vacant:expr) => {
-        impl Kind for $ty {
-            fn project(value: &Value) -> Option<&Self> {
-                match value {
-                    Value::$variant(inner) => Some(inner),
-                    _ => None,
-                }
-            }
-            fn project_mut(value: &mut Value) -> Option<&mut Self> {
-                match value {
-                    Value::$variant(inner) => Some(inner),
-                    _ => None,
-                }
-            }
-            fn wrap(self) -> Value {
-                Value::$variant(Box::new(self))
-            }
-            fn is_vacant(&self) -> bool {
-                let vacant: fn(&Self) -> bool = $vacant;
-                vacant(self)
-            }
-        }
+        kind!($ty, $variant, $vacant, Box::new);
     };
     ($ty:ty, $variant:ident, $vacant:expr) => {
+        kind!($ty, $variant, $vacant, std::convert::identity);
+    };
+    ($ty:ty, $variant:ident, $vacant:expr, $wrap:path) => {
         impl Kind for $ty {
             fn project(value: &Value) -> Option<&Self> {
                 match value {
@@ -98,7 +81,7 @@ macro_rules! kind {
                 }
             }
             fn wrap(self) -> Value {
-                Value::$variant(self)
+                Value::$variant($wrap(self))
             }
             fn is_vacant(&self) -> bool {
                 let vacant: fn(&Self) -> bool = $vacant;
