@@ -15,7 +15,7 @@ use super::{
 
 use super::values::{
     as_object, at_least, bind_addr, boolean, expected, get, integer, invalid, join_key, one_or_many, paths, port,
-    seconds, section, show, socket_addr, string, to_usize, Obj,
+    seconds, section, show, size_at_least, socket_addr, string, to_usize, Obj,
 };
 
 const TOP_KEYS: &[&str] = &["server", "http", "https", "driver", "user", "group", "cluster"];
@@ -403,10 +403,13 @@ fn server_options(s: &Obj, w: &mut Warnings) -> Result<ServerOptions, ConfigErro
         },
         shutdown_timeout: opt_secs("shutdownTimeout")?.unwrap_or(Duration::from_secs(30)),
         header_timeout: disabled_if_zero(opt_secs("headerTimeout")?.unwrap_or(Duration::from_secs(30))),
-        max_header_size: match get(s, "maxHeaderSize") {
-            Some(v) => to_usize(at_least(v, &key("maxHeaderSize"), MIN_HEADER_SIZE, "bytes")?, &key("maxHeaderSize"))?,
-            None => 64 * 1024,
-        },
+        max_header_size: size_at_least(
+            get(s, "maxHeaderSize"),
+            &key("maxHeaderSize"),
+            MIN_HEADER_SIZE,
+            "bytes",
+            64 * 1024,
+        )?,
         max_retry_body: get(s, "maxRetryBody")
             .map(|v| integer(v, &key("maxRetryBody")))
             .transpose()?
@@ -464,18 +467,27 @@ fn cluster_options(c: &Obj, w: &mut Warnings) -> Result<ClusterOptions, ConfigEr
             None => Vec::new(),
         },
         maxclients: get(c, "maxclients").map_or(Ok(10_000), |v| at_least(v, &key("maxclients"), 1, "clients"))?,
-        pubsub_buffer_limit: match get(c, "pubsubBufferLimit") {
-            Some(v) => to_usize(at_least(v, &key("pubsubBufferLimit"), 1, "bytes")?, &key("pubsubBufferLimit"))?,
-            None => 32 * 1024 * 1024,
-        },
-        proto_max_bulk_len: match get(c, "protoMaxBulkLen") {
-            Some(v) => to_usize(at_least(v, &key("protoMaxBulkLen"), 1024, "bytes")?, &key("protoMaxBulkLen"))?,
-            None => 64 * 1024 * 1024,
-        },
-        grpc_max_message_size: match get(c, "grpcMaxMessageSize") {
-            Some(v) => to_usize(at_least(v, &key("grpcMaxMessageSize"), 65_536, "bytes")?, &key("grpcMaxMessageSize"))?,
-            None => 4 * 1024 * 1024,
-        },
+        pubsub_buffer_limit: size_at_least(
+            get(c, "pubsubBufferLimit"),
+            &key("pubsubBufferLimit"),
+            1,
+            "bytes",
+            32 * 1024 * 1024,
+        )?,
+        proto_max_bulk_len: size_at_least(
+            get(c, "protoMaxBulkLen"),
+            &key("protoMaxBulkLen"),
+            1024,
+            "bytes",
+            64 * 1024 * 1024,
+        )?,
+        grpc_max_message_size: size_at_least(
+            get(c, "grpcMaxMessageSize"),
+            &key("grpcMaxMessageSize"),
+            65_536,
+            "bytes",
+            4 * 1024 * 1024,
+        )?,
         disk_reserve: get(c, "diskReserve").map_or(Ok(64 * 1024 * 1024), |v| integer(v, &key("diskReserve")))?,
         users: match get(c, "users") {
             Some(v) => users(as_object(v, "cluster.users")?, w)?,

@@ -93,6 +93,17 @@ pub(super) fn to_usize(n: u64, key: &str) -> Result<usize, ConfigError> {
     usize::try_from(n).map_err(|_| invalid(key, "too large"))
 }
 
+/// An optional size of at least `min` `unit`s; `default` when the key is absent.
+pub(super) fn size_at_least(
+    v: Option<&Value>,
+    key: &str,
+    min: u64,
+    unit: &str,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    v.map_or(Ok(default), |v| to_usize(at_least(v, key, min, unit)?, key))
+}
+
 pub(super) fn port(v: &Value, key: &str) -> Result<u16, ConfigError> {
     integer(v, key).ok().and_then(|n| u16::try_from(n).ok()).ok_or_else(|| expected(key, "a port number (0-65535)", v))
 }
