@@ -515,6 +515,7 @@ mod tests {
         assert_eq!(entry.expire_at_ms(), Some(1));
         assert!(entry.is_expired(1));
         entry.set_expire_at_ms(None);
+        assert_eq!(entry.expire_at_ms(), None);
         let bytes = postcard::to_stdvec(&(Value::Str(Box::new(Bytes::from_static(b"v"))), Some(0u64), 3u64))
             .expect("serialize");
         assert_eq!(postcard::from_bytes::<Entry>(&bytes).expect("deserialize").expire_at_ms(), Some(1));

@@ -45,7 +45,7 @@ impl Service {
     /// leader retry (the follower falls behind; the other members keep the quorum). Heartbeats
     /// still pass, so it stays a follower, and it catches up once space is freed.
     fn refuse_on_full_disk(&self) -> Result<(), Status> {
-        self.node.disk.check().map_err(|e| Status::unavailable(e.to_string()))
+        self.node.disk.check().map_err(Status::from)
     }
 }
 
