@@ -176,13 +176,6 @@ fn cluster_command(addr: &str, secret: Option<&str>, tls: Option<PeerTls>, actio
     }
 }
 
-/// Readiness events one worker takes from epoll at a time (tokio's default is 1,024). Every
-/// task woken by a poll lands in that worker's queue; with hundreds of busy connections one
-/// worker could take most of them in one go and the others wait for it or steal them. With 32
-/// the work spreads as it arrives: p99 at 256 connections fell from 8.3–9.8 ms to 6.6–7.0 ms
-/// with throughput unchanged (docs/benchmarks.md; 16 and 64 measured worse).
-const IO_EVENTS_PER_TICK: usize = 32;
-
 fn main() -> ExitCode {
     // As redis-server does (`disable-thp`): transparent huge pages back a 2 MiB page wherever
     // the allocator touches a byte of it, and a keyspace of persistent maps frees and reuses
@@ -225,11 +218,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     spawn_allocator_upkeep();
+    // The node's runtime: Raft, RESP, gRPC, metrics. The proxy runs on threads of its own
+    // (`server.workers`, `proxy::server`).
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = config.server.workers {
-        runtime.worker_threads(n.max(1));
-    }
-    runtime.max_io_events_per_tick(IO_EVENTS_PER_TICK);
     let join_timeout = std::time::Duration::from_secs(cli.join_timeout);
     let result = runtime
         .enable_all()
@@ -382,7 +373,7 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
         account.switch(&owned, &config.cluster.data_dir)?;
         tracing::info!(user = %account.user, uid = account.uid.as_raw(), gid = account.gid.as_raw(), "dropped privileges");
     }
-    let proxy_task = tokio::spawn(proxy.serve(shutdown_rx.clone()));
+    let proxy = proxy.start(shutdown_rx.clone()).context("cannot start the proxy")?;
     // --- end proxy wiring ---
 
     // One machine-readable line: tests and scripts bind port 0 and read the real ports here.
@@ -403,7 +394,7 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     let _ = resp_task.await;
-    let _ = proxy_task.await;
+    proxy.drained().await;
     let _ = grpc_task.await;
     node.shutdown().await;
     Ok(())

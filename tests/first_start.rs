@@ -62,6 +62,21 @@ fn an_access_log_that_cannot_be_created_names_the_key() {
     assert!(stderr.contains("\"-\" for stdout") && stderr.contains("null to turn the log off"), "{stderr}");
 }
 
+/// Each proxy worker listens on a socket of its own (`SO_REUSEPORT`); that must not let a
+/// second node started by mistake on the same port join the first and take half its traffic.
+#[test]
+fn an_http_port_another_node_listens_on_is_refused_by_address() {
+    let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = Node::start(first_dir.path(), &base_config(first_dir.path()));
+    let taken = first.listening["http"][0].as_str().unwrap().to_string();
+    let mut config = base_config(second_dir.path());
+    config["http"] = json!({ "bind": [{ "address": "127.0.0.1", "port": taken.rsplit_once(':').unwrap().1.parse::<u16>().unwrap() }] });
+    config["server"]["workers"] = json!(4);
+    let stderr = refused(second_dir.path(), &config);
+    assert!(stderr.contains(&format!("cannot listen on {taken}")), "{stderr}");
+    assert_eq!(first.resp().cmd(&["PING"]), Reply::Status("PONG".into()), "the first node is untouched");
+}
+
 #[test]
 fn an_unknown_user_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();

@@ -45,6 +45,9 @@ impl Config {
             dead_backend_ttl: s.dead_backend_ttl,
             http_keep_alive: s.http_keep_alive,
             max_sockets: s.max_sockets,
+            // `available_parallelism` honours the CPU affinity mask and cgroup quota, so a
+            // node pinned with `taskset` or limited by a container gets as many as it may use.
+            workers: s.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             access_log: match &s.access_log {
                 AccessLog::Off => None,
                 AccessLog::Stdout => Some(access_log::Target::Stdout),

@@ -1,8 +1,9 @@
 //! Hipache's access log (§4.2), written off the request path.
 //!
-//! Requests send a [`Record`] over a bounded channel; one task formats and appends. When the
-//! channel is full (the disk cannot keep up) records are dropped and counted rather than
-//! slowing requests. `SIGUSR1` reopens the file, for logrotate, as Hipache's master did.
+//! Requests send a [`Record`] over a bounded channel to a writer task on their own worker
+//! thread, which formats lines into a buffer and appends whole buffers to the shared output.
+//! When the channel is full (the disk cannot keep up) records are dropped and counted rather
+//! than slowing requests. `SIGUSR1` reopens the file, for logrotate, as Hipache's master did.
 //!
 //! The line format is Hipache's:
 //! `<remote> - - [DD/Mon/YYYY:HH:MM:SS +0000] "<METHOD> <url> HTTP/<ver>" <status> <bytes>
@@ -11,9 +12,9 @@
 //! connection's cumulative bytes written, headers included); `<remote>` has no `::ffff:`
 //! prefix; the year is UTC like the rest of the timestamp.
 
-use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -66,21 +67,60 @@ pub struct Record {
     pub backend: Duration,
 }
 
+/// Where every worker's lines go: the open file (or stdout), reopened on `SIGUSR1`/`SIGHUP`.
+/// Workers write whole buffers of complete lines under the lock, so lines never interleave.
+pub struct AccessLogOutput {
+    target: Target,
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl AccessLogOutput {
+    /// Opens the destination now (so a bad path fails start-up) and starts reopening it on
+    /// the signals, on the calling (the node's) runtime.
+    pub fn open(target: Target) -> Result<Arc<AccessLogOutput>, AccessLogError> {
+        let out = Mutex::new(open(&target)?);
+        let output = Arc::new(AccessLogOutput { target, out });
+        tokio::spawn(reopen_on_signals(Arc::downgrade(&output)));
+        Ok(output)
+    }
+
+    fn write(&self, buf: &[u8]) {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        if out.write_all(buf).and_then(|()| out.flush()).is_err() {
+            tracing::warn!("access log write failed");
+        }
+    }
+
+    /// Opens the destination again (logrotate has moved the old file away).
+    fn reopen(&self) {
+        match open(&self.target) {
+            Ok(f) => {
+                *self.out.lock().unwrap_or_else(|e| e.into_inner()) = f;
+                tracing::info!("access log reopened");
+            }
+            Err(e) => tracing::warn!(error = %e, "access log reopen failed; keeping the old file"),
+        }
+    }
+}
+
+/// A worker's handle: requests send their [`Record`] to the worker's own [`LogWriter`].
 #[derive(Clone)]
 pub struct AccessLog {
     tx: mpsc::Sender<Record>,
 }
 
-/// Records waiting for the writer; past this, new records are dropped.
+/// Records waiting for a worker's writer; past this, new records are dropped.
 const QUEUE: usize = 65_536;
 
+/// A worker writes its buffered lines at this size even while more records are queued.
+const WRITE_AT: usize = 64 * 1024;
+
 impl AccessLog {
-    /// Opens the destination now (so a bad path fails start-up) and spawns the writer.
-    pub fn start(target: Target) -> Result<AccessLog, AccessLogError> {
-        let out = open(&target)?;
+    /// A worker's handle and the writer to run on the same worker thread: formatting and
+    /// buffering stay on the thread that served the request, as in nginx's workers.
+    pub fn new(output: &Arc<AccessLogOutput>) -> (AccessLog, LogWriter) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_loop(target, out, rx));
-        Ok(AccessLog { tx })
+        (AccessLog { tx }, LogWriter { rx, output: output.clone() })
     }
 
     /// Logs `request`, answered `status` by `identifier`'s backend, once the response body
@@ -143,10 +183,35 @@ fn open(target: &Target) -> Result<Box<dyn Write + Send>, AccessLogError> {
     }
 }
 
-async fn write_loop(target: Target, out: Box<dyn Write + Send>, mut rx: mpsc::Receiver<Record>) {
-    let mut out = std::io::BufWriter::new(out);
-    // SIGUSR1 is Hipache's reopen signal; SIGHUP, which Hipache did not handle (it killed the
-    // process), means the same here, as it does for most daemons' logrotate recipes.
+/// Formats one worker's records and appends them to the output.
+pub struct LogWriter {
+    rx: mpsc::Receiver<Record>,
+    output: Arc<AccessLogOutput>,
+}
+
+impl LogWriter {
+    /// Runs until every [`AccessLog`] handle of its worker is gone. Writes what is queued,
+    /// writing only when the queue is empty or [`WRITE_AT`] bytes are buffered: batches the
+    /// syscalls under load and keeps the file current when idle.
+    pub async fn run(mut self) {
+        let mut buf = Vec::with_capacity(WRITE_AT + 1024);
+        while let Some(record) = self.rx.recv().await {
+            format_line(&mut buf, &record);
+            if buf.len() >= WRITE_AT || self.rx.is_empty() {
+                self.output.write(&buf);
+                buf.clear();
+            }
+        }
+        if !buf.is_empty() {
+            self.output.write(&buf);
+        }
+    }
+}
+
+/// Reopens the output on each `SIGUSR1` (Hipache's reopen signal) and `SIGHUP` (which Hipache
+/// did not handle: it killed the process; most daemons' logrotate recipes send it), while the
+/// output lives.
+async fn reopen_on_signals(output: Weak<AccessLogOutput>) {
     let handler = |kind: tokio::signal::unix::SignalKind, name: &str| match tokio::signal::unix::signal(kind) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -156,24 +221,15 @@ async fn write_loop(target: Target, out: Box<dyn Write + Send>, mut rx: mpsc::Re
     };
     let mut usr1 = handler(tokio::signal::unix::SignalKind::user_defined1(), "SIGUSR1");
     let mut hup = handler(tokio::signal::unix::SignalKind::hangup(), "SIGHUP");
-    let mut line = String::with_capacity(256);
     loop {
         tokio::select! {
-            record = rx.recv() => {
-                let Some(record) = record else { break };
-                line.clear();
-                format_line(&mut line, &record);
-                // Write what is queued, flushing only when the queue is empty: batches the
-                // syscalls under load and keeps the file current when idle.
-                if out.write_all(line.as_bytes()).is_err() || (rx.is_empty() && out.flush().is_err()) {
-                    tracing::warn!("access log write failed");
-                }
-            }
-            Some(()) = next(&mut usr1) => reopen(&target, &mut out),
-            Some(()) = next(&mut hup) => reopen(&target, &mut out),
+            Some(()) = next(&mut usr1) => {}
+            Some(()) = next(&mut hup) => {}
+            else => return,
         }
+        let Some(output) = output.upgrade() else { return };
+        output.reopen();
     }
-    let _ = out.flush();
 }
 
 /// The next delivery of a signal, or never when its handler could not be installed.
@@ -184,22 +240,10 @@ async fn next(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
     }
 }
 
-/// Opens the destination again (logrotate has moved the old file away).
-fn reopen(target: &Target, out: &mut std::io::BufWriter<Box<dyn Write + Send>>) {
-    let _ = out.flush();
-    match open(target) {
-        Ok(f) => {
-            *out = std::io::BufWriter::new(f);
-            tracing::info!("access log reopened");
-        }
-        Err(e) => tracing::warn!(error = %e, "access log reopen failed; keeping the old file"),
-    }
-}
-
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
-/// Formats one line (with its newline) into `out`.
-pub fn format_line(out: &mut String, record: &Record) {
+/// Appends one line (with its newline) to `out`.
+pub fn format_line(out: &mut Vec<u8>, record: &Record) {
     let (r, req) = (record, &record.request);
     let secs = req.time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
@@ -211,10 +255,10 @@ pub fn format_line(out: &mut String, record: &Record) {
         Version::HTTP_3 => "3.0",
         _ => "1.1",
     };
-    let _ = writeln!(
+    push_text(out, req.remote.as_ref().map(HeaderValue::as_bytes).unwrap_or(b"-"));
+    let _ = write!(
         out,
-        "{} - - [{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000] \"{} {} HTTP/{}\" {} {} \"{}\" \"{}\" \"{}\" {:.3} {:.3}",
-        text(req.remote.as_ref().map(HeaderValue::as_bytes).unwrap_or(b"-")),
+        " - - [{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000] \"{} {} HTTP/{}\" {} {} \"",
         day,
         MONTHS[(month - 1) as usize],
         year,
@@ -226,17 +270,27 @@ pub fn format_line(out: &mut String, record: &Record) {
         version,
         r.status,
         r.bytes,
-        text(req.referer.as_ref().map(HeaderValue::as_bytes).unwrap_or(b"")),
-        text(req.user_agent.as_ref().map(HeaderValue::as_bytes).unwrap_or(b"")),
-        text(&r.identifier),
-        r.total.as_secs_f64(),
-        r.backend.as_secs_f64(),
     );
+    push_text(out, req.referer.as_ref().map(HeaderValue::as_bytes).unwrap_or(b""));
+    out.extend_from_slice(b"\" \"");
+    push_text(out, req.user_agent.as_ref().map(HeaderValue::as_bytes).unwrap_or(b""));
+    out.extend_from_slice(b"\" \"");
+    push_text(out, &r.identifier);
+    let _ = writeln!(out, "\" {:.3} {:.3}", r.total.as_secs_f64(), r.backend.as_secs_f64());
 }
 
-/// Client-controlled text, made safe for one log line (no quotes or control bytes).
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).chars().map(|c| if c == '"' || c.is_control() { '?' } else { c }).collect()
+/// Appends client-controlled text made safe for one log line: UTF-8 as is, but quotes and
+/// control characters as `?` and invalid bytes as U+FFFD (as `String::from_utf8_lossy`).
+fn push_text(out: &mut Vec<u8>, b: &[u8]) {
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            let c = if c == '"' || c.is_control() { '?' } else { c };
+            out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+        }
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice(char::REPLACEMENT_CHARACTER.encode_utf8(&mut [0; 4]).as_bytes());
+        }
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's
@@ -278,12 +332,19 @@ mod tests {
             total: Duration::from_millis(12),
             backend: Duration::from_micros(10_400),
         };
-        let mut line = String::new();
+        let mut line = Vec::new();
         format_line(&mut line, &record);
         assert_eq!(
-            line,
+            String::from_utf8(line).unwrap(),
             "1.2.3.4 - - [25/Nov/2025:08:44:05 +0000] \"GET /a?b=1 HTTP/1.1\" 200 13 \"\" \"curl/8 ?x?\" \"app\" 0.012 0.010\n"
         );
+    }
+
+    #[test]
+    fn client_text_cannot_break_the_line() {
+        let mut out = Vec::new();
+        push_text(&mut out, b"a\"b\x01\nc\xffd\xe2\x82e\xc3\xa9");
+        assert_eq!(String::from_utf8(out).unwrap(), "a?b??c\u{FFFD}d\u{FFFD}e\u{e9}");
     }
 
     #[test]

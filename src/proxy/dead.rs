@@ -30,6 +30,10 @@ pub struct DeadMarker {
     pub node: Arc<RaftNode>,
     pub ttl: Duration,
     pub metrics: Metrics,
+    /// The node's runtime: the mark's Raft write runs there, not on the proxy worker that
+    /// saw the failure, so Raft's connections and tasks stay on the runtime that outlives
+    /// the workers.
+    pub raft_runtime: tokio::runtime::Handle,
 }
 
 impl DeadMarker {
@@ -69,7 +73,7 @@ impl DeadMarker {
         self.metrics.dead_marks.increment(1);
         let op = mark_op(self.view.keys(), &host, &url, idx, len, self.ttl, passive);
         let node = self.node.clone();
-        tokio::spawn(async move {
+        self.raft_runtime.spawn(async move {
             if let Err(e) = node.write(op).await {
                 tracing::warn!(error = %e, "dead mark not replicated; kept node-local until its TTL");
             }

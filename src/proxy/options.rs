@@ -20,8 +20,10 @@ pub struct ProxyOptions {
     pub retry_on_error: u32,
     pub dead_backend_ttl: Duration,
     pub http_keep_alive: bool,
-    /// Idle pooled connections kept per backend (`server.maxSockets`).
+    /// Idle pooled connections kept per backend, all workers together (`server.maxSockets`).
     pub max_sockets: usize,
+    /// Proxy worker threads (`server.workers`), each with its own runtime and sockets.
+    pub workers: usize,
     pub access_log: Option<access_log::Target>,
     /// `server.staticDir`; `None` uses the bundled pages.
     pub static_dir: Option<PathBuf>,

@@ -39,7 +39,7 @@ pub mod msg {
     pub const CANNOT_RETRY: &str = "Cannot retry on error";
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Pages {
     by_code: HashMap<u16, Bytes>,
     default: Option<Bytes>,

@@ -1,4 +1,13 @@
-//! Listeners, connections and the graceful drain.
+//! Listeners, worker threads, connections and the graceful drain.
+//!
+//! The proxy runs shared-nothing, as nginx and Envoy do: `server.workers` threads, each with
+//! its own current-thread tokio runtime, its own `SO_REUSEPORT` socket on every listen
+//! address (the kernel spreads new connections over them), its own backend connection pools
+//! and its own access-log buffer. A connection lives and dies on the thread that accepted it:
+//! no work stealing, no wake-up of another thread, no lock taken by every request. What the
+//! workers do share is read-mostly: the routing view (one `ArcSwap`), the error pages, the
+//! metric handles and the connection limit. Raft writes (dead marks) are handed to the
+//! node's own runtime. The A/B against one multi-threaded runtime is in docs/benchmarks.md.
 //!
 //! [`Proxy::bind`] does everything that can fail (ports, certificates, access log, metrics
 //! listener) so `main` can report the bound addresses (port 0 in tests) before serving;
@@ -13,17 +22,21 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use super::access_log::{AccessLog, AccessLogError};
+use super::access_log::{AccessLog, AccessLogError, AccessLogOutput, LogWriter};
 use super::client;
 use super::dead::DeadMarker;
 use super::forward::ClientInfo;
 use super::h1::{self, Ended, Rewind};
 use super::handler;
+use super::invalid::InvalidBackends;
 use super::metrics::Metrics;
 use super::options::ProxyOptions;
 use super::pages::Pages;
@@ -43,6 +56,8 @@ pub enum ProxyError {
     BackendTls(TlsError),
     #[error(transparent)]
     AccessLog(#[from] AccessLogError),
+    #[error("cannot start proxy worker thread {worker}: {source}")]
+    Worker { worker: usize, source: std::io::Error },
 }
 
 /// How often, at most, a full connection limit is logged.
@@ -51,122 +66,249 @@ const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 /// A TLS handshake that takes longer than this is dropped (slow or stuck clients).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a stopping worker waits for its access-log writer to finish.
+const LOG_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Pending connections per listen socket (what tokio's `TcpListener::bind` asks for).
+const BACKLOG: i32 = 1024;
+
+/// One worker's socket for one listen address.
 struct Listener {
-    tcp: TcpListener,
+    tcp: std::net::TcpListener,
     addr: SocketAddr,
     tls: Option<TlsAcceptor>,
 }
 
-/// A bound, not yet serving, proxy.
-pub struct Proxy {
+/// One worker thread's share: its sockets, its request-path state and its access-log writer.
+struct Worker {
     shared: Arc<Shared>,
     listeners: Vec<Listener>,
+    log: Option<LogWriter>,
+}
+
+/// What every worker's accept loop and connections are configured with.
+struct Settings {
     tcp_timeout: Option<Duration>,
     shutdown_timeout: Duration,
     max_header_size: usize,
     max_connections: usize,
+    /// `server.maxConnections`, for all workers together.
+    limit: Arc<Semaphore>,
+}
+
+/// A bound, not yet serving, proxy.
+pub struct Proxy {
+    workers: Vec<Worker>,
+    http: Vec<SocketAddr>,
+    https: Vec<SocketAddr>,
+    settings: Arc<Settings>,
 }
 
 impl Proxy {
-    /// Binds every listener, loads certificates and pages, and starts following the node's
-    /// applied state. Must run inside the tokio runtime.
+    /// Binds every listener (one socket per worker and address), loads certificates and
+    /// pages, opens the access log and starts following the node's applied state. Must run
+    /// inside the node's tokio runtime, which also carries the proxy's Raft writes.
     pub async fn bind(opts: ProxyOptions, node: Arc<RaftNode>) -> Result<Proxy, ProxyError> {
+        let workers = opts.workers.max(1);
         let metrics = Metrics::new();
         let view = Arc::new(SharedView::new(opts.routing.clone()));
         node.add_apply_listener(view.clone());
 
-        let mut listeners = Vec::new();
+        // Per address: its TLS acceptor (shared: one session cache) and one socket per worker.
+        let mut addresses: Vec<(Vec<std::net::TcpListener>, SocketAddr, Option<TlsAcceptor>)> = Vec::new();
+        let (mut http, mut https) = (Vec::new(), Vec::new());
         for addr in &opts.http {
-            listeners.push(Listener { tcp: bind(*addr).await?, addr: *addr, tls: None });
+            let (sockets, bound) = listen(*addr, workers)?;
+            http.push(bound);
+            addresses.push((sockets, bound, None));
         }
         for l in &opts.https {
             let tls_err = |source| ProxyError::Tls { addr: l.addr, source };
             let default = tls::load_default(&l.cert, &l.key, &l.ca, l.passphrase).map_err(tls_err)?;
             let config = tls::server_config(view.clone(), default, l.honor_cipher_order).map_err(tls_err)?;
-            listeners.push(Listener {
-                tcp: bind(l.addr).await?,
-                addr: l.addr,
-                tls: Some(TlsAcceptor::from(Arc::new(config))),
-            });
-        }
-        for l in &mut listeners {
-            l.addr = l.tcp.local_addr().map_err(|source| ProxyError::Bind { addr: l.addr, source })?;
+            let (sockets, bound) = listen(l.addr, workers)?;
+            https.push(bound);
+            addresses.push((sockets, bound, Some(TlsAcceptor::from(Arc::new(config)))));
         }
 
-        let shared = Arc::new(Shared {
-            client: client::build(opts.connect_timeout, opts.idle_per_backend()).map_err(ProxyError::BackendTls)?,
-            h1_pool: h1::Pool::new(opts.idle_per_backend()),
-            connect_timeout: opts.connect_timeout,
-            pages: opts.static_dir.as_deref().map_or_else(Pages::bundled, Pages::load),
-            dead: DeadMarker { view: view.clone(), node, ttl: opts.dead_backend_ttl, metrics: metrics.clone() },
-            access_log: opts.access_log.map(AccessLog::start).transpose()?,
-            metrics,
-            backend_timeout: opts.backend_timeout,
-            retry_on_error: opts.retry_on_error,
-            header_timeout: opts.header_timeout,
-            max_header_size: opts.max_header_size,
-            max_retry_body: opts.max_retry_body,
-            invalid: Default::default(),
-            view,
-        });
+        // `maxSockets` is per backend for the whole node: each worker keeps its share.
+        let idle_per_backend = opts.idle_per_backend().div_ceil(workers);
+        let access_log = opts.access_log.map(AccessLogOutput::open).transpose()?;
+        let pages = opts.static_dir.as_deref().map_or_else(Pages::bundled, Pages::load);
+        let invalid = Arc::new(InvalidBackends::default());
+        let dead = DeadMarker {
+            view: view.clone(),
+            node,
+            ttl: opts.dead_backend_ttl,
+            metrics: metrics.clone(),
+            raft_runtime: tokio::runtime::Handle::current(),
+        };
+        let mut built = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let listeners = addresses
+                .iter_mut()
+                .map(|(sockets, addr, tls)| Listener { tcp: sockets.remove(0), addr: *addr, tls: tls.clone() })
+                .collect();
+            let (access_log, log) = access_log.as_ref().map(AccessLog::new).unzip();
+            let shared = Arc::new(Shared {
+                client: client::build(opts.connect_timeout, idle_per_backend).map_err(ProxyError::BackendTls)?,
+                h1_pool: h1::Pool::new(idle_per_backend),
+                connect_timeout: opts.connect_timeout,
+                pages: pages.clone(),
+                dead: dead.clone(),
+                access_log,
+                metrics: metrics.clone(),
+                backend_timeout: opts.backend_timeout,
+                retry_on_error: opts.retry_on_error,
+                header_timeout: opts.header_timeout,
+                max_header_size: opts.max_header_size,
+                max_retry_body: opts.max_retry_body,
+                invalid: invalid.clone(),
+                view: view.clone(),
+            });
+            built.push(Worker { shared, listeners, log });
+        }
         Ok(Proxy {
-            shared,
-            listeners,
-            tcp_timeout: opts.tcp_timeout,
-            shutdown_timeout: opts.shutdown_timeout,
-            max_header_size: opts.max_header_size,
-            max_connections: opts.max_connections,
+            workers: built,
+            http,
+            https,
+            settings: Arc::new(Settings {
+                tcp_timeout: opts.tcp_timeout,
+                shutdown_timeout: opts.shutdown_timeout,
+                max_header_size: opts.max_header_size,
+                max_connections: opts.max_connections,
+                limit: Arc::new(Semaphore::new(opts.max_connections)),
+            }),
         })
     }
 
     /// Bound plain-HTTP addresses (the real port when the config said 0).
     pub fn http_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter(|l| l.tls.is_none()).map(|l| l.addr).collect()
+        self.http.clone()
     }
 
     pub fn https_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter(|l| l.tls.is_some()).map(|l| l.addr).collect()
+        self.https.clone()
     }
 
-    /// Serves until `shutdown` becomes true, then stops accepting and waits for in-flight
-    /// requests, at most `shutdownTimeout`. Returns when drained (or timed out).
-    pub async fn serve(self, mut shutdown: watch::Receiver<bool>) {
+    /// Starts the worker threads. They serve until `shutdown` becomes true, then each stops
+    /// accepting and waits for its in-flight requests, at most `shutdownTimeout`
+    /// ([`Serving::drained`]).
+    pub fn start(self, shutdown: watch::Receiver<bool>) -> Result<Serving, ProxyError> {
+        let mut done = Vec::with_capacity(self.workers.len());
+        for (i, worker) in self.workers.into_iter().enumerate() {
+            let (tx, rx) = oneshot::channel();
+            let (settings, shutdown) = (self.settings.clone(), shutdown.clone());
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|source| ProxyError::Worker { worker: i, source })?;
+            std::thread::Builder::new()
+                .name(format!("proxy-{i}"))
+                .spawn(move || {
+                    runtime.block_on(worker.serve(settings, shutdown));
+                    let _ = tx.send(());
+                })
+                .map_err(|source| ProxyError::Worker { worker: i, source })?;
+            done.push(rx);
+        }
+        Ok(Serving { done })
+    }
+}
+
+/// The running workers.
+pub struct Serving {
+    done: Vec<oneshot::Receiver<()>>,
+}
+
+impl Serving {
+    /// Returns when every worker has drained (or timed out) after the shutdown signal.
+    pub async fn drained(self) {
+        for rx in self.done {
+            // An error means the worker thread panicked; the others still drain.
+            let _ = rx.await;
+        }
+    }
+}
+
+impl Worker {
+    async fn serve(self, settings: Arc<Settings>, mut shutdown: watch::Receiver<bool>) {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
             // Hipache's tcpTimeout: a client connection idle this long is closed.
-            .header_read_timeout(self.tcp_timeout)
+            .header_read_timeout(settings.tcp_timeout)
             // The fast path's head limit on this path too (hyper answers 431); hyper's
             // smallest read buffer is 8 KiB.
-            .max_buf_size(self.max_header_size.max(8192));
+            .max_buf_size(settings.max_header_size.max(8192));
         builder.http2().timer(TokioTimer::new());
         let builder = Arc::new(builder);
         let graceful = GracefulShutdown::new();
         tokio::spawn(evict_idle_backends(Arc::downgrade(&self.shared)));
+        let log = self.log.map(|w| tokio::spawn(w.run()));
 
-        let mut accepting: Vec<_> = self.listeners.into_iter().map(|l| Box::pin(accept_one(l))).collect();
-        // `server.maxConnections`: a connection is accepted only with a permit, so beyond the
-        // limit new connections wait in the kernel's listen backlog (and time out there, as at
-        // any full server) instead of the process running out of descriptors.
-        let limit = Arc::new(Semaphore::new(self.max_connections));
+        let mut waiting = Vec::with_capacity(self.listeners.len());
+        for l in self.listeners {
+            // SAFETY: the `AsyncFd` owns the listener, whose descriptor stays open and the
+            // same until the `AsyncFd` drops it (tokio's `register` contract). tokio's own
+            // `TcpListener` cannot wait for a connection without taking it, which the
+            // connection limit below needs.
+            match unsafe { AsyncFd::register_with_interest(l.tcp, Interest::READABLE) } {
+                Ok(fd) => waiting.push(Box::pin(ready(Accepting { fd, addr: l.addr, tls: l.tls }))),
+                Err(e) => {
+                    tracing::error!(addr = %l.addr, error = %e, "listener not registered with the worker; not accepting on it")
+                }
+            }
+        }
+        if waiting.is_empty() {
+            return;
+        }
+        // `server.maxConnections`, over all workers: a connection is accepted only with a
+        // permit, so beyond the limit new connections wait in the kernel's listen backlog (and
+        // time out there, as at any full server) instead of the process running out of
+        // descriptors. A worker asks for a permit only once one of its own sockets has a
+        // connection waiting: one that held a permit while waiting would keep it from a worker
+        // whose socket the kernel did put the connection on.
+        let limit = settings.limit.clone();
         let mut warned_full: Option<std::time::Instant> = None;
+        let stopping = |stopped: Result<(), watch::error::RecvError>| {
+            if stopped.is_err() {
+                tracing::warn!("shutdown sender dropped; stopping");
+            }
+        };
         loop {
+            let next = futures::future::select_all(waiting.iter_mut().map(|f| f.as_mut()));
+            let (listener, i) = tokio::select! {
+                stopped = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                    stopping(stopped);
+                    break;
+                }
+                ((result, listener), i, _) = next => match result {
+                    Ok(()) => (listener, i),
+                    Err(e) => {
+                        tracing::error!(addr = %listener.addr, error = %e, "listener failed; not accepting on it");
+                        drop(waiting.remove(i));
+                        if waiting.is_empty() {
+                            break;
+                        }
+                        continue;
+                    }
+                },
+            };
             let permit = match limit.clone().try_acquire_owned() {
                 Ok(permit) => permit,
                 Err(_) => {
                     if warned_full.is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY) {
                         tracing::warn!(
-                            max_connections = self.max_connections,
+                            max_connections = settings.max_connections,
                             "connection limit reached; new connections wait in the listen backlog"
                         );
                         warned_full = Some(std::time::Instant::now());
                     }
                     tokio::select! {
                         stopped = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
-                            if stopped.is_err() {
-                                tracing::warn!("shutdown sender dropped; stopping");
-                            }
+                            stopping(stopped);
                             break;
                         }
                         permit = limit.clone().acquire_owned() => match permit {
@@ -176,57 +318,101 @@ impl Proxy {
                     }
                 }
             };
-            let next = futures::future::select_all(accepting.iter_mut().map(|f| f.as_mut()));
-            tokio::select! {
-                stopped = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
-                    if stopped.is_err() {
-                        tracing::warn!("shutdown sender dropped; stopping");
-                    }
-                    break;
+            match listener.fd.try_io(Interest::READABLE, |l| l.accept()).and_then(|(s, peer)| {
+                s.set_nonblocking(true)?;
+                Ok((TcpStream::from_std(s)?, peer))
+            }) {
+                Ok((stream, peer)) => {
+                    let conn = Connection {
+                        shared: self.shared.clone(),
+                        builder: builder.clone(),
+                        tls: listener.tls.clone(),
+                        client: Arc::new(ClientInfo::new(peer.ip(), listener.tls.is_some(), listener.addr.port())),
+                        tcp_timeout: settings.tcp_timeout,
+                        shutdown: shutdown.clone(),
+                        _permit: permit,
+                    };
+                    tokio::spawn(conn.run(stream, graceful.watcher()));
                 }
-                ((result, listener), i, _) = next => {
-                    match result {
-                        Ok((stream, peer)) => {
-                            let conn = Connection {
-                                shared: self.shared.clone(),
-                                builder: builder.clone(),
-                                tls: listener.tls.clone(),
-                                client: Arc::new(ClientInfo::new(peer.ip(), listener.tls.is_some(), listener.addr.port())),
-                                tcp_timeout: self.tcp_timeout,
-                                shutdown: shutdown.clone(),
-                                _permit: permit,
-                            };
-                            tokio::spawn(conn.run(stream, graceful.watcher()));
-                        }
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off instead of spinning.
-                            tracing::warn!(addr = %listener.addr, error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                    accepting[i] = Box::pin(accept_one(listener));
+                // Gone from the backlog before it was taken (reset): the permit goes back.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(addr = %listener.addr, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
+            waiting[i] = Box::pin(ready(listener));
         }
-        drop(accepting);
-        tracing::info!(connections = graceful.count(), "draining");
-        if tokio::time::timeout(self.shutdown_timeout, graceful.shutdown()).await.is_err() {
-            tracing::warn!(timeout = ?self.shutdown_timeout, "drain timed out; closing remaining connections");
+        drop(waiting);
+        tracing::debug!(connections = graceful.count(), "draining");
+        if tokio::time::timeout(settings.shutdown_timeout, graceful.shutdown()).await.is_err() {
+            tracing::warn!(timeout = ?settings.shutdown_timeout, "drain timed out; closing remaining connections");
+        }
+        // The writer ends once every request holding a log handle has (dropping the last
+        // sender), after writing what they logged; connections a timed-out drain left behind
+        // are not waited for.
+        drop(self.shared);
+        if let Some(log) = log {
+            let _ = tokio::time::timeout(LOG_CLOSE_TIMEOUT, log).await;
         }
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, ProxyError> {
-    TcpListener::bind(addr).await.map_err(|source| ProxyError::Bind { addr, source })
+/// A worker's listener, registered with its runtime.
+struct Accepting {
+    fd: AsyncFd<std::net::TcpListener>,
+    addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
 }
 
-/// Accepts one connection and hands the listener back, so the accept loop can re-arm it.
-async fn accept_one(l: Listener) -> (std::io::Result<(TcpStream, SocketAddr)>, Listener) {
-    let r = l.tcp.accept().await;
+/// Binds `workers` sockets to `addr` (the port the first one got, when `addr` says 0), with
+/// `SO_REUSEPORT` when there is more than one, so the kernel spreads connections over the
+/// workers. A plain bind first checks that nobody listens there already: `SO_REUSEPORT`
+/// would otherwise join another process of the same user on that port (a second node
+/// started by mistake) and silently split the traffic with it.
+fn listen(addr: SocketAddr, workers: usize) -> Result<(Vec<std::net::TcpListener>, SocketAddr), ProxyError> {
+    let failed = |source| ProxyError::Bind { addr, source };
+    let probe = socket(addr, false).map_err(failed)?;
+    let bound = probe.local_addr().map_err(failed)?.as_socket().unwrap_or(addr);
+    if workers == 1 {
+        probe.listen(BACKLOG).map_err(failed)?;
+        return Ok((vec![probe.into()], bound));
+    }
+    drop(probe);
+    let sockets = (0..workers)
+        .map(|_| {
+            let s = socket(bound, true)?;
+            s.listen(BACKLOG)?;
+            Ok(s.into())
+        })
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(failed)?;
+    Ok((sockets, bound))
+}
+
+/// A bound, non-blocking TCP socket; `SO_REUSEADDR` as tokio's own `bind` sets it.
+fn socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s)
+}
+
+/// Waits until the listener has a connection to accept (without taking it) and hands the
+/// listener back, so the accept loop can take it once it has a permit, then re-arm.
+async fn ready(l: Accepting) -> (std::io::Result<()>, Accepting) {
+    // The guard is dropped without clearing the readiness: `try_io`'s accept clears it when
+    // the backlog is empty.
+    let r = l.fd.readable().await.map(drop);
     (r, l)
 }
 
-/// Closes the fast path's expired idle backend connections while the proxy lives.
+/// Closes the fast path's expired idle backend connections while the worker lives.
 async fn evict_idle_backends(shared: std::sync::Weak<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     loop {

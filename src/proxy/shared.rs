@@ -12,7 +12,7 @@ use super::metrics::Metrics;
 use super::pages::Pages;
 use super::view::SharedView;
 
-/// Everything the request path shares; built once by `server`.
+/// Everything the request path of one worker thread uses; built by `server`, one per worker.
 pub struct Shared {
     pub view: Arc<SharedView>,
     pub client: Backends,
@@ -36,5 +36,6 @@ pub struct Shared {
     /// can be retried; larger or unsized bodies stream through and get one attempt (Hipache
     /// retried with an already consumed stream, §3.6, fixed per §9.2).
     pub max_retry_body: u64,
-    pub invalid: InvalidBackends,
+    /// Shared by the workers, so a bad URL is reported once per node, not once per worker.
+    pub invalid: Arc<InvalidBackends>,
 }
