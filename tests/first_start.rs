@@ -62,8 +62,8 @@ fn an_access_log_that_cannot_be_created_names_the_key() {
     assert!(stderr.contains("\"-\" for stdout") && stderr.contains("null to turn the log off"), "{stderr}");
 }
 
-/// Each proxy worker listens on a socket of its own (`SO_REUSEPORT`); that must not let a
-/// second node started by mistake on the same port join the first and take half its traffic.
+/// A second node started by mistake on a port the first serves stops, naming the address: it
+/// must not join the first's listen socket and take part of its traffic.
 #[test]
 fn an_http_port_another_node_listens_on_is_refused_by_address() {
     let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -4,7 +4,8 @@
 //! ([`view`]) that the apply path republishes after every Raft batch. See `LIFECYCLE.md` for a
 //! request and a WebSocket upgrade walked through these files:
 //!
-//! - [`server`]: listeners, TLS handshakes, HTTP/1.1 + HTTP/2, graceful drain;
+//! - [`server`]: worker threads, listeners, TLS handshakes, HTTP/1.1 + HTTP/2, graceful
+//!   drain; [`balance`]: which worker serves a connection;
 //! - [`h1`]: the HTTP/1.1 fast path for ordinary requests to `http://` backends;
 //! - [`handler`]: every other request (hyper) — host, body, lookup, attempts, response;
 //! - [`retry`]: the retry and dead-marking policy both paths follow; [`shared`]: what they share;
@@ -14,6 +15,7 @@
 //! - [`tls`], [`client`], [`pages`], [`access_log`], [`metrics`], [`body`], [`options`].
 
 pub mod access_log;
+pub mod balance;
 pub mod body;
 pub mod client;
 pub mod dead;

@@ -1,9 +1,9 @@
 //! Listeners, worker threads, connections and the graceful drain.
 //!
 //! The proxy runs shared-nothing, as nginx and Envoy do: `server.workers` threads, each with
-//! its own current-thread tokio runtime, its own `SO_REUSEPORT` socket on every listen
-//! address (the kernel spreads new connections over them), its own backend connection pools
-//! and its own access-log buffer. A connection lives and dies on the thread that accepted it:
+//! its own current-thread tokio runtime, waiting on every listen socket (the first worker free
+//! takes the next connection), with its own backend connection pools and its own access-log
+//! buffer. A connection lives and dies on the thread that accepted it:
 //! no work stealing, no wake-up of another thread, no lock taken by every request. What the
 //! workers do share is read-mostly: the routing view (one `ArcSwap`), the error pages, the
 //! metric handles and the connection limit. Raft writes (dead marks) are handed to the
@@ -22,15 +22,15 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::access_log::{AccessLog, AccessLogError, AccessLogOutput, LogWriter};
+use super::balance::{Balance, Incoming, Open};
 use super::client;
 use super::dead::DeadMarker;
 use super::forward::ClientInfo;
@@ -69,21 +69,22 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stopping worker waits for its access-log writer to finish.
 const LOG_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Pending connections per listen socket (what tokio's `TcpListener::bind` asks for).
-const BACKLOG: i32 = 1024;
-
-/// One worker's socket for one listen address.
+/// One worker's descriptor of a listen socket.
 struct Listener {
     tcp: std::net::TcpListener,
     addr: SocketAddr,
     tls: Option<TlsAcceptor>,
 }
 
-/// One worker thread's share: its sockets, its request-path state and its access-log writer.
+/// One worker thread's share: its sockets, its request-path state, its access-log writer and
+/// the connections other workers hand it.
 struct Worker {
+    index: usize,
     shared: Arc<Shared>,
     listeners: Vec<Listener>,
     log: Option<LogWriter>,
+    balance: Arc<Balance>,
+    handoff: mpsc::UnboundedReceiver<Incoming>,
 }
 
 /// What every worker's accept loop and connections are configured with.
@@ -118,7 +119,7 @@ impl Proxy {
         let mut addresses: Vec<(Vec<std::net::TcpListener>, SocketAddr, Option<TlsAcceptor>)> = Vec::new();
         let (mut http, mut https) = (Vec::new(), Vec::new());
         for addr in &opts.http {
-            let (sockets, bound) = listen(*addr, workers)?;
+            let (sockets, bound) = listen(*addr, workers).await?;
             http.push(bound);
             addresses.push((sockets, bound, None));
         }
@@ -126,7 +127,7 @@ impl Proxy {
             let tls_err = |source| ProxyError::Tls { addr: l.addr, source };
             let default = tls::load_default(&l.cert, &l.key, &l.ca, l.passphrase).map_err(tls_err)?;
             let config = tls::server_config(view.clone(), default, l.honor_cipher_order).map_err(tls_err)?;
-            let (sockets, bound) = listen(l.addr, workers)?;
+            let (sockets, bound) = listen(l.addr, workers).await?;
             https.push(bound);
             addresses.push((sockets, bound, Some(TlsAcceptor::from(Arc::new(config)))));
         }
@@ -143,8 +144,9 @@ impl Proxy {
             metrics: metrics.clone(),
             raft_runtime: tokio::runtime::Handle::current(),
         };
+        let (balance, handoffs) = Balance::new(workers);
         let mut built = Vec::with_capacity(workers);
-        for _ in 0..workers {
+        for (index, handoff) in handoffs.into_iter().enumerate() {
             let listeners = addresses
                 .iter_mut()
                 .map(|(sockets, addr, tls)| Listener { tcp: sockets.remove(0), addr: *addr, tls: tls.clone() })
@@ -166,7 +168,7 @@ impl Proxy {
                 invalid: invalid.clone(),
                 view: view.clone(),
             });
-            built.push(Worker { shared, listeners, log });
+            built.push(Worker { index, shared, listeners, log, balance: balance.clone(), handoff });
         }
         Ok(Proxy {
             workers: built,
@@ -233,6 +235,7 @@ impl Serving {
 
 impl Worker {
     async fn serve(self, settings: Arc<Settings>, mut shutdown: watch::Receiver<bool>) {
+        let Worker { index, shared, listeners, log, balance, mut handoff } = self;
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -243,13 +246,20 @@ impl Worker {
             // smallest read buffer is 8 KiB.
             .max_buf_size(settings.max_header_size.max(8192));
         builder.http2().timer(TokioTimer::new());
-        let builder = Arc::new(builder);
         let graceful = GracefulShutdown::new();
-        tokio::spawn(evict_idle_backends(Arc::downgrade(&self.shared)));
-        let log = self.log.map(|w| tokio::spawn(w.run()));
+        tokio::spawn(evict_idle_backends(Arc::downgrade(&shared)));
+        let log = log.map(|w| tokio::spawn(w.run()));
+        let serving = Serve {
+            index,
+            shared,
+            builder: Arc::new(builder),
+            balance,
+            tcp_timeout: settings.tcp_timeout,
+            shutdown: shutdown.clone(),
+        };
 
-        let mut waiting = Vec::with_capacity(self.listeners.len());
-        for l in self.listeners {
+        let mut waiting = Vec::with_capacity(listeners.len());
+        for l in listeners {
             // SAFETY: the `AsyncFd` owns the listener, whose descriptor stays open and the
             // same until the `AsyncFd` drops it (tokio's `register` contract). tokio's own
             // `TcpListener` cannot wait for a connection without taking it, which the
@@ -261,15 +271,12 @@ impl Worker {
                 }
             }
         }
-        if waiting.is_empty() {
-            return;
-        }
         // `server.maxConnections`, over all workers: a connection is accepted only with a
         // permit, so beyond the limit new connections wait in the kernel's listen backlog (and
         // time out there, as at any full server) instead of the process running out of
-        // descriptors. A worker asks for a permit only once one of its own sockets has a
-        // connection waiting: one that held a permit while waiting would keep it from a worker
-        // whose socket the kernel did put the connection on.
+        // descriptors. A worker asks for a permit only once a listen socket has a connection
+        // waiting: one that held a permit while waiting would keep it from a worker that does
+        // have a connection to take.
         let limit = settings.limit.clone();
         let mut warned_full: Option<std::time::Instant> = None;
         let stopping = |stopped: Result<(), watch::error::RecvError>| {
@@ -277,64 +284,69 @@ impl Worker {
                 tracing::warn!("shutdown sender dropped; stopping");
             }
         };
-        loop {
-            let next = futures::future::select_all(waiting.iter_mut().map(|f| f.as_mut()));
+        'accepting: loop {
+            // (`select_all` of nothing would panic: a worker whose listeners all failed still
+            // serves what others hand it.)
+            let next = async {
+                if waiting.is_empty() {
+                    std::future::pending().await
+                } else {
+                    futures::future::select_all(waiting.iter_mut().map(|f| f.as_mut())).await
+                }
+            };
             let (listener, i) = tokio::select! {
                 stopped = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
                     stopping(stopped);
                     break;
+                }
+                Some(incoming) = handoff.recv() => {
+                    serving.spawn(incoming, &graceful);
+                    continue;
                 }
                 ((result, listener), i, _) = next => match result {
                     Ok(()) => (listener, i),
                     Err(e) => {
                         tracing::error!(addr = %listener.addr, error = %e, "listener failed; not accepting on it");
                         drop(waiting.remove(i));
-                        if waiting.is_empty() {
-                            break;
-                        }
                         continue;
                     }
                 },
             };
-            let permit = match limit.clone().try_acquire_owned() {
-                Ok(permit) => permit,
-                Err(_) => {
-                    if warned_full.is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY) {
-                        tracing::warn!(
-                            max_connections = settings.max_connections,
-                            "connection limit reached; new connections wait in the listen backlog"
-                        );
-                        warned_full = Some(std::time::Instant::now());
+            let permit = loop {
+                if let Ok(permit) = limit.clone().try_acquire_owned() {
+                    break permit;
+                }
+                if warned_full.is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY) {
+                    tracing::warn!(
+                        max_connections = settings.max_connections,
+                        "connection limit reached; new connections wait in the listen backlog"
+                    );
+                    warned_full = Some(std::time::Instant::now());
+                }
+                tokio::select! {
+                    stopped = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                        stopping(stopped);
+                        break 'accepting;
                     }
-                    tokio::select! {
-                        stopped = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
-                            stopping(stopped);
-                            break;
-                        }
-                        permit = limit.clone().acquire_owned() => match permit {
-                            Ok(permit) => permit,
-                            Err(_) => break, // never closed
-                        },
-                    }
+                    // Connections handed over come with their permit: serve them meanwhile.
+                    Some(incoming) = handoff.recv() => serving.spawn(incoming, &graceful),
+                    permit = limit.clone().acquire_owned() => match permit {
+                        Ok(permit) => break permit,
+                        Err(_) => break 'accepting, // never closed
+                    },
                 }
             };
-            match listener.fd.try_io(Interest::READABLE, |l| l.accept()).and_then(|(s, peer)| {
-                s.set_nonblocking(true)?;
-                Ok((TcpStream::from_std(s)?, peer))
-            }) {
+            match listener.fd.try_io(Interest::READABLE, |l| l.accept()) {
                 Ok((stream, peer)) => {
-                    let conn = Connection {
-                        shared: self.shared.clone(),
-                        builder: builder.clone(),
-                        tls: listener.tls.clone(),
-                        client: Arc::new(ClientInfo::new(peer.ip(), listener.tls.is_some(), listener.addr.port())),
-                        tcp_timeout: settings.tcp_timeout,
-                        shutdown: shutdown.clone(),
-                        _permit: permit,
-                    };
-                    tokio::spawn(conn.run(stream, graceful.watcher()));
+                    let incoming =
+                        Incoming { stream, peer, port: listener.addr.port(), tls: listener.tls.clone(), permit };
+                    let to = serving.balance.pick(index);
+                    let mine = if to == index { Some(incoming) } else { serving.balance.hand_off(to, incoming).err() };
+                    if let Some(incoming) = mine {
+                        serving.spawn(incoming, &graceful);
+                    }
                 }
-                // Gone from the backlog before it was taken (reset): the permit goes back.
+                // Taken by another worker, or gone from the backlog (reset): the permit goes back.
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -345,6 +357,8 @@ impl Worker {
             waiting[i] = Box::pin(ready(listener));
         }
         drop(waiting);
+        // Connections handed over after this are served by the worker that accepted them.
+        drop(handoff);
         tracing::debug!(connections = graceful.count(), "draining");
         if tokio::time::timeout(settings.shutdown_timeout, graceful.shutdown()).await.is_err() {
             tracing::warn!(timeout = ?settings.shutdown_timeout, "drain timed out; closing remaining connections");
@@ -352,10 +366,45 @@ impl Worker {
         // The writer ends once every request holding a log handle has (dropping the last
         // sender), after writing what they logged; connections a timed-out drain left behind
         // are not waited for.
-        drop(self.shared);
+        drop(serving);
         if let Some(log) = log {
             let _ = tokio::time::timeout(LOG_CLOSE_TIMEOUT, log).await;
         }
+    }
+}
+
+/// What a worker starts its connections with.
+struct Serve {
+    index: usize,
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    balance: Arc<Balance>,
+    tcp_timeout: Option<Duration>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Serve {
+    /// Serves `incoming` on this worker's runtime.
+    fn spawn(&self, incoming: Incoming, graceful: &GracefulShutdown) {
+        let Incoming { stream, peer, port, tls, permit } = incoming;
+        let stream = match stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream)) {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepted connection not registered with its worker; closed");
+                return;
+            }
+        };
+        let conn = Connection {
+            shared: self.shared.clone(),
+            builder: self.builder.clone(),
+            client: Arc::new(ClientInfo::new(peer.ip(), tls.is_some(), port)),
+            tls,
+            tcp_timeout: self.tcp_timeout,
+            shutdown: self.shutdown.clone(),
+            _permit: permit,
+            _open: self.balance.open(self.index),
+        };
+        tokio::spawn(conn.run(stream, graceful.watcher()));
     }
 }
 
@@ -366,41 +415,20 @@ struct Accepting {
     tls: Option<TlsAcceptor>,
 }
 
-/// Binds `workers` sockets to `addr` (the port the first one got, when `addr` says 0), with
-/// `SO_REUSEPORT` when there is more than one, so the kernel spreads connections over the
-/// workers. A plain bind first checks that nobody listens there already: `SO_REUSEPORT`
-/// would otherwise join another process of the same user on that port (a second node
-/// started by mistake) and silently split the traffic with it.
-fn listen(addr: SocketAddr, workers: usize) -> Result<(Vec<std::net::TcpListener>, SocketAddr), ProxyError> {
+/// Binds `addr` once and gives each worker its own descriptor of the one listen socket. Every
+/// worker waits on it and the first one free takes the next connection, so connections go to
+/// the workers with time for them, as with nginx's shared listen sockets. (`SO_REUSEPORT`,
+/// one socket per worker, spread them by a hash instead: measured, the worker that drew more
+/// connections set a worse p99, docs/benchmarks.md.)
+async fn listen(addr: SocketAddr, workers: usize) -> Result<(Vec<std::net::TcpListener>, SocketAddr), ProxyError> {
     let failed = |source| ProxyError::Bind { addr, source };
-    let probe = socket(addr, false).map_err(failed)?;
-    let bound = probe.local_addr().map_err(failed)?.as_socket().unwrap_or(addr);
-    if workers == 1 {
-        probe.listen(BACKLOG).map_err(failed)?;
-        return Ok((vec![probe.into()], bound));
-    }
-    drop(probe);
-    let sockets = (0..workers)
-        .map(|_| {
-            let s = socket(bound, true)?;
-            s.listen(BACKLOG)?;
-            Ok(s.into())
-        })
-        .collect::<std::io::Result<Vec<_>>>()
-        .map_err(failed)?;
-    Ok((sockets, bound))
-}
-
-/// A bound, non-blocking TCP socket; `SO_REUSEADDR` as tokio's own `bind` sets it.
-fn socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<Socket> {
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    s.set_reuse_address(true)?;
-    if reuse_port {
-        s.set_reuse_port(true)?;
-    }
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    Ok(s)
+    let tcp = TcpListener::bind(addr).await.map_err(failed)?;
+    let bound = tcp.local_addr().map_err(failed)?;
+    // Non-blocking still, and no longer registered with the runtime that bound it.
+    let first = tcp.into_std().map_err(failed)?;
+    let mut all = (1..workers).map(|_| first.try_clone()).collect::<std::io::Result<Vec<_>>>().map_err(failed)?;
+    all.push(first);
+    Ok((all, bound))
 }
 
 /// Waits until the listener has a connection to accept (without taking it) and hands the
@@ -432,6 +460,8 @@ struct Connection {
     shutdown: watch::Receiver<bool>,
     /// Its place under `server.maxConnections`, given back when the connection ends.
     _permit: OwnedSemaphorePermit,
+    /// Counted among its worker's connections while it lives.
+    _open: Open,
 }
 
 impl Connection {
