@@ -1,9 +1,11 @@
-//! The backend connection pool: one hyper-util client shared by every runtime thread.
+//! The hyper path's backend connections: one hyper-util client per proxy worker.
 //!
-//! Sharing one pool across threads is what gives Pingora its connection reuse (a pool per
-//! thread would open a connection per thread and backend); Hipache opened a new backend connection per request whatever
-//! `httpKeepAlive` said (§1.1). Here `httpKeepAlive: true` keeps up to `maxSockets` idle
-//! connections per backend, and `false` closes each after its request.
+//! One per worker, like the fast path's pool: a connection's task runs on the worker that
+//! opened it, so using it never wakes another thread, and no lock is shared by every request
+//! (Pingora shares one pool across threads for more reuse; nginx keeps one per worker, as here).
+//! Hipache opened a new backend connection per request whatever `httpKeepAlive` said (§1.1).
+//! Here `httpKeepAlive: true` keeps idle connections per backend (`maxSockets` for the node,
+//! each worker its share), and `false` closes each after its request.
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
-//! Idle backend connections of the fast path, shared by every runtime thread and keyed by
-//! backend address, so frontends that share a backend share its connections and a routing
-//! change does not drop them.
+//! Idle backend connections of the fast path, one pool per proxy worker, keyed by backend
+//! address, so frontends that share a backend share its connections and a routing change
+//! does not drop them. Per worker: the checkout and checkin of every request take this lock,
+//! which no other thread contends.
 //!
 //! Checkout is last-in-first-out: the most recently used connection is the least likely to
 //! have been closed by the backend's own keep-alive timeout. A connection the backend did
