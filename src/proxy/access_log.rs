@@ -162,8 +162,9 @@ impl OnEnd for Pending {
     fn ended(self: Box<Self>, bytes: u64) {
         let Pending { log, mut record } = *self;
         record.bytes = bytes;
-        record.total = record.start.elapsed();
-        record.backend = record.backend_start.elapsed();
+        let now = Instant::now();
+        record.total = now.saturating_duration_since(record.start);
+        record.backend = now.saturating_duration_since(record.backend_start);
         log.send(record);
     }
 }
@@ -195,8 +196,9 @@ impl LogWriter {
     /// syscalls under load and keeps the file current when idle.
     pub async fn run(mut self) {
         let mut buf = Vec::with_capacity(WRITE_AT + 1024);
+        let mut stamp = Timestamp::default();
         while let Some(record) = self.rx.recv().await {
-            format_line(&mut buf, &record);
+            format_line(&mut buf, &mut stamp, &record);
             if buf.len() >= WRITE_AT || self.rx.is_empty() {
                 self.output.write(&buf);
                 buf.clear();
@@ -242,41 +244,84 @@ async fn next(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
 
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
-/// Appends one line (with its newline) to `out`.
-pub fn format_line(out: &mut Vec<u8>, record: &Record) {
+/// The bracketed timestamp of the second last formatted, `[DD/Mon/YYYY:HH:MM:SS +0000]`: a
+/// worker's lines mostly share their second, as nginx's cached log time does.
+#[derive(Default)]
+pub struct Timestamp {
+    secs: Option<u64>,
+    text: Vec<u8>,
+}
+
+impl Timestamp {
+    fn of(&mut self, time: SystemTime) -> &[u8] {
+        let secs = time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        if self.secs != Some(secs) {
+            let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+            let tod = secs % 86_400;
+            self.text.clear();
+            let _ = write!(
+                self.text,
+                "[{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000]",
+                day,
+                MONTHS[(month - 1) as usize],
+                year,
+                tod / 3600,
+                tod % 3600 / 60,
+                tod % 60
+            );
+            self.secs = Some(secs);
+        }
+        &self.text
+    }
+}
+
+/// Appends one line (with its newline) to `out`. Numbers go through `itoa` and the timestamp
+/// through `stamp`'s cache rather than `format!`: this runs once per request on the worker
+/// that served it, and the formatting machinery was most of the log's cost (perf).
+pub fn format_line(out: &mut Vec<u8>, stamp: &mut Timestamp, record: &Record) {
     let (r, req) = (record, &record.request);
-    let secs = req.time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-    let tod = secs % 86_400;
-    let version = match req.version {
-        Version::HTTP_09 => "0.9",
-        Version::HTTP_10 => "1.0",
-        Version::HTTP_2 => "2.0",
-        Version::HTTP_3 => "3.0",
-        _ => "1.1",
+    let version: &[u8] = match req.version {
+        Version::HTTP_09 => b"0.9",
+        Version::HTTP_10 => b"1.0",
+        Version::HTTP_2 => b"2.0",
+        Version::HTTP_3 => b"3.0",
+        _ => b"1.1",
     };
+    let mut n = itoa::Buffer::new();
     push_text(out, req.remote.as_ref().map(HeaderValue::as_bytes).unwrap_or(b"-"));
-    let _ = write!(
-        out,
-        " - - [{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000] \"{} {} HTTP/{}\" {} {} \"",
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        tod / 3600,
-        tod % 3600 / 60,
-        tod % 60,
-        req.method,
-        req.uri,
-        version,
-        r.status,
-        r.bytes,
-    );
+    out.extend_from_slice(b" - - ");
+    out.extend_from_slice(stamp.of(req.time));
+    out.extend_from_slice(b" \"");
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.push(b' ');
+    let _ = write!(out, "{}", req.uri);
+    out.extend_from_slice(b" HTTP/");
+    out.extend_from_slice(version);
+    out.extend_from_slice(b"\" ");
+    out.extend_from_slice(n.format(r.status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(n.format(r.bytes).as_bytes());
+    out.extend_from_slice(b" \"");
     push_text(out, req.referer.as_ref().map(HeaderValue::as_bytes).unwrap_or(b""));
     out.extend_from_slice(b"\" \"");
     push_text(out, req.user_agent.as_ref().map(HeaderValue::as_bytes).unwrap_or(b""));
     out.extend_from_slice(b"\" \"");
     push_text(out, &r.identifier);
-    let _ = writeln!(out, "\" {:.3} {:.3}", r.total.as_secs_f64(), r.backend.as_secs_f64());
+    out.extend_from_slice(b"\" ");
+    push_seconds(out, r.total);
+    out.push(b' ');
+    push_seconds(out, r.backend);
+    out.push(b'\n');
+}
+
+/// Seconds with three decimals (`0.012`), rounded to the nearest millisecond.
+fn push_seconds(out: &mut Vec<u8>, d: Duration) {
+    let ms = (d.as_micros() + 500) / 1000;
+    let mut n = itoa::Buffer::new();
+    out.extend_from_slice(n.format(ms / 1000).as_bytes());
+    out.push(b'.');
+    let frac = n.format(ms % 1000 + 1000);
+    out.extend_from_slice(&frac.as_bytes()[1..]);
 }
 
 /// Appends client-controlled text made safe for one log line: UTF-8 as is, but quotes and
@@ -333,11 +378,35 @@ mod tests {
             backend: Duration::from_micros(10_400),
         };
         let mut line = Vec::new();
-        format_line(&mut line, &record);
+        format_line(&mut line, &mut Timestamp::default(), &record);
         assert_eq!(
             String::from_utf8(line).unwrap(),
             "1.2.3.4 - - [25/Nov/2025:08:44:05 +0000] \"GET /a?b=1 HTTP/1.1\" 200 13 \"\" \"curl/8 ?x?\" \"app\" 0.012 0.010\n"
         );
+    }
+
+    #[test]
+    fn seconds_have_three_decimals_rounded_to_the_millisecond() {
+        for (d, text) in [
+            (Duration::ZERO, "0.000"),
+            (Duration::from_micros(10_400), "0.010"),
+            (Duration::from_micros(10_500), "0.011"),
+            (Duration::from_millis(61_005), "61.005"),
+            (Duration::from_micros(999_600), "1.000"),
+        ] {
+            let mut out = Vec::new();
+            push_seconds(&mut out, d);
+            assert_eq!(String::from_utf8(out).unwrap(), text, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn the_cached_timestamp_follows_the_clock() {
+        let mut stamp = Timestamp::default();
+        let at = |s| UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(stamp.of(at(1_764_060_245)), b"[25/Nov/2025:08:44:05 +0000]");
+        assert_eq!(stamp.of(at(1_764_060_245)), b"[25/Nov/2025:08:44:05 +0000]");
+        assert_eq!(stamp.of(at(1_767_225_600)), b"[01/Jan/2026:00:00:00 +0000]");
     }
 
     #[test]
