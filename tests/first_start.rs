@@ -77,6 +77,21 @@ fn an_http_port_another_node_listens_on_is_refused_by_address() {
     assert_eq!(first.resp().cmd(&["PING"]), Reply::Status("PONG".into()), "the first node is untouched");
 }
 
+/// Hipache's configs say `"workers": 10` (processes); here they are threads that keep their
+/// connections, so more than the cores is worth a warning, and the node still serves.
+#[test]
+fn more_workers_than_cores_is_warned_about_and_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let mut config = base_config(dir.path());
+    config["server"]["workers"] = json!(cores + 1);
+    let log = dir.path().join("node.log");
+    let node = Node::start_logged(dir.path(), &config, &log, &[]);
+    let warned = std::fs::read_to_string(&log).unwrap();
+    assert!(warned.contains("server.workers is more than the cores"), "{warned}");
+    assert_eq!(node.resp().cmd(&["PING"]), Reply::Status("PONG".into()));
+}
+
 #[test]
 fn an_unknown_user_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();

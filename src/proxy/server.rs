@@ -111,6 +111,17 @@ impl Proxy {
     /// inside the node's tokio runtime, which also carries the proxy's Raft writes.
     pub async fn bind(opts: ProxyOptions, node: Arc<RaftNode>) -> Result<Proxy, ProxyError> {
         let workers = opts.workers.max(1);
+        // Hipache's example configs say 10 (processes); here each worker is a thread that keeps
+        // its connections, and more of them than cores only adds preemption (docs/benchmarks.md).
+        if let Ok(cores) = std::thread::available_parallelism() {
+            if workers > cores.get() {
+                tracing::warn!(
+                    workers,
+                    cores = cores.get(),
+                    "server.workers is more than the cores this node may use; one per core is best (leave it unset)"
+                );
+            }
+        }
         let metrics = Metrics::new();
         let view = Arc::new(SharedView::new(opts.routing.clone()));
         node.add_apply_listener(view.clone());
