@@ -5,7 +5,8 @@
 //! is cut off and marked dead (so is one that stops taking an upload), a request body over `server.maxRetryBody` gets one attempt
 //! (smaller ones are retried), a RESP client beyond `cluster.maxclients` gets Redis's
 //! `-ERR max number of clients reached`, and a subscriber that does not read is disconnected
-//! once its queue passes `cluster.pubsubBufferLimit`.
+//! once its queue passes `cluster.pubsubBufferLimit`. Connections are spread evenly over the
+//! `server.workers`.
 
 mod common;
 mod proxy_support;
@@ -152,6 +153,42 @@ fn connections_beyond_max_connections_wait_in_the_backlog_until_one_ends() {
     // The one still held is still served.
     held[0].write_all(GET.as_bytes()).unwrap();
     assert!(response(&mut held[0]).starts_with("HTTP/1.1 200 OK\r\n"));
+}
+
+/// Workers spread connections by count: each new connection goes to the worker with the
+/// fewest, whichever worker accepted it. Eight connections opened at once on four workers
+/// (left alone, the first worker awake takes such a burst whole) are about two per worker,
+/// and those handed to another worker are served there like any other.
+#[test]
+fn connections_are_spread_evenly_over_the_workers() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(
+        dir.path(),
+        json!({ "server": { "workers": 4, "tcpTimeout": 30 }, "cluster": { "metrics": metrics.to_string() } }),
+    );
+    resp(&node, &["RPUSH", "frontend:lim.test", "lim", &backend()]);
+    let addr = http_addr(&node);
+    let mut held: Vec<TcpStream> = (0..8).map(|_| connect(addr)).collect();
+    for s in &mut held {
+        s.write_all(GET.as_bytes()).unwrap();
+    }
+    for s in &mut held {
+        assert!(response(s).starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+    let open = proxy_support::scrape(metrics);
+    let per_worker: Vec<f64> = (0..4)
+        .map(|w| open.get(&format!(r#"hipache_open_connections{{worker="{w}"}}"#)).copied().unwrap_or(0.0))
+        .collect();
+    assert_eq!(per_worker.iter().sum::<f64>(), 8.0, "{open:?}");
+    // Two picks racing on two threads may send one connection more to the same worker.
+    assert!(per_worker.iter().all(|&n| (1.0..=3.0).contains(&n)), "{per_worker:?}");
+    // Every one of them, wherever it went, goes on being served.
+    for s in &mut held {
+        s.write_all(GET.as_bytes()).unwrap();
+        assert!(response(s).starts_with("HTTP/1.1 200 OK\r\n"));
+    }
 }
 
 #[test]

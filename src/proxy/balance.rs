@@ -25,6 +25,9 @@ pub struct Incoming {
     pub tls: Option<TlsAcceptor>,
     /// Its place under `server.maxConnections`.
     pub permit: OwnedSemaphorePermit,
+    /// Counted for the worker it goes to from the moment it was picked, so the next pick,
+    /// maybe on another thread before that worker runs, already sees it.
+    pub open: Open,
 }
 
 /// The workers' open-connection counts and hand-off channels.
@@ -44,7 +47,8 @@ impl Balance {
     }
 
     /// Which worker should serve a connection that worker `accepted` took: the one with the
-    /// fewest open connections, unless that is no fewer than `accepted`'s own.
+    /// fewest open connections, unless that is no fewer than `accepted`'s own. The caller
+    /// counts it there at once ([`Balance::open`]).
     pub fn pick(&self, accepted: usize) -> usize {
         let count = |w: usize| self.open[w].load(Ordering::Relaxed);
         let (least, fewest) =

@@ -29,6 +29,7 @@ pub struct Metrics {
     backend_errors: [Counter; 3],
     pub dead_marks: Counter,
     pub retries: Counter,
+    /// Per worker (`worker` label), so an uneven spread over the workers shows.
     pub open_connections: Gauge,
     pub open_websockets: Gauge,
 }
@@ -50,7 +51,7 @@ impl Metrics {
             backend_errors: [error("connect"), error("timeout"), error("other")],
             dead_marks: counter!("hipache_dead_marks_total"),
             retries: counter!("hipache_retries_total"),
-            open_connections: gauge!("hipache_open_connections"),
+            open_connections: gauge!("hipache_open_connections", "worker" => "0"),
             open_websockets: gauge!("hipache_open_websockets"),
         }
     }
@@ -60,6 +61,11 @@ impl Metrics {
         let class = (status / 100).clamp(1, 5) as usize - 1;
         self.by_class[class].increment(1);
         self.latency.record(elapsed.as_secs_f64());
+    }
+
+    /// The same handles, but for worker `index`'s own open-connections gauge.
+    pub fn for_worker(&self, index: usize) -> Metrics {
+        Metrics { open_connections: gauge!("hipache_open_connections", "worker" => index.to_string()), ..self.clone() }
     }
 
     pub fn backend_error(&self, kind: BackendError) {

@@ -170,7 +170,7 @@ impl Proxy {
                 pages: pages.clone(),
                 dead: dead.clone(),
                 access_log,
-                metrics: metrics.clone(),
+                metrics: metrics.for_worker(index),
                 backend_timeout: opts.backend_timeout,
                 retry_on_error: opts.retry_on_error,
                 header_timeout: opts.header_timeout,
@@ -261,7 +261,6 @@ impl Worker {
         tokio::spawn(evict_idle_backends(Arc::downgrade(&shared)));
         let log = log.map(|w| tokio::spawn(w.run()));
         let serving = Serve {
-            index,
             shared,
             builder: Arc::new(builder),
             balance,
@@ -349,9 +348,15 @@ impl Worker {
             };
             match listener.fd.try_io(Interest::READABLE, |l| l.accept()) {
                 Ok((stream, peer)) => {
-                    let incoming =
-                        Incoming { stream, peer, port: listener.addr.port(), tls: listener.tls.clone(), permit };
                     let to = serving.balance.pick(index);
+                    let incoming = Incoming {
+                        stream,
+                        peer,
+                        port: listener.addr.port(),
+                        tls: listener.tls.clone(),
+                        permit,
+                        open: serving.balance.open(to),
+                    };
                     let mine = if to == index { Some(incoming) } else { serving.balance.hand_off(to, incoming).err() };
                     if let Some(incoming) = mine {
                         serving.spawn(incoming, &graceful);
@@ -386,7 +391,6 @@ impl Worker {
 
 /// What a worker starts its connections with.
 struct Serve {
-    index: usize,
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     balance: Arc<Balance>,
@@ -397,7 +401,7 @@ struct Serve {
 impl Serve {
     /// Serves `incoming` on this worker's runtime.
     fn spawn(&self, incoming: Incoming, graceful: &GracefulShutdown) {
-        let Incoming { stream, peer, port, tls, permit } = incoming;
+        let Incoming { stream, peer, port, tls, permit, open } = incoming;
         let stream = match stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream)) {
             Ok(stream) => stream,
             Err(e) => {
@@ -413,7 +417,7 @@ impl Serve {
             tcp_timeout: self.tcp_timeout,
             shutdown: self.shutdown.clone(),
             _permit: permit,
-            _open: self.balance.open(self.index),
+            _open: open,
         };
         tokio::spawn(conn.run(stream, graceful.watcher()));
     }
