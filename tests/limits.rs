@@ -2,7 +2,8 @@
 //! answer: a request head that trickles in past `server.headerTimeout` gets 408, one larger
 //! than `server.maxHeaderSize` gets 431, connections beyond `server.maxConnections` wait in
 //! the listen backlog until one ends, a backend silent mid-body past `server.backendTimeout`
-//! is cut off and marked dead (so is one that stops taking an upload), a request body over `server.maxRetryBody` gets one attempt
+//! is cut off and marked dead (so is one that stops taking an upload), a client that stops
+//! reading its response is cut after `server.tcpTimeout`, a request body over `server.maxRetryBody` gets one attempt
 //! (smaller ones are retried), a RESP client beyond `cluster.maxclients` gets Redis's
 //! `-ERR max number of clients reached`, and a subscriber that does not read is disconnected
 //! once its queue passes `cluster.pubsubBufferLimit`. Connections are spread evenly over the
@@ -333,6 +334,54 @@ fn an_idle_keep_alive_connection_is_closed_silently_after_tcp_timeout() {
             "{path}: closed after {waited:?}"
         );
     }
+}
+
+/// When the `big_response` backend's write failed: the proxy closed its connection.
+static BIG_RESPONSE_CUT: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+
+/// A backend that answers every request with a 256 MiB body, written until the proxy takes no
+/// more.
+fn big_response(mut conn: TcpStream) {
+    const LEN: usize = 256 << 20;
+    let mut buf = [0u8; 1024];
+    let _ = conn.read(&mut buf);
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n");
+    let chunk = vec![b'x'; 64 << 10];
+    let sent =
+        conn.write_all(head.as_bytes()).and_then(|()| (0..LEN / chunk.len()).try_for_each(|_| conn.write_all(&chunk)));
+    if sent.is_err() {
+        *BIG_RESPONSE_CUT.lock().unwrap() = Some(Instant::now());
+    }
+}
+
+/// A client that stops reading its response is cut after `tcpTimeout` (the proxy's writes to
+/// it make no progress that long), and the backend connection with it; not held open as long
+/// as the backend has more to send.
+#[test]
+fn a_client_that_stops_reading_its_response_is_cut_after_tcp_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), json!({ "server": { "tcpTimeout": 1, "backendTimeout": 30 } }));
+    resp(&node, &["RPUSH", "frontend:big.test", "big", &common::raw_backend(big_response)]);
+    let mut s = connect(http_addr(&node));
+    let start = Instant::now();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: big.test\r\n\r\n").unwrap();
+    // Not reading: the client's and the proxy's socket buffers fill, the proxy's writes stall.
+    assert!(
+        common::eventually(Duration::from_secs(15), || BIG_RESPONSE_CUT.lock().unwrap().is_some()),
+        "the backend was still sending after 15 s"
+    );
+    let cut = BIG_RESPONSE_CUT.lock().unwrap().unwrap().duration_since(start);
+    assert!(cut >= Duration::from_millis(900), "cut after {cut:?}, before tcpTimeout");
+    // What was buffered can still be read; then the connection ends, far short of the body.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(got < 64 << 20, "{got} bytes reached the client");
 }
 
 /// Connections each `hang_up::<N>` backend took (one counter per test case).
