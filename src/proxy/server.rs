@@ -106,7 +106,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Binds every listener (one socket per worker and address), loads certificates and
+    /// Binds every listener (one descriptor of it per worker), loads certificates and
     /// pages, opens the access log and starts following the node's applied state. Must run
     /// inside the node's tokio runtime, which also carries the proxy's Raft writes.
     pub async fn bind(opts: ProxyOptions, node: Arc<RaftNode>) -> Result<Proxy, ProxyError> {
@@ -126,7 +126,7 @@ impl Proxy {
         let view = Arc::new(SharedView::new(opts.routing.clone()));
         node.add_apply_listener(view.clone());
 
-        // Per address: its TLS acceptor (shared: one session cache) and one socket per worker.
+        // Per address: its TLS acceptor (shared: one session cache) and a descriptor per worker.
         let mut addresses: Vec<(Vec<std::net::TcpListener>, SocketAddr, Option<TlsAcceptor>)> = Vec::new();
         let (mut http, mut https) = (Vec::new(), Vec::new());
         for addr in &opts.http {
