@@ -219,8 +219,12 @@ fn main() -> ExitCode {
     }
     spawn_allocator_upkeep();
     // The node's runtime: Raft, RESP, gRPC, metrics. The proxy runs on threads of its own
-    // (`server.workers`, `proxy::server`).
+    // (`proxy::server`). `server.workers` sizes both, so a node given fewer cores than the
+    // machine has (three nodes on one machine, `scripts/cluster.sh`) keeps to them.
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.server.workers {
+        runtime.worker_threads(n.max(1));
+    }
     let join_timeout = std::time::Duration::from_secs(cli.join_timeout);
     let result = runtime
         .enable_all()

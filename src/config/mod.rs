@@ -127,7 +127,8 @@ pub struct ServerOptions {
     /// headers do not depend on it (§3.9).
     pub debug: bool,
     /// Proxy worker threads, each serving its own share of the connections (Hipache forked
-    /// this many processes, default 10). `None`: one per core this process may run on.
+    /// this many processes, default 10), and the node runtime's threads. `None`: one per core
+    /// this process may run on.
     pub workers: Option<usize>,
     /// Hipache set it on Node's global agent, which http-proxy 1.0.2 never used, so it had no
     /// effect (§1.1). Exposed for the proxy's backend pool.
