@@ -380,6 +380,7 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
     let proxy = proxy.start(shutdown_rx.clone()).context("cannot start the proxy")?;
     // --- end proxy wiring ---
 
+    let stopped = stop_signals();
     // One machine-readable line: tests and scripts bind port 0 and read the real ports here.
     println!(
         "{}",
@@ -394,7 +395,7 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
     );
     tracing::info!(node_id = node.id(), resp = %resp_addr, "hipache-raft started");
 
-    wait_for_signal().await;
+    stopped.await;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     let _ = resp_task.await;
@@ -404,18 +405,35 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// The stop signals (SIGTERM, SIGINT), caught from the moment this is called: `main` calls it
+/// before it reports "listening", so a supervisor that stops the node right after it is ready
+/// gets the graceful drain, not the default action (killed at once).
+fn stop_signals() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
+    let installed = |kind: SignalKind, name: &str| match signal(kind) {
+        Ok(s) => Some(s),
         Err(e) => {
-            tracing::error!(error = %e, "cannot install the SIGTERM handler");
-            return std::future::pending().await;
+            tracing::error!(error = %e, "cannot install the {name} handler");
+            None
         }
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let (mut term, mut int) =
+        (installed(SignalKind::terminate(), "SIGTERM"), installed(SignalKind::interrupt(), "SIGINT"));
+    async move {
+        tokio::select! {
+            () = delivery(&mut term) => {}
+            () = delivery(&mut int) => {}
+        }
+    }
+}
+
+/// The next delivery of a signal, or never when its handler could not be installed.
+async fn delivery(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

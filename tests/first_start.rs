@@ -92,6 +92,19 @@ fn more_workers_than_cores_is_warned_about_and_served() {
     assert_eq!(node.resp().cmd(&["PING"]), Reply::Status("PONG".into()));
 }
 
+/// A supervisor may stop a node the moment it reports its listeners: the stop signals are
+/// caught from before that line, so the node drains and exits 0 instead of dying of the
+/// signal's default action.
+#[test]
+fn a_node_stopped_right_after_listening_exits_cleanly() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = Node::start(dir.path(), &base_config(dir.path()));
+        let status = node.terminate();
+        assert!(status.success(), "{status:?}");
+    }
+}
+
 #[test]
 fn an_unknown_user_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();

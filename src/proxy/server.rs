@@ -26,7 +26,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::access_log::{AccessLog, AccessLogError, AccessLogOutput, LogWriter};
@@ -208,38 +208,43 @@ impl Proxy {
     /// accepting and waits for its in-flight requests, at most `shutdownTimeout`
     /// ([`Serving::drained`]).
     pub fn start(self, shutdown: watch::Receiver<bool>) -> Result<Serving, ProxyError> {
-        let mut done = Vec::with_capacity(self.workers.len());
+        let mut threads = Vec::with_capacity(self.workers.len());
         for (i, worker) in self.workers.into_iter().enumerate() {
-            let (tx, rx) = oneshot::channel();
             let (settings, shutdown) = (self.settings.clone(), shutdown.clone());
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|source| ProxyError::Worker { worker: i, source })?;
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name(format!("proxy-{i}"))
-                .spawn(move || {
-                    runtime.block_on(worker.serve(settings, shutdown));
-                    let _ = tx.send(());
-                })
+                .spawn(move || runtime.block_on(worker.serve(settings, shutdown)))
                 .map_err(|source| ProxyError::Worker { worker: i, source })?;
-            done.push(rx);
+            threads.push(thread);
         }
-        Ok(Serving { done })
+        Ok(Serving { threads })
     }
 }
 
 /// The running workers.
 pub struct Serving {
-    done: Vec<oneshot::Receiver<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Serving {
-    /// Returns when every worker has drained (or timed out) after the shutdown signal.
+    /// Returns when every worker thread has ended: drained (or timed out) after the shutdown
+    /// signal, and its runtime with what was left on it dropped. Joined, not just signalled,
+    /// so the process does not exit while a worker is still freeing its connections (exit
+    /// tears down the allocator's process state under a thread still using it).
     pub async fn drained(self) {
-        for rx in self.done {
-            // An error means the worker thread panicked; the others still drain.
-            let _ = rx.await;
+        let joined = tokio::task::spawn_blocking(move || {
+            for thread in self.threads {
+                if thread.join().is_err() {
+                    tracing::error!("a proxy worker thread panicked");
+                }
+            }
+        });
+        if joined.await.is_err() {
+            tracing::error!("the proxy workers could not be waited for");
         }
     }
 }
