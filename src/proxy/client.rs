@@ -4,8 +4,8 @@
 //! opened it, so using it never wakes another thread, and no lock is shared by every request
 //! (Pingora shares one pool across threads for more reuse; nginx keeps one per worker, as here).
 //! Hipache opened a new backend connection per request whatever `httpKeepAlive` said (§1.1).
-//! Here `httpKeepAlive: true` keeps idle connections per backend (`maxSockets` for the node,
-//! each worker its share), and `false` closes each after its request.
+//! Here `httpKeepAlive: true` keeps up to `maxSockets` idle connections per backend and worker,
+//! and `false` closes each after its request.
 
 use std::time::Duration;
 

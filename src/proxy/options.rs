@@ -20,7 +20,7 @@ pub struct ProxyOptions {
     pub retry_on_error: u32,
     pub dead_backend_ttl: Duration,
     pub http_keep_alive: bool,
-    /// Idle pooled connections kept per backend, all workers together (`server.maxSockets`).
+    /// Idle pooled connections kept per backend by each worker (`server.maxSockets`).
     pub max_sockets: usize,
     /// Proxy worker threads (`server.workers`), each with its own runtime and sockets.
     pub workers: usize,

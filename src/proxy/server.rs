@@ -143,8 +143,10 @@ impl Proxy {
             addresses.push((sockets, bound, Some(TlsAcceptor::from(Arc::new(config)))));
         }
 
-        // `maxSockets` is per backend for the whole node: each worker keeps its share.
-        let idle_per_backend = opts.idle_per_backend().div_ceil(workers);
+        // `maxSockets` idle per backend for each worker, as each of Hipache's worker processes
+        // had its own agent (and nginx's `keepalive` is per worker): divided among the workers,
+        // a few busy ones would close and reopen backend connections.
+        let idle_per_backend = opts.idle_per_backend();
         let access_log = opts.access_log.map(AccessLogOutput::open).transpose()?;
         let pages = opts.static_dir.as_deref().map_or_else(Pages::bundled, Pages::load);
         let invalid = Arc::new(InvalidBackends::default());
