@@ -23,3 +23,4 @@ pub mod raft;
 pub mod resp;
 pub mod routing;
 pub mod secret;
+pub mod signals;

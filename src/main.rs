@@ -409,31 +409,16 @@ async fn run(config: Config, join_timeout: std::time::Duration) -> anyhow::Resul
 /// before it reports "listening", so a supervisor that stops the node right after it is ready
 /// gets the graceful drain, not the default action (killed at once).
 fn stop_signals() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let installed = |kind: SignalKind, name: &str| match signal(kind) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot install the {name} handler");
-            None
-        }
-    };
-    let (mut term, mut int) =
-        (installed(SignalKind::terminate(), "SIGTERM"), installed(SignalKind::interrupt(), "SIGINT"));
+    use hipache_raft::signals;
+    use tokio::signal::unix::SignalKind;
+    let lost = "it stops the node without the drain";
+    let mut term = signals::install(SignalKind::terminate(), "SIGTERM", lost);
+    let mut int = signals::install(SignalKind::interrupt(), "SIGINT", lost);
     async move {
         tokio::select! {
-            () = delivery(&mut term) => {}
-            () = delivery(&mut int) => {}
+            _ = signals::next(&mut term) => {}
+            _ = signals::next(&mut int) => {}
         }
-    }
-}
-
-/// The next delivery of a signal, or never when its handler could not be installed.
-async fn delivery(signal: &mut Option<tokio::signal::unix::Signal>) {
-    match signal {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending().await,
     }
 }
 

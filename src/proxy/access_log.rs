@@ -22,6 +22,7 @@ use http::{HeaderValue, Method, Uri, Version};
 use tokio::sync::mpsc;
 
 use super::body::OnEnd;
+use crate::signals;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
@@ -214,31 +215,18 @@ impl LogWriter {
 /// did not handle: it killed the process; most daemons' logrotate recipes send it), while the
 /// output lives.
 async fn reopen_on_signals(output: Weak<AccessLogOutput>) {
-    let handler = |kind: tokio::signal::unix::SignalKind, name: &str| match tokio::signal::unix::signal(kind) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "{name} handler not installed; it cannot reopen the access log");
-            None
-        }
-    };
-    let mut usr1 = handler(tokio::signal::unix::SignalKind::user_defined1(), "SIGUSR1");
-    let mut hup = handler(tokio::signal::unix::SignalKind::hangup(), "SIGHUP");
+    use tokio::signal::unix::SignalKind;
+    let lost = "it cannot reopen the access log";
+    let mut usr1 = signals::install(SignalKind::user_defined1(), "SIGUSR1", lost);
+    let mut hup = signals::install(SignalKind::hangup(), "SIGHUP", lost);
     loop {
         tokio::select! {
-            Some(()) = next(&mut usr1) => {}
-            Some(()) = next(&mut hup) => {}
+            Some(()) = signals::next(&mut usr1) => {}
+            Some(()) = signals::next(&mut hup) => {}
             else => return,
         }
         let Some(output) = output.upgrade() else { return };
         output.reopen();
-    }
-}
-
-/// The next delivery of a signal, or never when its handler could not be installed.
-async fn next(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
-    match signal.as_mut() {
-        Some(s) => s.recv().await,
-        None => std::future::pending().await,
     }
 }
 
