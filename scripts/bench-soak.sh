@@ -8,7 +8,8 @@
 #     close) at 20 a second, to a WebSocket echo backend on 127.0.0.1.
 #
 # Prints the samples' summary (growth of RSS after warm-up, the fd range) and writes the graph
-# of both over time to SVG (docs/soak.svg unless OUT names another file).
+# of both over time to SVG (docs/soak.svg unless OUT names another file; a --quick run's goes
+# to /tmp/soak-quick.svg, so it never replaces the 30-minute run's graph).
 #
 # Usage: scripts/bench-soak.sh            (30 minutes, N=100,000)
 #        scripts/bench-soak.sh --quick    (90 seconds, N=10,000)
@@ -19,6 +20,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 sizes 100000 1800 10000 90 "$@"
 RATE="${RATE:-200}"
+if [[ "${1:-}" == "--quick" ]]; then
+  OUT="${OUT:-${TMPDIR:-/tmp}/soak-quick.svg}"
+fi
 OUT="${OUT:-$ROOT/docs/soak.svg}"
 HOT=4
 need_tools redis-cli nginx wrk curl python3
