@@ -168,14 +168,12 @@ fn stored(key: &[u8]) -> Stored {
 /// every lookup makes one.
 fn with_stored<R>(key: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
     const STACK: usize = 256;
+    let hash = scan_hash(key).to_be_bytes();
     if key.len() + HASH_LEN > STACK {
-        let mut bytes = Vec::with_capacity(HASH_LEN + key.len());
-        bytes.extend_from_slice(&scan_hash(key).to_be_bytes());
-        bytes.extend_from_slice(key);
-        return f(&bytes);
+        return f(&[&hash[..], key].concat());
     }
     let mut buf = [0u8; STACK];
-    buf[..HASH_LEN].copy_from_slice(&scan_hash(key).to_be_bytes());
+    buf[..HASH_LEN].copy_from_slice(&hash);
     buf[HASH_LEN..HASH_LEN + key.len()].copy_from_slice(key);
     f(&buf[..HASH_LEN + key.len()])
 }
