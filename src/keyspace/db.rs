@@ -311,6 +311,24 @@ mod tests {
         assert!(postcard::from_bytes::<Db>(&bogus).is_err());
     }
 
+    /// Keys too long for the stack buffer take the heap path of `with_stored`: stored,
+    /// found, listed and removed like short ones.
+    #[test]
+    fn keys_longer_than_the_stack_buffer_are_stored_and_found() {
+        use crate::keyspace::store::Entry;
+        use crate::keyspace::value::Value;
+        let long = vec![b'k'; 300];
+        let mut db = Db::default();
+        for key in [&long[..], b"short"] {
+            db.insert(key, Entry::new(Value::Str(Box::new(bytes::Bytes::from_static(b"v"))), None, 1));
+        }
+        assert!(db.get(&long).is_some() && db.get(b"short").is_some());
+        assert!(db.get(&long[..299]).is_none());
+        assert!(db.keys().any(|k| k == &long[..]));
+        assert_eq!(db.remove(&long).map(|(k, _)| k.len()), Some(300));
+        assert!(db.get(&long).is_none() && db.len() == 1);
+    }
+
     /// Replicas and versions must agree on every hash: pinned to FNV-1a's published vectors.
     #[test]
     fn fnv1a_is_the_standard_64_bit_hash() {
