@@ -90,25 +90,28 @@ impl<'a> Writer<'a> {
     {
         self.ks.expire_if_due(self.db, key, self.now);
         let db = &mut self.ks.dbs[self.db];
-        let (out, changed, vacant) = match db.value_mut(key) {
-            Some((value, version)) => {
-                let inner = K::project_mut(value).ok_or_else(Reply::wrong_type)?;
-                let (out, changed) = f(inner);
-                if changed {
-                    *version = self.index;
-                }
-                (out, changed, inner.is_vacant())
+        let index = self.index;
+        let run = |value: &mut Value, version: &mut u64| {
+            let inner = K::project_mut(value).ok_or_else(Reply::wrong_type)?;
+            let (out, changed) = f(inner);
+            if changed {
+                *version = index;
             }
-            None if create => {
-                let mut inner = K::default();
-                let (out, changed) = f(&mut inner);
-                if !changed || inner.is_vacant() {
+            Ok((out, changed, inner.is_vacant()))
+        };
+        let (out, changed, vacant) = match db.update(key, run) {
+            Ok(result) => result?,
+            Err(run) if create => {
+                let mut value = K::default().wrap();
+                let mut version = index;
+                let (out, changed, vacant) = run(&mut value, &mut version)?;
+                if !changed || vacant {
                     return Ok(Some(out));
                 }
-                db.insert(key, Entry::new(inner.wrap(), None, self.index));
+                db.insert(key, Entry::new(value, None, version));
                 (out, changed, false)
             }
-            None => return Ok(None),
+            Err(_) => return Ok(None),
         };
         if vacant {
             db.remove(key);
@@ -135,20 +138,18 @@ impl<'a> Writer<'a> {
         if self.ks.expire_if_due(self.db, key, self.now) {
             return false;
         }
-        match self.ks.dbs[self.db].remove(key) {
-            Some((key, _)) => {
-                self.ks.modified(self.db, key, self.index);
-                true
-            }
-            None => false,
+        let removed = self.ks.dbs[self.db].remove(key);
+        if removed {
+            self.ks.modified(self.db, Bytes::copy_from_slice(key), self.index);
         }
+        removed
     }
 
     /// Removes and returns the live entry at `key` (RENAME moves it).
     pub(crate) fn take(&mut self, key: &[u8]) -> Option<Entry> {
         self.ks.expire_if_due(self.db, key, self.now);
-        let (key, entry) = self.ks.dbs[self.db].remove(key)?;
-        self.ks.modified(self.db, key, self.index);
+        let entry = self.ks.dbs[self.db].take(key)?;
+        self.ks.modified(self.db, Bytes::copy_from_slice(key), self.index);
         Some(entry)
     }
 

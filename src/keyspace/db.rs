@@ -7,12 +7,19 @@
 //!
 //! Why hash order: `SCAN` walks keys by hash so that a cursor is a plain number that stays
 //! valid while keys come and go (see `keys::scan`). Keeping the entries themselves in that
-//! order, under a stored key that starts with the hash, makes the walk a range of the one map;
-//! a second index in hash order cost a map slot and a key handle per key (about 100 bytes per
-//! key at a million frontends). Lookups hash the key first (FNV-1a over a short key), and
-//! `KEYS` lists keys in hash order, as Redis lists them in its hash table's order.
+//! order makes the walk a range of the one map, and `KEYS` lists keys in hash order, as Redis
+//! lists them in its hash table's order. Lookups hash the key first (FNV-1a).
+//!
+//! Why the map is keyed by the hash alone, with each key's bytes and entry in one
+//! reference-counted `Record`: every write after a publish copies the B-tree path to its key
+//! (the published state keeps the old one), and copying a node bumps the count of everything
+//! it holds. With the key and the entry as separate handles, a leaf copy touched 32 counts in
+//! 32 other allocations and a lookup read a key allocation at every comparison; with a plain
+//! number as the map's key and one record per slot, a leaf copy touches 16 and a lookup reads
+//! one record, at the end. Loading a million frontends spent about a third of its CPU in those
+//! copies and the frees of the nodes they replaced (docs/benchmarks.md). Keys whose hashes
+//! collide share a slot, ordered by key.
 
-use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::ops::Bound;
@@ -22,43 +29,151 @@ use imbl::{OrdMap, OrdSet};
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use triomphe::ThinArc;
+use triomphe::{Arc, ThinArc};
 
+use super::list::List;
 use super::store::Entry;
 use super::value::Value;
 
-/// A key as stored: `scan_hash(key)` big-endian, then the key's bytes. Reference-counted, so
-/// the path copies of a persistent map clone it without copying it, through a thin pointer
-/// (the length lives in the allocation, beside the count): a map slot is then 48 bytes, not
-/// 56, and a B-tree leaf of 16 slots fits the allocator's 896-byte class instead of 1 KiB,
-/// about 11 bytes per key (`std`'s `Arc<[u8]>` is a pointer and a length).
+/// One key and its entry in one allocation, behind a thin pointer (the key's length lives in
+/// the allocation): a map slot is the hash and this, 16 bytes with `Slot`'s tag.
 #[derive(Clone)]
-struct Stored(ThinArc<(), u8>);
+struct Record(ThinArc<Entry, u8>);
 
-impl Stored {
-    fn new(bytes: &[u8]) -> Stored {
-        Stored(ThinArc::from_header_and_slice((), bytes))
+impl Record {
+    fn new(key: &[u8], entry: Entry) -> Record {
+        Record(ThinArc::from_header_and_slice(entry, key))
     }
-}
 
-impl std::ops::Deref for Stored {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
+    fn key(&self) -> &[u8] {
         &self.0.slice
     }
+
+    fn entry(&self) -> &Entry {
+        &self.0.header.header
+    }
+
+    /// Runs `f` on the entry: in place when no other state (a published one) shares this
+    /// record, else on a copy that then replaces it here.
+    fn update<R>(&mut self, f: impl FnOnce(&mut Entry) -> R) -> R {
+        self.0.with_arc_mut(|arc| match Arc::get_mut(arc) {
+            Some(record) => f(record.header_mut()),
+            None => {
+                let mut entry = arc.header().clone();
+                let out = f(&mut entry);
+                *arc = Arc::protected_from_thin(ThinArc::from_header_and_slice(entry, arc.slice()));
+                out
+            }
+        })
+    }
+
+    /// The entry, moved out unless another state shares the record.
+    fn into_entry(mut self) -> Entry {
+        self.0.with_arc_mut(|arc| match Arc::get_mut(arc) {
+            Some(record) => std::mem::replace(record.header_mut(), Entry::new(Value::List(List::new()), None, 0)),
+            None => arc.header().clone(),
+        })
+    }
 }
 
-/// Lookups take the stored form as a plain slice (`with_stored` builds it on the stack), so
-/// `Stored` orders and compares exactly as its bytes do.
-impl Borrow<[u8]> for Stored {
-    fn borrow(&self) -> &[u8] {
-        self
+impl PartialEq for Record {
+    fn eq(&self, other: &Record) -> bool {
+        self.key() == other.key() && self.entry() == other.entry()
+    }
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Record").field(&Bytes::copy_from_slice(self.key())).field(self.entry()).finish()
+    }
+}
+
+/// The keys of one hash: nearly always one.
+#[derive(Clone, Debug, PartialEq)]
+enum Slot {
+    One(Record),
+    /// Keys whose 64-bit hashes collide, ordered by key. Boxed, so a slot stays two words.
+    Many(Box<Vec<Record>>),
+}
+
+impl Slot {
+    fn records(&self) -> &[Record] {
+        match self {
+            Slot::One(record) => std::slice::from_ref(record),
+            Slot::Many(records) => records,
+        }
+    }
+
+    fn find(&self, key: &[u8]) -> Option<&Record> {
+        self.records().iter().find(|r| r.key() == key)
+    }
+
+    fn find_mut(&mut self, key: &[u8]) -> Option<&mut Record> {
+        match self {
+            Slot::One(record) => Some(record).filter(|r| r.key() == key),
+            Slot::Many(records) => records.iter_mut().find(|r| r.key() == key),
+        }
+    }
+
+    /// Puts `record` in place of the record of the same key, or beside the others; returns
+    /// the record it replaced.
+    fn put(&mut self, record: Record) -> Option<Record> {
+        if let Some(same) = self.find_mut(record.key()) {
+            return Some(std::mem::replace(same, record));
+        }
+        let mut records = match std::mem::replace(self, Slot::Many(Box::default())) {
+            Slot::One(one) => vec![one],
+            Slot::Many(records) => *records,
+        };
+        let at = records.partition_point(|r| r.key() < record.key());
+        records.insert(at, record);
+        *self = Slot::Many(Box::new(records));
+        None
+    }
+
+    /// Takes out the record of `key`; `Err(self)` back if it is not here. `Ok(None)` for the
+    /// rest of the slot when no key is left in it.
+    fn take(self, key: &[u8]) -> Result<(Record, Option<Slot>), Slot> {
+        match self {
+            Slot::One(record) if record.key() == key => Ok((record, None)),
+            Slot::Many(mut records) => match records.iter().position(|r| r.key() == key) {
+                Some(at) => {
+                    let record = records.remove(at);
+                    let rest = match records.len() {
+                        1 => records.pop().map(Slot::One),
+                        _ => Some(Slot::Many(records)),
+                    };
+                    Ok((record, rest))
+                }
+                None => Err(Slot::Many(records)),
+            },
+            one => Err(one),
+        }
+    }
+}
+
+/// A key in the deadline index: its hash, then its bytes (the order of the entries' map, so
+/// the sweep removes keys of one deadline in the order `KEYS` lists them).
+#[derive(Clone)]
+struct Stored(ThinArc<u64, u8>);
+
+impl Stored {
+    fn new(key: &[u8]) -> Stored {
+        Stored(ThinArc::from_header_and_slice(scan_hash(key), key))
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.0.slice
+    }
+
+    fn hash(&self) -> u64 {
+        self.0.header.header
     }
 }
 
 impl PartialEq for Stored {
     fn eq(&self, other: &Stored) -> bool {
-        **self == **other
+        self.cmp(other) == Ordering::Equal
     }
 }
 
@@ -72,22 +187,23 @@ impl PartialOrd for Stored {
 
 impl Ord for Stored {
     fn cmp(&self, other: &Stored) -> Ordering {
-        (**self).cmp(&**other)
+        (self.hash(), self.key()).cmp(&(other.hash(), other.key()))
     }
 }
 
 impl fmt::Debug for Stored {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&Bytes::copy_from_slice(self), f)
+        fmt::Debug::fmt(&Bytes::copy_from_slice(self.key()), f)
     }
 }
 
-const HASH_LEN: usize = 8;
-
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Db {
-    entries: OrdMap<Stored, Entry>,
-    /// `(deadline, stored key)` of every key with a TTL: the sweep and `next_deadline` read the
+    /// Every key's record under its `scan_hash`.
+    entries: OrdMap<u64, Slot>,
+    /// Keys in `entries` (a slot may hold more than one).
+    len: usize,
+    /// `(deadline, key)` of every key with a TTL: the sweep and `next_deadline` read the
     /// front instead of scanning all keys.
     expiries: OrdSet<(u64, Stored)>,
 }
@@ -95,9 +211,9 @@ pub(crate) struct Db {
 /// Serialized as the map of keys to entries (the form every earlier version wrote).
 impl Serialize for Db {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.entries.len()))?;
-        for (stored, entry) in &self.entries {
-            map.serialize_entry(&RawBytes(user_key(stored)), entry)?;
+        let mut map = s.serialize_map(Some(self.len))?;
+        for (key, entry) in self.entries() {
+            map.serialize_entry(&RawBytes(key), entry)?;
         }
         map.end()
     }
@@ -160,41 +276,13 @@ pub(crate) fn scan_hash(key: &[u8]) -> u64 {
     fnv1a(key.iter().copied())
 }
 
-fn stored(key: &[u8]) -> Stored {
-    with_stored(key, Stored::new)
-}
-
-/// Runs `f` on the stored form of `key`, built on the stack for keys of ordinary length:
-/// every lookup makes one.
-fn with_stored<R>(key: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
-    const STACK: usize = 256;
-    let hash = scan_hash(key).to_be_bytes();
-    if key.len() + HASH_LEN > STACK {
-        return f(&[&hash[..], key].concat());
-    }
-    let mut buf = [0u8; STACK];
-    buf[..HASH_LEN].copy_from_slice(&hash);
-    buf[HASH_LEN..HASH_LEN + key.len()].copy_from_slice(key);
-    f(&buf[..HASH_LEN + key.len()])
-}
-
-fn user_key(stored: &[u8]) -> &[u8] {
-    &stored[HASH_LEN..]
-}
-
-fn hash_of(stored: &[u8]) -> u64 {
-    let mut hash = [0u8; HASH_LEN];
-    hash.copy_from_slice(&stored[..HASH_LEN]);
-    u64::from_be_bytes(hash)
-}
-
 impl Db {
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Entry> {
-        with_stored(key, |s| self.entries.get(s))
+        self.entries.get(&scan_hash(key))?.find(key).map(Record::entry)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub(crate) fn expiring(&self) -> usize {
@@ -203,63 +291,107 @@ impl Db {
 
     /// Every key with its entry, in hash order.
     pub(crate) fn entries(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
-        self.entries.iter().map(|(k, e)| (user_key(k), e))
+        self.entries.values().flat_map(Slot::records).map(|r| (r.key(), r.entry()))
     }
 
     /// Inserts or replaces, keeping the deadline index in step.
     pub(crate) fn insert(&mut self, key: &[u8], entry: Entry) {
-        let (stored, old_deadline) = match with_stored(key, |s| self.entries.get_key_value(s)) {
-            Some((stored, old)) => (stored.clone(), old.expire_at_ms()),
-            None => (stored(key), None),
+        let hash = scan_hash(key);
+        let deadline = entry.expire_at_ms();
+        let record = Record::new(key, entry);
+        let replaced = match self.entries.get_mut(&hash) {
+            Some(slot) => slot.put(record),
+            None => {
+                self.entries.insert(hash, Slot::One(record));
+                None
+            }
         };
-        if let Some(at) = old_deadline {
-            self.expiries.remove(&(at, stored.clone()));
-        }
-        if let Some(at) = entry.expire_at_ms() {
-            self.expiries.insert((at, stored.clone()));
-        }
-        self.entries.insert(stored, entry);
+        let old_deadline = match replaced {
+            Some(old) => old.entry().expire_at_ms(),
+            None => {
+                self.len += 1;
+                None
+            }
+        };
+        self.reindex(key, old_deadline, deadline);
     }
 
-    /// Removes a key with its index entry; returns the key and the entry.
-    pub(crate) fn remove(&mut self, key: &[u8]) -> Option<(Bytes, Entry)> {
-        let (stored, entry) = with_stored(key, |s| self.entries.remove_with_key(s))?;
-        if let Some(at) = entry.expire_at_ms() {
+    /// Moves `key` in the deadline index from `old` to `new`.
+    fn reindex(&mut self, key: &[u8], old: Option<u64>, new: Option<u64>) {
+        if old == new {
+            return;
+        }
+        let stored = Stored::new(key);
+        if let Some(at) = old {
             self.expiries.remove(&(at, stored.clone()));
         }
-        Some((Bytes::copy_from_slice(user_key(&stored)), entry))
+        if let Some(at) = new {
+            self.expiries.insert((at, stored));
+        }
     }
 
-    /// The value and version of an entry, for in-place updates that keep its deadline (the
-    /// deadline is indexed, so it only changes through `set_deadline`).
-    pub(crate) fn value_mut(&mut self, key: &[u8]) -> Option<(&mut Value, &mut u64)> {
-        with_stored(key, |s| self.entries.get_mut(s)).map(|e| (&mut e.value, &mut e.version))
+    /// Removes a key with its index entry.
+    fn remove_record(&mut self, key: &[u8]) -> Option<Record> {
+        let hash = scan_hash(key);
+        let slot = self.entries.remove(&hash)?;
+        let record = match slot.take(key) {
+            Ok((record, rest)) => {
+                if let Some(rest) = rest {
+                    self.entries.insert(hash, rest);
+                }
+                record
+            }
+            Err(slot) => {
+                self.entries.insert(hash, slot);
+                return None;
+            }
+        };
+        self.len -= 1;
+        self.reindex(key, record.entry().expire_at_ms(), None);
+        Some(record)
+    }
+
+    /// Removes a key; true if it was there.
+    pub(crate) fn remove(&mut self, key: &[u8]) -> bool {
+        self.remove_record(key).is_some()
+    }
+
+    /// Removes a key and returns its entry.
+    pub(crate) fn take(&mut self, key: &[u8]) -> Option<Entry> {
+        self.remove_record(key).map(Record::into_entry)
+    }
+
+    /// Runs `f` on the value and version of an entry, for in-place updates that keep its
+    /// deadline (the deadline is indexed, so it only changes through `set_deadline`). `f`
+    /// comes back unrun if the key does not exist.
+    pub(crate) fn update<F, R>(&mut self, key: &[u8], f: F) -> Result<R, F>
+    where
+        F: FnOnce(&mut Value, &mut u64) -> R,
+    {
+        match self.entries.get_mut(&scan_hash(key)).and_then(|slot| slot.find_mut(key)) {
+            Some(record) => Ok(record.update(|entry| f(&mut entry.value, &mut entry.version))),
+            None => Err(f),
+        }
     }
 
     /// Changes a live key's deadline; false if the key does not exist.
     pub(crate) fn set_deadline(&mut self, key: &[u8], deadline: Option<u64>, version: u64) -> bool {
-        let Some((stored, mut entry)) = with_stored(key, |s| self.entries.remove_with_key(s)) else {
+        let Some(record) = self.entries.get_mut(&scan_hash(key)).and_then(|slot| slot.find_mut(key)) else {
             return false;
         };
-        if let Some(at) = entry.expire_at_ms() {
-            self.expiries.remove(&(at, stored.clone()));
-        }
-        if let Some(at) = deadline {
-            self.expiries.insert((at, stored.clone()));
-        }
-        entry.set_expire_at_ms(deadline);
-        entry.version = version;
-        self.entries.insert(stored, entry);
+        let old = record.update(|entry| {
+            let old = entry.expire_at_ms();
+            entry.set_expire_at_ms(deadline);
+            entry.version = version;
+            old
+        });
+        self.reindex(key, old, deadline);
         true
     }
 
     /// Keys whose deadline is `<= now`, earliest first.
     pub(crate) fn due(&self, now: u64) -> Vec<Bytes> {
-        self.expiries
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .map(|(_, s)| Bytes::copy_from_slice(user_key(s)))
-            .collect()
+        self.expiries.iter().take_while(|(at, _)| *at <= now).map(|(_, s)| Bytes::copy_from_slice(s.key())).collect()
     }
 
     pub(crate) fn due_count(&self, now: u64) -> usize {
@@ -274,33 +406,28 @@ impl Db {
     /// when the walk is complete). Keys sharing a hash are always returned together so a
     /// cursor never splits them.
     pub(crate) fn scan_from(&self, from: u64, count: usize) -> (Vec<&[u8]>, Option<u64>) {
-        let start = from.to_be_bytes();
         let mut keys = Vec::new();
-        let mut groups = 0;
-        let mut last = None;
-        for (stored, _) in self.entries.range::<_, [u8]>((Bound::Included(&start[..]), Bound::Unbounded)) {
-            let hash = hash_of(stored);
-            if last != Some(hash) {
-                if groups == count {
-                    return (keys, Some(hash));
-                }
-                groups += 1;
-                last = Some(hash);
+        for (groups, (hash, slot)) in self.entries.range((Bound::Included(from), Bound::Unbounded)).enumerate() {
+            if groups == count {
+                return (keys, Some(*hash));
             }
-            keys.push(user_key(stored));
+            keys.extend(slot.records().iter().map(Record::key));
         }
         (keys, None)
     }
 
     /// Every key, in hash order; for `KEYS` and flushes.
     pub(crate) fn keys(&self) -> impl Iterator<Item = &[u8]> {
-        self.entries.keys().map(|k| user_key(k))
+        self.entries().map(|(key, _)| key)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{fnv1a, Db};
+    use super::{fnv1a, Db, Record, Slot};
+    use crate::keyspace::store::Entry;
+    use crate::keyspace::value::Value;
+    use bytes::Bytes;
 
     /// A damaged snapshot may declare any number of entries: loading it is an error, and
     /// allocates nothing by that number (the fuzzer's `raft_data` target found the loader
@@ -311,22 +438,64 @@ mod tests {
         assert!(postcard::from_bytes::<Db>(&bogus).is_err());
     }
 
-    /// Keys too long for the stack buffer take the heap path of `with_stored`: stored,
-    /// found, listed and removed like short ones.
+    fn record(key: &str, version: u64) -> Record {
+        Record::new(key.as_bytes(), Entry::new(Value::Str(Box::new(Bytes::from_static(b"v"))), None, version))
+    }
+
+    fn keys(slot: &Slot) -> Vec<&[u8]> {
+        slot.records().iter().map(Record::key).collect()
+    }
+
+    /// Keys whose hashes collide share a slot (64-bit FNV-1a collisions exist, but no short
+    /// pair is known to be found quickly, so the slot is exercised directly): kept in key
+    /// order, replaced in place, taken out down to one and to none.
     #[test]
-    fn keys_longer_than_the_stack_buffer_are_stored_and_found() {
-        use crate::keyspace::store::Entry;
-        use crate::keyspace::value::Value;
-        let long = vec![b'k'; 300];
+    fn keys_sharing_a_hash_share_a_slot_in_key_order() {
+        let mut slot = Slot::One(record("m", 1));
+        assert!(slot.put(record("z", 2)).is_none());
+        assert!(slot.put(record("a", 3)).is_none());
+        assert_eq!(keys(&slot), [b"a", b"m", b"z"]);
+        let replaced = slot.put(record("m", 4)).expect("same key replaced");
+        assert_eq!(replaced.entry().version, 1);
+        assert_eq!(slot.find(b"m").map(|r| r.entry().version), Some(4));
+        assert!(slot.find(b"q").is_none());
+        let slot = slot.take(b"q").expect_err("not in the slot");
+        let (taken, rest) = slot.take(b"m").expect("in the slot");
+        assert_eq!(taken.key(), b"m");
+        let (_, rest) = rest.expect("two left").take(b"a").expect("in the slot");
+        let rest = rest.expect("one left");
+        assert!(matches!(rest, Slot::One(_)), "back to a single record: {rest:?}");
+        let (last, rest) = rest.take(b"z").expect("in the slot");
+        assert_eq!((last.key(), rest), (&b"z"[..], None));
+    }
+
+    /// A record a published state shares is copied before it changes: the published one
+    /// keeps its entry. One nobody shares changes in place.
+    #[test]
+    fn a_shared_record_is_copied_before_it_changes() {
         let mut db = Db::default();
-        for key in [&long[..], b"short"] {
-            db.insert(key, Entry::new(Value::Str(Box::new(bytes::Bytes::from_static(b"v"))), None, 1));
-        }
-        assert!(db.get(&long).is_some() && db.get(b"short").is_some());
-        assert!(db.get(&long[..299]).is_none());
-        assert!(db.keys().any(|k| k == &long[..]));
-        assert_eq!(db.remove(&long).map(|(k, _)| k.len()), Some(300));
-        assert!(db.get(&long).is_none() && db.len() == 1);
+        db.insert(b"k", Entry::new(Value::Str(Box::new(Bytes::from_static(b"old"))), None, 1));
+        let published = db.clone();
+        db.update(b"k", |value, version| {
+            *value = Value::Str(Box::new(Bytes::from_static(b"new")));
+            *version = 2;
+        })
+        .unwrap_or_else(|_| panic!("the key exists"));
+        assert_eq!(published.get(b"k").map(|e| e.version), Some(1));
+        assert_eq!(db.get(b"k").map(|e| e.version), Some(2));
+        assert!(db.set_deadline(b"k", Some(50), 3));
+        assert_eq!((published.next_deadline(), db.next_deadline()), (None, Some(50)));
+        drop(published);
+        assert_eq!(db.take(b"k").map(|e| (e.version, e.expire_at_ms())), Some((3, Some(50))));
+        assert_eq!((db.len(), db.next_deadline()), (0, None), "gone with its deadline");
+        assert!(db.update(b"k", |_, _| ()).is_err(), "a missing key's update is handed back");
+    }
+
+    /// A map slot is a hash and a record handle: 16 of them, a B-tree leaf, fit the
+    /// allocator's 448-byte class.
+    #[test]
+    fn a_map_slot_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<(u64, Slot)>(), 24);
     }
 
     /// Replicas and versions must agree on every hash: pinned to FNV-1a's published vectors.
