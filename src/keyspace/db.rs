@@ -36,7 +36,7 @@ use super::store::Entry;
 use super::value::Value;
 
 /// One key and its entry in one allocation, behind a thin pointer (the key's length lives in
-/// the allocation): a map slot is the hash and this, 16 bytes with `Slot`'s tag.
+/// the allocation): a map slot is the hash and a `Slot` holding this, 24 bytes in all.
 #[derive(Clone)]
 struct Record(ThinArc<Entry, u8>);
 
