@@ -332,6 +332,11 @@ impl Db {
         }
     }
 
+    /// The record of `key`, to change it (copied first by `Record::update` if shared).
+    fn record_mut(&mut self, key: &[u8]) -> Option<&mut Record> {
+        self.entries.get_mut(&scan_hash(key))?.find_mut(key)
+    }
+
     /// Removes a key with its index entry.
     fn remove_record(&mut self, key: &[u8]) -> Option<Record> {
         let hash = scan_hash(key);
@@ -370,7 +375,7 @@ impl Db {
     where
         F: FnOnce(&mut Value, &mut u64) -> R,
     {
-        match self.entries.get_mut(&scan_hash(key)).and_then(|slot| slot.find_mut(key)) {
+        match self.record_mut(key) {
             Some(record) => Ok(record.update(|entry| f(&mut entry.value, &mut entry.version))),
             None => Err(f),
         }
@@ -378,7 +383,7 @@ impl Db {
 
     /// Changes a live key's deadline; false if the key does not exist.
     pub(crate) fn set_deadline(&mut self, key: &[u8], deadline: Option<u64>, version: u64) -> bool {
-        let Some(record) = self.entries.get_mut(&scan_hash(key)).and_then(|slot| slot.find_mut(key)) else {
+        let Some(record) = self.record_mut(key) else {
             return false;
         };
         let old = record.update(|entry| {
