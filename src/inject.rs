@@ -10,11 +10,11 @@ pub enum Bug {
     /// A write retried after an ambiguous failure is sent again without its proposal number,
     /// so the leader cannot tell it from a new write (applied twice if the first try landed).
     ResendUnnumbered,
-    /// Log entries acknowledged after sled's own flush only (no `fdatasync`): lost with the
-    /// power.
+    /// Log entries acknowledged once written to the page cache, without `fdatasync`: lost
+    /// with the power.
     AckBeforeSync,
-    /// A vote answered after sled's own flush only: after a power cut the node may vote again
-    /// in the same term, for another candidate.
+    /// A vote answered once written to the page cache, without `fdatasync`: after a power cut
+    /// the node may vote again in the same term, for another candidate.
     UnsyncedVote,
 }
 

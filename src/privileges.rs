@@ -4,7 +4,7 @@
 //!
 //! Order matters: supplementary groups, then the group, then the user (after `setuid` the
 //! process may no longer change groups). glibc applies each call to every thread of the
-//! process, so the runtime's workers and sled's threads drop too. What the node keeps writing
+//! process, so the runtime's workers and the log's flush thread drop too. What the node keeps writing
 //! after the drop (its data dir, the access log it reopens on SIGUSR1) is handed to the new
 //! owner first, and the data dir is checked to be writable, so a wrong setting stops the start
 //! with a message instead of failing at the first snapshot.

@@ -179,8 +179,8 @@ fn votes_survive_power_cuts() {
     }
 }
 
-/// The same with votes answered after sled's own flush only: the term goes back (in at least
-/// one of the cuts: sled's own background flush, once a second, may sync the latest vote).
+/// The same with votes answered once in the page cache, unsynced: the term goes back (in at
+/// least one of the cuts: a later synced flush of the log may carry the latest vote along).
 #[test]
 fn injected_unsynced_vote_is_caught() {
     if let Some(terms) = terms_across_power_cuts("injected_unsynced_vote_is_caught", Some(Bug::UnsyncedVote)) {

@@ -1,6 +1,6 @@
 //! The data plane: Hipache's HTTP/WebSocket/TLS proxy, routing from this node's own replica.
 //!
-//! A request never touches Raft, sled or the network to be routed: it reads the routing view
+//! A request never touches Raft, the disk or the network to be routed: it reads the routing view
 //! ([`view`]) that the apply path republishes after every Raft batch. See `LIFECYCLE.md` for a
 //! request and a WebSocket upgrade walked through these files:
 //!

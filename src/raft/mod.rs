@@ -1,15 +1,16 @@
-//! Everything openraft: the type config, the sled log and state machine, the gRPC transport,
+//! Everything openraft: the type config, the log (a chunked WAL) and state machine, the gRPC transport,
 //! forwarding to the leader, and the node facade the rest of the program uses. See
 //! `LIFECYCLE.md` for the write path.
 
+mod data_dir;
 mod dedup;
 mod disk;
-mod durable;
 mod expiry;
 mod forward;
 mod leader;
 mod log_store;
 mod membership;
+mod migrate;
 mod network;
 mod node;
 mod proposer;

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use openraft::{Config, ServerState, SnapshotPolicy};
 use tokio::sync::mpsc;
 
+use super::data_dir::{self, DataDirError};
 use super::disk::DiskGuard;
-use super::durable::Durable;
 use super::expiry::sweep_expired;
 use super::forward::{Answer, Forwarded};
 use super::leader::unexpected;
@@ -35,8 +35,8 @@ use crate::secret::Secret;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum NodeError {
-    #[error("cannot open the data directory {path}: {source}")]
-    Open { path: PathBuf, source: sled::Error },
+    #[error("cannot open the data directory {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
     #[error(
         "the data directory {path} was written in data format {found} by a newer hipache-raft; \
          this build reads formats up to {supported}: run the newer build on it"
@@ -139,7 +139,6 @@ pub struct RaftNode {
     pub(super) unsettled: AtomicUsize,
     /// Refuses writes while the data dir's disk is nearly full.
     pub(super) disk: DiskGuard,
-    _db: sled::Db,
 }
 
 /// Wall-clock milliseconds: the stamp a leader puts on entries and the "now" of local reads.
@@ -148,31 +147,24 @@ pub fn now_ms() -> u64 {
 }
 
 impl RaftNode {
-    /// Opens (or creates) the node's sled database and starts Raft. A node with no state and
+    /// Opens (or creates, or migrates) the node's data dir and starts Raft. A node with no state and
     /// no `join` list initialises itself as a one-member cluster.
     pub async fn start(opts: NodeOptions, pubsub: Arc<PubSub>) -> Result<Arc<RaftNode>, NodeError> {
-        let path = opts.data_dir.join("raft.sled");
-        let open_err = |source| NodeError::Open { path: path.clone(), source };
-        std::fs::create_dir_all(&opts.data_dir).map_err(|e| open_err(sled::Error::Io(e)))?;
-        // An explicit cache size: sled's counts against the node's memory budget. The log is
-        // read back soon after it is written (apply, replication), so a small cache serves
-        // it; the state machine lives in memory, not in sled.
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(32 * 1024 * 1024)
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(open_err)?;
-        let durable = Durable::open(&db, &path).map_err(|e| open_err(sled::Error::Io(e)))?;
-        let found = log_store::data_format(&durable).map_err(open_err)?;
-        if found > log_store::DATA_FORMAT {
-            return Err(NodeError::NewerFormat { path: path.clone(), found, supported: log_store::DATA_FORMAT });
+        let path = opts.data_dir.clone();
+        let open_err = |reason: String| NodeError::Open { path: path.clone(), reason };
+        match data_dir::prepare(&path).await {
+            Ok(_) => {}
+            Err(DataDirError::Newer { found, supported }) => {
+                return Err(NodeError::NewerFormat { path: path.clone(), found, supported })
+            }
+            Err(e) => return Err(open_err(e.to_string())),
         }
-        let log = LogStore::open(&durable).map_err(open_err)?;
-        let replay_upto = log.last_index().map_err(open_err)?.unwrap_or(0);
+        let wal = path.join(log_store::WAL_DIR);
+        let log = LogStore::open(&wal).map_err(|e| open_err(format!("{}: {e}", wal.display())))?;
+        let replay_upto = log.last_index().unwrap_or(0);
         let committed = log.committed_index();
         let applied = Applied::new(pubsub, opts.node_id);
-        let sm = StateMachine::open(&durable, SnapshotFile::new(&opts.data_dir), applied.clone(), replay_upto)
+        let sm = StateMachine::open(SnapshotFile::new(&opts.data_dir), applied.clone(), replay_upto)
             .map_err(|e| NodeError::Storage(e.to_string()))?;
 
         let config = Config {
@@ -183,8 +175,8 @@ impl RaftNode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_interval(opts.snapshot_threshold, opts.node_id)),
             // Keep some log behind a snapshot so a follower that is slightly behind catches
             // up from the log instead of being sent a whole snapshot. Entries, not writes: a
-            // pipeline's entry holds up to 1,024 writes, and sled keeps what it holds in memory,
-            // so 100 (up to ~100,000 writes) rather than the 1,000 kept before pipelines.
+            // pipeline's entry holds up to 1,024 writes, and the log caches recent entries in
+            // memory, so 100 (up to ~100,000 writes) rather than the 1,000 kept before pipelines.
             max_in_snapshot_log_to_keep: opts.snapshot_threshold.min(100),
             max_payload_entries: 1024,
             ..Default::default()
@@ -208,7 +200,6 @@ impl RaftNode {
             sequencer: Sequencer::default(),
             unsettled: AtomicUsize::new(0),
             disk: DiskGuard::new(opts.data_dir.clone(), opts.disk_reserve),
-            _db: db,
         });
         let initialise =
             opts.join.is_empty() && !node.raft.is_initialized().await.map_err(|e| NodeError::Fatal(e.to_string()))?;
@@ -330,7 +321,7 @@ impl RaftNode {
         }
     }
 
-    /// Stops Raft; the sled database flushes when the last handle drops.
+    /// Stops Raft; what it acknowledged is on disk already.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");

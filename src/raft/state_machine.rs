@@ -27,15 +27,11 @@ use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 
 use super::dedup::{Admission, Proposers};
-use super::durable::Durable;
 use super::snapshot_body::SnapshotBody;
 use super::snapshot_file::SnapshotFile;
 use super::types::{Entry, LogId, Op, Origin, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::keyspace::{ApplyCtx, Change, Keyspace, Publisher, Reply, Watch, DATABASES};
 use crate::pubsub::PubSub;
-
-const SNAPSHOT_META: &[u8] = b"meta";
-const SNAPSHOT_DATA: &[u8] = b"data";
 
 /// Told about every applied batch, after the new state is published. The proxy's routing
 /// view and the gRPC Watch log implement it; it must be quick (it runs on the apply path).
@@ -136,8 +132,6 @@ impl Applied {
 
 pub struct StateMachine {
     snapshot_file: SnapshotFile,
-    /// Where versions before the snapshot file kept their snapshot; read when there is no file.
-    sled_snapshots: sled::Tree,
     keyspace: Keyspace,
     proposers: Proposers,
     last_applied: Option<LogId>,
@@ -202,13 +196,11 @@ impl StateMachine {
     /// Loads the latest snapshot (openraft re-applies the log after it); `replay_upto` is the
     /// last log index on disk at start-up.
     pub fn open(
-        durable: &Durable,
         snapshot_file: SnapshotFile,
         out: Arc<Applied>,
         replay_upto: u64,
     ) -> Result<StateMachine, StorageError> {
-        let sled_snapshots = durable.db().open_tree("snapshot").map_err(read_err)?;
-        let (body, last_applied, membership) = match load_snapshot(&snapshot_file, &sled_snapshots)? {
+        let (body, last_applied, membership) = match snapshot_file.load().map_err(read_err)? {
             Some((meta, data)) => {
                 (SnapshotBody::decode(&data).map_err(read_err)?, meta.last_log_id, meta.last_membership)
             }
@@ -218,7 +210,6 @@ impl StateMachine {
         out.publish(keyspace.clone(), last_applied, &[], true);
         Ok(StateMachine {
             snapshot_file,
-            sled_snapshots,
             keyspace,
             proposers,
             last_applied,
@@ -286,10 +277,6 @@ fn apply_op(keyspace: &mut Keyspace, op: &Op, ctx: &mut ApplyCtx<'_>) -> Reply {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StorageError> {
-    postcard::from_bytes(b).map_err(read_err)
-}
-
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
@@ -325,7 +312,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         (self.writes_since_snapshot, self.snapshot_requested) = (0, false);
         SnapshotBuilder {
             snapshot_file: self.snapshot_file.clone(),
-            sled_snapshots: self.sled_snapshots.clone(),
             keyspace: self.keyspace.clone(),
             proposers: self.proposers.clone(),
             last_applied: self.last_applied,
@@ -346,51 +332,28 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         (self.writes_since_snapshot, self.snapshot_requested) = (0, false);
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        let (file, sled_snapshots, meta_owned) =
-            (self.snapshot_file.clone(), self.sled_snapshots.clone(), meta.clone());
-        let save = move || save_snapshot(&file, &sled_snapshots, &meta_owned, |w| w.write_all(&snapshot));
+        let (file, meta_owned) = (self.snapshot_file.clone(), meta.clone());
+        let save = move || save_snapshot(&file, &meta_owned, |w| w.write_all(&snapshot));
         tokio::task::spawn_blocking(save).await.map_err(sm_err)??;
         self.out.publish(self.keyspace.clone(), self.last_applied, &[], true);
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let (file, sled_snapshots) = (self.snapshot_file.clone(), self.sled_snapshots.clone());
-        let loaded =
-            tokio::task::spawn_blocking(move || load_snapshot(&file, &sled_snapshots)).await.map_err(read_err)??;
+        let file = self.snapshot_file.clone();
+        let loaded = tokio::task::spawn_blocking(move || file.load()).await.map_err(read_err)?.map_err(read_err)?;
         Ok(loaded.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(data) }))
     }
 }
 
-/// The snapshot file, or for a data dir from before snapshot files, the snapshot in sled.
-fn load_snapshot(
-    file: &SnapshotFile,
-    sled_snapshots: &sled::Tree,
-) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StorageError> {
-    if let Some(found) = file.load().map_err(read_err)? {
-        return Ok(Some(found));
-    }
-    let meta = match sled_snapshots.get(SNAPSHOT_META).map_err(read_err)? {
-        Some(m) => decode::<SnapshotMeta>(&m)?,
-        None => return Ok(None),
-    };
-    let data = sled_snapshots.get(SNAPSHOT_DATA).map_err(read_err)?.map(|d| d.to_vec()).unwrap_or_default();
-    Ok(Some((meta, data)))
-}
-
-/// Makes `meta` with the body `write_body` streams the current snapshot, durably, then drops a
-/// snapshot an earlier version kept in sled (the file now supersedes it). Blocking.
+/// Makes `meta` with the body `write_body` streams the current snapshot, durably. Blocking.
 fn save_snapshot(
     file: &SnapshotFile,
-    sled_snapshots: &sled::Tree,
     meta: &SnapshotMeta,
     write_body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<(), StorageError> {
     if !file.save(meta, write_body).map_err(sm_err)? {
         tracing::info!(snapshot = %meta.snapshot_id, "snapshot not saved: the file holds a later one");
-    }
-    if !sled_snapshots.is_empty() {
-        sled_snapshots.clear().map_err(sm_err)?;
     }
     Ok(())
 }
@@ -398,7 +361,6 @@ fn save_snapshot(
 /// A consistent, immutable view of the state machine at one applied index.
 pub struct SnapshotBuilder {
     snapshot_file: SnapshotFile,
-    sled_snapshots: sled::Tree,
     keyspace: Keyspace,
     proposers: Proposers,
     last_applied: Option<LogId>,
@@ -416,7 +378,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     /// a follower needs it, so the body is never held in memory whole here.
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let body = SnapshotBody { keyspace: self.keyspace.clone(), proposers: self.proposers.clone() };
-        let (file, sled_snapshots) = (self.snapshot_file.clone(), self.sled_snapshots.clone());
+        let file = self.snapshot_file.clone();
         let (last_log_id, last_membership) = (self.last_applied, self.membership.clone());
         let build = move || {
             // Unique per build: two builds at one index hold the same state, but openraft
@@ -427,7 +389,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             };
             let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
             // openraft purges the log right after this returns: the snapshot is durable first.
-            save_snapshot(&file, &sled_snapshots, &meta, |w| body.encode_to(w))?;
+            save_snapshot(&file, &meta, |w| body.encode_to(w))?;
             Ok(Snapshot { meta, snapshot: Box::default() })
         };
         tokio::task::spawn_blocking(build).await.map_err(sm_err)?
@@ -462,16 +424,8 @@ mod tests {
     }
 
     fn state_machine(dir: &tempfile::TempDir) -> StateMachine {
-        let path = dir.path().join("raft.sled");
-        // Reopened right after a drop: sled's background flusher may still hold the file lock
-        // for a moment ("could not acquire lock"); a restarted process never meets this.
-        let open = || sled::Config::new().path(&path).open();
-        let db = (0..100)
-            .find_map(|_| open().map_err(|_| std::thread::sleep(std::time::Duration::from_millis(20))).ok())
-            .unwrap_or_else(|| open().unwrap());
-        let durable = Durable::open(&db, &path).unwrap();
         let file = SnapshotFile::new(dir.path());
-        StateMachine::open(&durable, file, Applied::new(Arc::new(PubSub::default()), 1), 0).unwrap()
+        StateMachine::open(file, Applied::new(Arc::new(PubSub::default()), 1), 0).unwrap()
     }
 
     fn list(sm: &StateMachine) -> Reply {
@@ -515,32 +469,16 @@ mod tests {
         reader.join().unwrap();
     }
 
-    /// A data dir from before snapshot files keeps its snapshot in sled: it still loads, and
-    /// the first snapshot file supersedes (and clears) it.
+    /// A built snapshot is the current one, and a restart loads the latest built.
     #[tokio::test]
-    async fn a_snapshot_kept_in_sled_by_an_earlier_version_loads_and_is_superseded() {
+    async fn a_restart_loads_the_latest_snapshot_built() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let mut sm = state_machine(&dir);
-            sm.apply_one(&entry(1, Op::Command { db: 0, argv: argv(&["RPUSH", "l", "a", "b"]) }));
-            let body = SnapshotBody { keyspace: sm.keyspace.clone(), proposers: sm.proposers.clone() };
-            let mut data = Vec::new();
-            body.encode_to(&mut data).unwrap();
-            let meta = SnapshotMeta {
-                last_log_id: sm.last_applied,
-                last_membership: StoredMembership::default(),
-                snapshot_id: "from-sled".into(),
-            };
-            sm.sled_snapshots.insert(SNAPSHOT_META, postcard::to_stdvec(&meta).unwrap()).unwrap();
-            sm.sled_snapshots.insert(SNAPSHOT_DATA, data).unwrap();
-            sm.sled_snapshots.flush().unwrap();
-        }
         let mut sm = state_machine(&dir);
-        assert_eq!(list(&sm), bulks(&["a", "b"]), "the sled snapshot was loaded");
-        assert_eq!(sm.get_current_snapshot().await.unwrap().unwrap().meta.snapshot_id, "from-sled");
+        sm.apply_one(&entry(1, Op::Command { db: 0, argv: argv(&["RPUSH", "l", "a", "b"]) }));
+        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        assert_eq!(list(&state_machine(&dir)), bulks(&["a", "b"]));
         sm.apply_one(&entry(2, Op::Command { db: 0, argv: argv(&["RPUSH", "l", "c"]) }));
         let built = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
-        assert!(sm.sled_snapshots.is_empty(), "the file supersedes the sled snapshot");
         let current = sm.get_current_snapshot().await.unwrap().unwrap();
         assert_eq!(current.meta.snapshot_id, built.meta.snapshot_id);
         drop(sm);

@@ -1,4 +1,4 @@
-//! openraft's storage conformance suite against our sled log store and state machine.
+//! openraft's storage conformance suite against our log store (the `raft-log` WAL) and state machine.
 //!
 //! The suite checks the contracts openraft relies on but cannot enforce through types: log
 //! state after purge and truncation, vote persistence, membership recovery from log and state
@@ -9,34 +9,30 @@ use std::sync::Arc;
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageIOError;
 
-use super::durable::Durable;
 use super::log_store::LogStore;
 use super::state_machine::{Applied, StateMachine};
 use super::types::{StorageError, TypeConfig};
 use crate::pubsub::PubSub;
 
-/// Builds a fresh store pair on its own sled database in a temporary directory; the directory
-/// is the guard the suite keeps alive while it runs a test.
-struct SledStores;
+/// Builds a fresh store pair in a temporary data directory; the directory is the guard the
+/// suite keeps alive while it runs a test.
+struct Stores;
 
 fn io_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::write(&e).into()
 }
 
-impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for SledStores {
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Stores {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
         let dir = tempfile::tempdir().map_err(io_err)?;
-        let path = dir.path().join("raft.sled");
-        let db = sled::Config::new().path(&path).open().map_err(io_err)?;
-        let durable = Durable::open(&db, &path).map_err(io_err)?;
-        let log = LogStore::open(&durable).map_err(io_err)?;
+        let log = LogStore::open(&dir.path().join(super::log_store::WAL_DIR)).map_err(io_err)?;
         let file = super::snapshot_file::SnapshotFile::new(dir.path());
-        let sm = StateMachine::open(&durable, file, Applied::new(Arc::new(PubSub::default()), 1), 0)?;
+        let sm = StateMachine::open(file, Applied::new(Arc::new(PubSub::default()), 1), 0)?;
         Ok((dir, log, sm))
     }
 }
 
 #[test]
-fn sled_stores_pass_openraft_suite() {
-    Suite::test_all(SledStores).unwrap();
+fn stores_pass_openraft_suite() {
+    Suite::test_all(Stores).unwrap();
 }
