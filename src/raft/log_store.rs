@@ -45,10 +45,10 @@ pub const WAL_DIR: &str = "raft-log";
 /// A chunk file is closed and a new one started at this size. Purging frees whole chunks, and
 /// the cache cannot evict entries of the open chunk, so this bounds both the disk a purged log
 /// still holds and the memory of recent entries.
-const CHUNK_MAX_BYTES: usize = 32 * 1024 * 1024;
+const CHUNK_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// Recent entries kept decoded-ready in memory for apply and replication; older ones are read
 /// back from their chunk file.
-const CACHE_MAX_BYTES: usize = 32 * 1024 * 1024;
+const CACHE_MAX_BYTES: usize = 8 * 1024 * 1024;
 const CACHE_MAX_ITEMS: usize = 100_000;
 /// Buffer for replaying chunks at start-up (the crate's default is 64 MB, allocated once per
 /// chunk read).
