@@ -1,4 +1,4 @@
-//! Heap bytes per frontend of the replicated state and the routing view, without Raft, sled or
+//! Heap bytes per frontend of the replicated state and the routing view, without Raft, its log or
 //! the allocator's own overhead: N frontends `frontend:h<i>.test` = [app<i>, two backend URLs],
 //! applied as the state machine applies them (1,000 writes per entry), counted by a global
 //! allocator that tracks live bytes; then the same keyspace serialized and loaded back, as a

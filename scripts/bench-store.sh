@@ -78,7 +78,7 @@ printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..44})" "--------------" "---
 for s in hipache-raft redis-aof; do
   label="$s"
   [[ "$s" == redis-aof ]] && label="redis-server 7.0 appendfsync always"
-  [[ "$s" == hipache-raft ]] && label="hipache-raft (1 node, sled, group fsync)"
+  [[ "$s" == hipache-raft ]] && label="hipache-raft (1 node, raft-log WAL, group fsync)"
   printf '| %-42s | %12s | %9s | %17s | %9s |\n' "$label" \
     "$(rate RPUSH "$WORK/$s.txt")" "$(p50 RPUSH "$WORK/$s.txt")" \
     "$(rate LRANGE_100 "$WORK/$s.txt")" "$(p50 LRANGE_100 "$WORK/$s.txt")"

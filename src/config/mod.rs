@@ -205,7 +205,7 @@ impl Serialize for AccessLog {
 #[serde(rename_all = "camelCase")]
 pub struct ClusterOptions {
     pub node_id: u64,
-    /// sled database (Raft log, vote, state). Defaults to `./data/node-<nodeId>` so several
+    /// The node's data (Raft log and vote, snapshot). Defaults to `./data/node-<nodeId>` so several
     /// nodes can share a working directory without clobbering each other.
     pub data_dir: PathBuf,
     /// RESP admin listener (what Hipache tools talk to).
