@@ -57,7 +57,7 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> DataDirError + '_ {
 /// new dir).
 pub async fn prepare(data_dir: &Path) -> Result<u32, DataDirError> {
     fs::create_dir_all(data_dir).map_err(io_at(data_dir))?;
-    let mut recorded = read_format(data_dir)?;
+    let recorded = read_format(data_dir)?;
     if let Some(found) = recorded.filter(|f| *f > DATA_FORMAT) {
         return Err(DataDirError::Newer { found, supported: DATA_FORMAT });
     }
@@ -65,7 +65,6 @@ pub async fn prepare(data_dir: &Path) -> Result<u32, DataDirError> {
     let found = if sled.is_dir() {
         let found = migrate::sled_to_wal(data_dir, &sled).await?;
         finish_migration(data_dir, &sled)?;
-        recorded = Some(DATA_FORMAT);
         found
     } else {
         recorded.unwrap_or(DATA_FORMAT)
@@ -97,11 +96,10 @@ fn read_format(data_dir: &Path) -> Result<Option<u32>, DataDirError> {
     }
 }
 
-/// The log is in `raft-log/` (synced): record the format, then retire the sled database with
-/// one rename, so a crash at any point leaves either the database to migrate again or the
-/// finished log.
+/// The log is in `raft-log/` (synced): retire the sled database with one rename, so a crash at
+/// any point leaves either the database to migrate again or the finished log (whose format,
+/// when not recorded yet, is this build's: `prepare` records it next).
 fn finish_migration(data_dir: &Path, sled: &Path) -> Result<(), DataDirError> {
-    write_durably(data_dir, FORMAT_FILE, format!("{DATA_FORMAT}\n").as_bytes())?;
     let migrated = data_dir.join(MIGRATED_SLED);
     fs::rename(sled, &migrated).map_err(io_at(sled))?;
     sync_dir(data_dir).map_err(io_at(data_dir))?;
@@ -159,12 +157,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_migration_interrupted_after_its_rename_is_finished() {
-        let dir = tempfile::tempdir().unwrap();
-        let migrated = dir.path().join(MIGRATED_SLED);
-        fs::create_dir_all(migrated.join("blobs")).unwrap();
-        fs::write(dir.path().join(FORMAT_FILE), format!("{DATA_FORMAT}\n")).unwrap();
-        prepare(dir.path()).await.unwrap();
-        assert!(!migrated.exists(), "the retired database is deleted");
-        assert!(dir.path().join(LEGACY_SLED).is_file(), "older builds find the note");
+        // Stopped before the format was recorded, or after.
+        for recorded in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let migrated = dir.path().join(MIGRATED_SLED);
+            fs::create_dir_all(migrated.join("blobs")).unwrap();
+            if recorded {
+                fs::write(dir.path().join(FORMAT_FILE), format!("{DATA_FORMAT}\n")).unwrap();
+            }
+            assert_eq!(prepare(dir.path()).await.unwrap(), DATA_FORMAT);
+            assert!(!migrated.exists(), "the retired database is deleted");
+            assert!(dir.path().join(LEGACY_SLED).is_file(), "older builds find the note");
+            assert_eq!(fs::read_to_string(dir.path().join(FORMAT_FILE)).unwrap(), format!("{DATA_FORMAT}\n"));
+        }
     }
 }

@@ -47,7 +47,7 @@ pub const WAL_DIR: &str = "raft-log";
 /// the cache cannot evict entries of the open chunk, so this bounds both the disk a purged log
 /// still holds and the memory of recent entries.
 const CHUNK_MAX_BYTES: usize = 8 * 1024 * 1024;
-/// Recent entries kept decoded-ready in memory for apply and replication; older ones are read
+/// Recent entries kept in memory (as their encoded bytes) for apply and replication; older ones are read
 /// back from their chunk file.
 const CACHE_MAX_BYTES: usize = 8 * 1024 * 1024;
 const CACHE_MAX_ITEMS: usize = 100_000;
