@@ -73,6 +73,22 @@ out.write(b"".join(chunk))
 EOF
 }
 
+# start_redis: redis-server 7 as durable as a node (AOF, appendfsync always) on
+# 127.0.0.1:$REDIS_PORT with its files in $WORK/redis, once it answers. Sets REDIS_PORT and
+# REDIS_PID.
+start_redis() {
+  REDIS_PORT="$(free_port)"
+  mkdir -p "$WORK/redis"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save '' \
+    --appendonly yes --appendfsync always > "$WORK/redis.log" 2>&1 &
+  REDIS_PID=$!
+  PIDS+=("$REDIS_PID")
+  for _ in $(seq 1 200); do
+    redis-cli -p "$REDIS_PORT" ping > /dev/null 2>&1 && break
+    sleep 0.05
+  done
+}
+
 # start_backend: a private nginx answering 200 "ok" on 127.0.0.1:$BACKEND_PORT.
 start_backend() {
   BACKEND_PORT="$(free_port)"

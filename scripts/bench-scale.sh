@@ -89,16 +89,7 @@ RESTART_RSS="$(rss_kb "$NODE_PID")"
 stop_node
 
 # C. redis-server 7 with the same data
-REDIS_PORT="$(free_port)"
-mkdir -p "$WORK/redis"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save '' \
-  --appendonly yes --appendfsync always > "$WORK/redis.log" 2>&1 &
-REDIS_PID=$!
-PIDS+=("$REDIS_PID")
-for _ in $(seq 1 200); do
-  redis-cli -p "$REDIS_PORT" ping > /dev/null 2>&1 && break
-  sleep 0.05
-done
+start_redis
 BASE_USED="$(redis-cli -p "$REDIS_PORT" INFO memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}')"
 T0="$(now)"
 redis-cli -p "$REDIS_PORT" --pipe < "$WORK/load.resp" > "$WORK/redis-pipe.out"

@@ -5,6 +5,8 @@ DURATION seconds. For one change in 20 it polls the proxy until the new host ans
 propagation time from the write's reply to the route being served.
 
 Usage: churn.py RESP_PORT HTTP_PORT BACKEND_PORT RATE DURATION
+HTTP_PORT 0 polls nothing: the anchor run of scripts/bench-churn.sh, whose writes go to a
+redis-server that no proxy reads.
 Prints one line: changes, changes/s, propagation samples, p50 ms, p99 ms, max ms.
 Everything on 127.0.0.1.
 """
@@ -61,7 +63,7 @@ def main():
             if done % 2 == 0:
                 host = "churn%d-%d.test" % (w, k)
                 command("RPUSH", "frontend:" + host, host, "http://127.0.0.1:%d" % backend_port)
-                if k % 10 == 0:
+                if http_port and k % 10 == 0:
                     t = threading.Thread(target=watch, args=(host, time.monotonic()))
                     t.start()
                     with lock:
