@@ -339,8 +339,11 @@ struct PackInto<'a>(&'a mut Vec<u8>);
 impl<'de> DeserializeSeed<'de> for PackInto<'_> {
     type Value = ();
 
+    /// `byte_buf`, not `bytes`: the element is copied out at once, so a streaming decoder
+    /// (postcard's `from_io`, a snapshot loaded at start-up) reuses one scratch buffer for
+    /// every element instead of keeping each one borrowed.
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_bytes(self)
+        d.deserialize_byte_buf(self)
     }
 }
 

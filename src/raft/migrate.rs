@@ -205,7 +205,7 @@ mod tests {
         sled_dir(dir.path(), 1);
         assert_eq!(data_dir::prepare(dir.path()).await.unwrap(), 1);
         let (meta, body) = SnapshotFile::new(dir.path()).load().unwrap().unwrap();
-        assert_eq!((meta.snapshot_id.as_str(), body.as_slice()), ("from-sled", b"body".as_slice()));
+        assert_eq!((meta.snapshot_id.as_str(), body.read_all().unwrap().as_slice()), ("from-sled", b"body".as_slice()));
         migrated_log(dir.path()).await;
     }
 

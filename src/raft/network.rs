@@ -36,6 +36,8 @@ pub enum TransportError {
     Status(#[from] tonic::Status),
     #[error("cannot encode or decode a raft message: {0}")]
     Codec(#[from] postcard::Error),
+    #[error("cannot read the snapshot to send: {0}")]
+    Snapshot(#[from] std::io::Error),
 }
 
 pub fn encode<T: Serialize>(v: &T) -> Result<Bytes, postcard::Error> {
@@ -172,7 +174,10 @@ impl RaftNetwork<TypeConfig> for Peer {
     ) -> Result<SnapshotResponse<u64>, StreamingError<TypeConfig, openraft::error::Fatal<u64>>> {
         let unreachable = |e: TransportError| StreamingError::Unreachable(Unreachable::new(&e));
         let header = encode(&(vote, snapshot.meta.clone())).map_err(|e| unreachable(e.into()))?;
-        let data = Bytes::from(*snapshot.snapshot);
+        let body = *snapshot.snapshot;
+        let read = tokio::task::spawn_blocking(move || body.into_bytes()).await;
+        let data =
+            Bytes::from(read.unwrap_or_else(|e| Err(std::io::Error::other(e))).map_err(|e| unreachable(e.into()))?);
         let mut chunks = vec![SnapshotChunk { header, data: Bytes::new() }];
         let mut offset = 0;
         while offset < data.len() {

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::forward::{Answer, Forwarded};
 use super::network::{decode, encode};
 use super::node::{NodeError, RaftNode};
-use super::types::{NodeInfo, SnapshotMeta, Vote};
+use super::types::{NodeInfo, SnapshotData, SnapshotMeta, Vote};
 use crate::proto::raft_v1::raft_service_server::{RaftService, RaftServiceServer};
 use crate::proto::raft_v1::{AppliedRequest, AppliedResponse, Blob, JoinRequest, JoinResponse, SnapshotChunk};
 use crate::secret::Secret;
@@ -76,7 +76,7 @@ impl RaftService for Service {
         while let Some(chunk) = stream.next().await {
             data.extend_from_slice(&chunk?.data);
         }
-        let snapshot = super::types::Snapshot { meta, snapshot: Box::new(data.to_vec()) };
+        let snapshot = super::types::Snapshot { meta, snapshot: Box::new(SnapshotData::Received(data.to_vec())) };
         let resp = self
             .node
             .raft()

@@ -2,7 +2,7 @@
 //! bytes, in this data format and every earlier one a data dir or a peer may still hold.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +62,31 @@ impl SnapshotBody {
         postcard::to_io(self, &mut out).map(drop).map_err(|e| out.error.take().unwrap_or_else(|| io::Error::other(e)))
     }
 
+    /// `decode`, streamed from `reader`, which holds a body of `len` bytes: a body of this
+    /// format is decoded as it is read, without the whole of it in memory beside the keyspace
+    /// it becomes; older ones (a data dir not rewritten since) are read whole first.
+    pub fn decode_from(mut reader: impl Read, len: u64) -> io::Result<SnapshotBody> {
+        let mut marker = [0; BODY_FORMAT_2.len()];
+        let mut got = 0;
+        while got < marker.len() {
+            match reader.read(&mut marker[got..])? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        if marker[..got] != *BODY_FORMAT_2 {
+            let mut bytes = marker[..got].to_vec();
+            reader.read_to_end(&mut bytes)?;
+            return SnapshotBody::decode(&bytes).map_err(invalid);
+        }
+        // postcard reads each byte string into this scratch buffer before it is copied out,
+        // so it must hold the longest one: at most the body. Allocated zeroed and written
+        // only from its start, it takes memory for the longest string, not for its length.
+        let mut scratch = vec![0; usize::try_from(len).map_err(invalid)?];
+        let (body, _) = postcard::from_io((reader, &mut scratch[..])).map_err(invalid)?;
+        Ok(body)
+    }
+
     /// Reads this version's body and the earlier ones, so existing data dirs and peers'
     /// snapshots still load (format 2 is marked; of the older forms each lacks a trailing
     /// field, so only one fits).
@@ -83,6 +108,10 @@ impl SnapshotBody {
                 Ok(Keyspace::from(old.keyspace).into())
             })
     }
+}
+
+fn invalid(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 /// A writer that remembers the first error of the one it wraps.
@@ -243,10 +272,13 @@ mod tests {
     #[test]
     fn golden_snapshot_body_and_log_entries_of_format_1_still_decode() {
         let (keyspace, entries) = golden_content();
-        let decoded = SnapshotBody::decode(&golden("snapshot-body-format-1.bin")).unwrap();
+        let golden_body = golden("snapshot-body-format-1.bin");
+        let decoded = SnapshotBody::decode(&golden_body).unwrap();
         assert_eq!(decoded.keyspace, keyspace, "the golden snapshot's keyspace");
         let reply = Reply::Array(vec![Reply::Int(1), Reply::ok()]);
         assert_eq!(decoded.proposers, Proposers::from_last_tags([(2, 77, 5, reply)]), "its tags");
+        let streamed = SnapshotBody::decode_from(&golden_body[..], golden_body.len() as u64).unwrap();
+        assert_eq!((streamed.keyspace, streamed.proposers), (decoded.keyspace, decoded.proposers), "streamed");
         let decoded: Vec<Entry> = postcard::from_bytes(&golden("log-entries-format-1.bin")).unwrap();
         assert_eq!(decoded, entries, "the golden log entries");
     }
@@ -284,6 +316,10 @@ mod tests {
         let decoded = SnapshotBody::decode(&golden_body).unwrap();
         assert_eq!(decoded.keyspace, body.keyspace, "the golden snapshot's keyspace");
         assert_eq!(decoded.proposers, body.proposers, "the golden snapshot's proposers");
+        let streamed = SnapshotBody::decode_from(&golden_body[..], golden_body.len() as u64).unwrap();
+        assert_eq!((streamed.keyspace, streamed.proposers), (decoded.keyspace, decoded.proposers), "streamed");
+        let cut = &golden_body[..golden_body.len() - 3];
+        assert!(SnapshotBody::decode_from(cut, cut.len() as u64).is_err(), "a cut body is an error");
         let encoded = body.encode().unwrap();
         let sorted: SortedBody = postcard::from_bytes(&encoded[BODY_FORMAT_2.len()..]).unwrap();
         assert_eq!(

@@ -18,6 +18,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -82,28 +83,85 @@ impl SnapshotFile {
         Ok(true)
     }
 
-    /// The current snapshot's meta and body, if there is one.
-    pub fn load(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, SnapshotFileError> {
+    /// The current snapshot's meta and its body, if there is one, without reading the body:
+    /// openraft asks for the current snapshot at every start, for its meta, and that read
+    /// the whole file (80 MB at a million frontends) into memory beside the keyspace loaded
+    /// from it (the start's peak RSS: 360 MB).
+    pub fn load(&self) -> Result<Option<(SnapshotMeta, SavedBody)>, SnapshotFileError> {
         let path = self.path();
-        let mut bytes = Vec::new();
-        match File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)) {
-            Ok(_) => {}
+        let io_err = |source| SnapshotFileError::Io { path: path.clone(), source };
+        let file = match File::open(&path) {
+            Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(SnapshotFileError::Io { path, source }),
-        }
+        };
+        let file_len = file.metadata().map_err(io_err)?.len();
         let corrupt = || SnapshotFileError::Corrupt { path: path.clone() };
-        let rest = bytes.strip_prefix(MAGIC).ok_or_else(corrupt)?;
-        let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
-        let len = u32::from_le_bytes(*len) as usize;
-        let meta_bytes = rest.get(..len).ok_or_else(corrupt)?;
-        let meta: SnapshotMeta = postcard::from_bytes(meta_bytes)
+        let mut head = [0; MAGIC.len() + 4];
+        if file_len < head.len() as u64 {
+            return Err(corrupt());
+        }
+        file.read_exact_at(&mut head, 0).map_err(io_err)?;
+        let (magic, len) = head.split_at(MAGIC.len());
+        let len: [u8; 4] = len.try_into().map_err(|_| corrupt())?;
+        if magic != MAGIC {
+            return Err(corrupt());
+        }
+        let body_at = head.len() as u64 + u64::from(u32::from_le_bytes(len));
+        if body_at > file_len {
+            return Err(corrupt());
+        }
+        let mut meta_bytes = vec![0; (body_at - head.len() as u64) as usize];
+        file.read_exact_at(&mut meta_bytes, head.len() as u64).map_err(io_err)?;
+        let meta: SnapshotMeta = postcard::from_bytes(&meta_bytes)
             .map_err(|source| SnapshotFileError::Meta { path: path.clone(), source })?;
         let mut saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
         *saved = (*saved).max(meta.last_log_id);
         drop(saved);
-        let body_at = MAGIC.len() + 4 + len;
-        bytes.drain(..body_at);
-        Ok(Some((meta, bytes)))
+        Ok(Some((meta, SavedBody { file: Arc::new(file), at: body_at, len: file_len - body_at })))
+    }
+}
+
+/// The body of a snapshot file as it was when opened: a later save renames a new file over
+/// the path, and this handle still reads the old one, so a body always goes with its meta.
+#[derive(Debug, Clone)]
+pub struct SavedBody {
+    file: Arc<File>,
+    at: u64,
+    len: u64,
+}
+
+impl SavedBody {
+    /// The body's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// A reader from the start of the body (positioned reads: clones read independently).
+    pub fn reader(&self) -> impl Read + '_ {
+        io::BufReader::with_capacity(1 << 20, Positioned { body: self, offset: 0 })
+    }
+
+    /// The whole body, read into memory.
+    pub fn read_all(&self) -> io::Result<Vec<u8>> {
+        let mut bytes = Vec::with_capacity(self.len as usize);
+        self.reader().read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+}
+
+struct Positioned<'a> {
+    body: &'a SavedBody,
+    offset: u64,
+}
+
+impl Read for Positioned<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.body.len - self.offset;
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.body.file.read_at(&mut buf[..want], self.body.at + self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
     }
 }
 
@@ -119,7 +177,7 @@ mod tests {
         let file = SnapshotFile::new(dir.path());
         assert!(file.save(&meta(9), |w| w.write_all(b"nine")).unwrap());
         assert!(!file.save(&meta(7), |w| w.write_all(b"seven")).unwrap(), "older: skipped");
-        assert_eq!(file.load().unwrap().unwrap().1, b"nine");
+        assert_eq!(read(&file).unwrap().1, b"nine");
         // The same holds for a file found at start-up.
         let reopened = SnapshotFile::new(dir.path());
         reopened.load().unwrap();
@@ -136,7 +194,12 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(reopened.load().unwrap().unwrap(), (meta(19), b"body 19".to_vec()));
+        assert_eq!(read(&reopened).unwrap(), (meta(19), b"body 19".to_vec()));
+    }
+
+    /// The meta and the whole body, as a test compares them.
+    fn read(file: &SnapshotFile) -> Option<(SnapshotMeta, Vec<u8>)> {
+        file.load().unwrap().map(|(meta, body)| (meta, body.read_all().unwrap()))
     }
 
     fn meta(index: u64) -> SnapshotMeta {
@@ -154,8 +217,7 @@ mod tests {
         assert!(file.load().unwrap().is_none(), "no snapshot yet");
         file.save(&meta(7), |w| w.write_all(b"body seven")).unwrap();
         file.save(&meta(9), |w| w.write_all(b"body nine")).unwrap();
-        let (m, body) = file.load().unwrap().unwrap();
-        assert_eq!((m, body), (meta(9), b"body nine".to_vec()));
+        assert_eq!(read(&file).unwrap(), (meta(9), b"body nine".to_vec()));
         assert!(!dir.path().join(TMP_NAME).exists());
         // A failed save leaves the current snapshot as it was.
         let failed = file.save(&meta(11), |w| {
@@ -163,7 +225,23 @@ mod tests {
             Err(io::Error::other("disk full"))
         });
         assert!(failed.is_err());
-        assert_eq!(file.load().unwrap().unwrap().1, b"body nine");
+        assert_eq!(read(&file).unwrap().1, b"body nine");
+    }
+
+    /// A body opened before a later save still reads as it was, so it always goes with the
+    /// meta read with it (a follower is never sent a body newer than its meta says).
+    #[test]
+    fn an_opened_body_outlives_later_saves() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SnapshotFile::new(dir.path());
+        file.save(&meta(7), |w| w.write_all(&[7; 3 << 20])).unwrap();
+        let (m, body) = file.load().unwrap().unwrap();
+        file.save(&meta(9), |w| w.write_all(b"body nine")).unwrap();
+        assert_eq!(m, meta(7));
+        let (clone, bytes) = (body.clone(), body.read_all().unwrap());
+        assert_eq!(bytes, vec![7; 3 << 20], "read past the reader's 1 MiB buffer, and after a replacing save");
+        assert_eq!(clone.read_all().unwrap(), bytes, "clones read from their own start");
+        assert_eq!(read(&file).unwrap(), (meta(9), b"body nine".to_vec()));
     }
 
     #[test]

@@ -29,7 +29,9 @@ use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use super::dedup::{Admission, Proposers};
 use super::snapshot_body::SnapshotBody;
 use super::snapshot_file::SnapshotFile;
-use super::types::{Entry, LogId, Op, Origin, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use super::types::{
+    Entry, LogId, Op, Origin, Snapshot, SnapshotData, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 use crate::keyspace::{ApplyCtx, Change, Keyspace, Publisher, Reply, Watch, DATABASES};
 use crate::pubsub::PubSub;
 
@@ -201,9 +203,11 @@ impl StateMachine {
         replay_upto: u64,
     ) -> Result<StateMachine, StorageError> {
         let (body, last_applied, membership) = match snapshot_file.load().map_err(read_err)? {
-            Some((meta, data)) => {
-                (SnapshotBody::decode(&data).map_err(read_err)?, meta.last_log_id, meta.last_membership)
-            }
+            Some((meta, body)) => (
+                SnapshotBody::decode_from(body.reader(), body.len()).map_err(read_err)?,
+                meta.last_log_id,
+                meta.last_membership,
+            ),
             None => (Keyspace::new().into(), None, StoredMembership::default()),
         };
         let SnapshotBody { keyspace, proposers } = body;
@@ -319,11 +323,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Vec<u8>>, StorageError> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
         Ok(Box::default())
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Vec<u8>>) -> Result<(), StorageError> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<SnapshotData>) -> Result<(), StorageError> {
+        let snapshot =
+            tokio::task::spawn_blocking(move || snapshot.into_bytes()).await.map_err(read_err)?.map_err(read_err)?;
         let body = SnapshotBody::decode(&snapshot)
             .map_err(|e| StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), &e)))?;
         self.keyspace = body.keyspace;
@@ -342,7 +348,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
         let file = self.snapshot_file.clone();
         let loaded = tokio::task::spawn_blocking(move || file.load()).await.map_err(read_err)?.map_err(read_err)?;
-        Ok(loaded.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(data) }))
+        Ok(loaded.map(|(meta, body)| Snapshot { meta, snapshot: Box::new(SnapshotData::Saved(body)) }))
     }
 }
 

@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::snapshot_file::SavedBody;
 use crate::keyspace::Reply;
 
 /// Where a node can be reached; replicated in the membership so any node can find the
@@ -109,8 +110,34 @@ openraft::declare_raft_types!(
         R = Reply,
         NodeId = u64,
         Node = NodeInfo,
-        SnapshotData = Vec<u8>,
+        SnapshotData = SnapshotData,
 );
+
+/// A snapshot's body as openraft carries it between the state machine and the network.
+#[derive(Debug, Clone)]
+pub enum SnapshotData {
+    /// In memory: received from a leader, or none (a built snapshot's, whose meta is all
+    /// openraft takes).
+    Received(Vec<u8>),
+    /// This node's snapshot file, read only when a follower is sent it.
+    Saved(SavedBody),
+}
+
+impl Default for SnapshotData {
+    fn default() -> SnapshotData {
+        SnapshotData::Received(Vec::new())
+    }
+}
+
+impl SnapshotData {
+    /// The body's bytes (a saved one is read from its file: blocking).
+    pub fn into_bytes(self) -> std::io::Result<Vec<u8>> {
+        match self {
+            SnapshotData::Received(bytes) => Ok(bytes),
+            SnapshotData::Saved(body) => body.read_all(),
+        }
+    }
+}
 
 pub type Raft = openraft::Raft<TypeConfig>;
 pub type Entry = openraft::Entry<TypeConfig>;
