@@ -83,7 +83,8 @@ until [[ "$(redis-cli -p "$RESP_PORT" DBSIZE 2>/dev/null)" == "$TOTAL" ]] \
   sleep 0.01
 done
 RESTART_S="$(secs "$START" "$(now)")"
-# The snapshot's read buffer and the loader's scratch, given back over jemalloc's decay time.
+RESTART_HWM="$(hwm_kb "$NODE_PID")"
+# What the start freed (log entries replayed), given back over jemalloc's decay time.
 sleep 12
 RESTART_RSS="$(rss_kb "$NODE_PID")"
 stop_node
@@ -126,7 +127,7 @@ echo "|---|---|---|"
 echo "| load N frontends, one client, redis-cli --pipe | ${LOAD_S} s ($(rate_of "$LOAD_S") writes/s) | ${REDIS_LOAD_S} s ($(rate_of "$REDIS_LOAD_S") writes/s) |"
 echo "| RSS after the load | $(mb "$LOAD_RSS") MB ($(per "$LOAD_RSS") B/frontend; peak $(mb "$LOAD_HWM") MB) | $(mb "$REDIS_RSS") MB RSS, used_memory $(( (REDIS_USED - BASE_USED) / N )) B/frontend |"
 echo "| restart until every key and the proxy serve | ${RESTART_S} s | – |"
-echo "| RSS after the restart | $(mb "$RESTART_RSS") MB ($(per "$RESTART_RSS") B/frontend) | – |"
+echo "| RSS after the restart | $(mb "$RESTART_RSS") MB ($(per "$RESTART_RSS") B/frontend; peak $(mb "$RESTART_HWM") MB) | – |"
 echo "| data dir | ${DATA_MB} MB | – |"
 echo "| a route change live on every proxy of a 3-node cluster, N frontends ($PROP_N changes) | p50 ${PROP_P50} ms, p99 ${PROP_P99} ms, max ${PROP_MAX} ms | – |"
 echo "| proxy req/s, hot host, $HOT frontends -> $TOTAL | $RATE_FEW -> $RATE_MANY ($(python3 -c "print(f'{$RATE_MANY / $RATE_FEW:.2f}')")x) | – |"
