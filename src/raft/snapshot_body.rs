@@ -66,16 +66,9 @@ impl SnapshotBody {
     /// format is decoded as it is read, without the whole of it in memory beside the keyspace
     /// it becomes; older ones (a data dir not rewritten since) are read whole first.
     pub fn decode_from(mut reader: impl Read, len: u64) -> io::Result<SnapshotBody> {
-        let mut marker = [0; BODY_FORMAT_2.len()];
-        let mut got = 0;
-        while got < marker.len() {
-            match reader.read(&mut marker[got..])? {
-                0 => break,
-                n => got += n,
-            }
-        }
-        if marker[..got] != *BODY_FORMAT_2 {
-            let mut bytes = marker[..got].to_vec();
+        let mut bytes = Vec::with_capacity(BODY_FORMAT_2.len());
+        reader.by_ref().take(BODY_FORMAT_2.len() as u64).read_to_end(&mut bytes)?;
+        if bytes != BODY_FORMAT_2 {
             reader.read_to_end(&mut bytes)?;
             return SnapshotBody::decode(&bytes).map_err(invalid);
         }
